@@ -1,0 +1,511 @@
+"""Turn a run directory's raw files into a summary that says why each number is what it is.
+
+    python report.py RUN_DIR            write summary.{csv,json,md} and plot.png, print the table
+    python report.py readme             regenerate README.md's results section from results/
+    python report.py brief WRK_FILE     one line of key figures (used by benchmark.sh)
+    python report.py describe RUN_DIR k=v ...   write run.json (parameters + environment)
+
+Everything here reads only the raw files benchmark.sh saved, so it can be re-run at any time.
+"""
+
+import csv
+import importlib.metadata
+import io
+import json
+import math
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_THREAD_LIMIT = 40  # anyio's default CapacityLimiter for to_thread.run_sync
+PER_WORKER_LIMIT_NAME = {"sync": "thread limiter", "async-blocking": "blocked event loop"}
+LARGE_SPREAD = 0.10  # (max - min) / median across repetitions that gets a cell flagged
+WELL_BELOW = 0.90  # measured / predicted under this, with no other limit to blame, means CPU
+
+# ---------------------------------------------------------------- wrk output
+
+
+class WrkParseError(ValueError):
+    pass
+
+
+# wrk's units (src/units.c): latency us/ms/s/m/h, bytes 1024-based, per-thread rates metric.
+TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+BYTE_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+METRIC_UNITS = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+def _with_unit(text: str, units: dict, what: str) -> float:
+    match = re.fullmatch(r"(-?[0-9.]+)([A-Za-z]*)", text)
+    if not match or match.group(2) not in units:
+        raise ValueError(f"cannot read {what} {text!r}")
+    return float(match.group(1)) * units[match.group(2)]
+
+
+def seconds(text: str) -> float:
+    return _with_unit(text, TIME_UNITS, "a time")
+
+
+def byte_count(text: str) -> float:
+    return _with_unit(text, BYTE_UNITS, "a size")
+
+
+def metric(text: str) -> float:
+    return _with_unit(text, METRIC_UNITS, "a number")
+
+
+WRK_LINES = [
+    ("header", r"Running (\S+) test @ (\S+)"),
+    ("setup", r"\s+(\d+) threads and (\d+) connections"),
+    ("columns", r"\s+Thread Stats\s+Avg\s+Stdev\s+Max\s+\+/- Stdev"),
+    ("latency", r"\s+Latency\s+(\S+)\s+(\S+)\s+(\S+)\s+\S+"),
+    ("req_sec", r"\s+Req/Sec\s+(\S+)\s+(\S+)\s+(\S+)\s+\S+"),
+    ("distribution", r"\s+Latency Distribution"),
+    ("percentile", r"\s+(\d+)%\s+(\S+)"),
+    ("totals", r"\s+(\d+) requests in (\S+), (\S+) read"),
+    ("socket_errors", r"\s+Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"),
+    ("non_2xx_3xx", r"\s+Non-2xx or 3xx responses: (\d+)"),
+    ("requests_per_sec", r"Requests/sec:\s+(\S+)"),
+    ("transfer_per_sec", r"Transfer/sec:\s+(\S+)"),
+]
+REQUIRED_LINES = ["header", "setup", "latency", "req_sec", "totals", "requests_per_sec", "transfer_per_sec"]
+
+
+def parse_wrk(text: str, name: str = "wrk output") -> dict:
+    """Parse wrk 4's text report; every figure in seconds, bytes or plain counts."""
+    seen: dict[str, tuple] = {}
+    percentiles: dict[str, float] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        for kind, pattern in WRK_LINES:
+            match = re.fullmatch(pattern, line.rstrip())
+            if match:
+                break
+        else:
+            raise WrkParseError(f"{name}:{number}: not a line of wrk's report: {line.strip()!r}")
+        try:
+            if kind == "percentile":
+                percentiles[match.group(1)] = seconds(match.group(2))
+            else:
+                seen[kind] = match.groups()
+        except ValueError as error:
+            raise WrkParseError(f"{name}:{number}: {error}") from None
+    missing = [kind for kind in REQUIRED_LINES if kind not in seen]
+    if missing:
+        raise WrkParseError(f"{name}: truncated or not wrk output (no {', '.join(missing)} line)")
+    try:
+        errors = [int(n) for n in seen.get("socket_errors", (0, 0, 0, 0))]
+        latency = [seconds(v) for v in seen["latency"][:3]]
+        return {
+            "duration_s": seconds(seen["header"][0]),
+            "url": seen["header"][1],
+            "threads": int(seen["setup"][0]),
+            "connections": int(seen["setup"][1]),
+            "latency_avg_s": latency[0],
+            "latency_stdev_s": latency[1],
+            "latency_max_s": latency[2],
+            "latency_percentiles_s": percentiles or None,
+            "thread_req_sec_avg": metric(seen["req_sec"][0]),
+            "requests": int(seen["totals"][0]),
+            "runtime_s": seconds(seen["totals"][1]),
+            "bytes_read": byte_count(seen["totals"][2]),
+            "errors_connect": errors[0],
+            "errors_read": errors[1],
+            "errors_write": errors[2],
+            "timeouts": errors[3],
+            "non_2xx_3xx": int(seen.get("non_2xx_3xx", (0,))[0]),
+            "requests_per_sec": float(seen["requests_per_sec"][0]),
+            "transfer_per_sec": byte_count(seen["transfer_per_sec"][0]),
+        }
+    except ValueError as error:
+        raise WrkParseError(f"{name}: {error}") from None
+
+
+def load_wrk(path: Path) -> dict:
+    return parse_wrk(path.read_text(errors="replace"), str(path))
+
+
+def brief(path: Path) -> str:
+    wrk = load_wrk(path)
+    errors = wrk["errors_connect"] + wrk["errors_read"] + wrk["errors_write"] + wrk["non_2xx_3xx"]
+    return (
+        f"{wrk['requests']} requests  {wrk['requests_per_sec']:.2f} req/s  "
+        f"latency avg {format_seconds(wrk['latency_avg_s'])}  "
+        f"{wrk['timeouts']} timeouts  {errors} errors"
+    )
+
+
+# ---------------------------------------------------------------- the model
+
+
+@dataclass
+class Prediction:
+    requests: int | None  # None when nothing but the CPU limits the cell (sleep 0)
+    concurrency: int  # requests in the server at once
+    bound_by: str
+    client_connections: int  # what wrk really opens: threads x (connections // threads)
+
+
+def even_spread(connections: int, workers: int) -> list[int]:
+    return [connections // workers + (1 if i < connections % workers else 0) for i in range(workers)]
+
+
+def per_worker_limit(endpoint: str, thread_limit: int) -> float:
+    # `def` runs in anyio's thread pool (thread_limit at once per worker, whatever gunicorn's
+    # --threads says); a blocking `async def` holds the loop so a worker runs one at a time;
+    # a real `async def` is bounded only by the connections it holds.
+    return {"sync": thread_limit, "async-blocking": 1}.get(endpoint, math.inf)
+
+
+def predict(
+    endpoint: str,
+    workers: int,
+    connections: int,
+    sleep: float,
+    duration: float,
+    thread_limit: int = DEFAULT_THREAD_LIMIT,
+    wrk_threads: int = 4,
+    connections_per_worker: list[int] | None = None,
+) -> Prediction:
+    """Little's law for a closed loop: concurrency N, each request S seconds, N/S req/s.
+
+    wrk keeps one request in flight per connection and drops those unfinished at the end,
+    so it counts N x (number of S-long waves that end strictly inside the duration).
+    """
+    client = wrk_threads * (connections // wrk_threads)
+    spread = connections_per_worker if connections_per_worker is not None else even_spread(client, workers)
+    limit = per_worker_limit(endpoint, thread_limit)
+    server = int(sum(min(c, limit) for c in spread))
+    even_server = sum(min(c, limit) for c in even_spread(client, workers))
+    concurrency = min(client, server)
+    if server < min(client, even_server):
+        bound_by = "connection spread " + "/".join(str(c) for c in spread)
+    elif client <= server:
+        bound_by = f"client: {client} connections"
+    elif endpoint == "sync":
+        bound_by = f"thread limiter: {thread_limit}/worker"
+    else:
+        bound_by = "blocked event loop: 1/worker"
+    if sleep <= 0:
+        return Prediction(None, concurrency, "CPU (no sleep)", client)
+    waves = math.ceil(round(duration / sleep, 9)) - 1
+    return Prediction(concurrency * waves, concurrency, bound_by, client)
+
+
+# ---------------------------------------------------------------- one run directory
+
+CELL_FIELDS = [
+    "cell", "round", "workers", "threads", "worker_class", "thread_limit", "sleep",
+    "endpoint", "connections", "wrk_threads", "duration", "timeout", "stats",
+]
+
+
+def read_cells(run_dir: Path) -> list[dict]:
+    with open(run_dir / "cells.tsv", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def worker_stats(cell_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((cell_dir / "stats").glob("worker-*.json"))]
+
+
+def summarise_cell(run_dir: Path, cell: dict) -> dict | None:
+    cell_dir = run_dir / cell["cell"]
+    if not (cell_dir / "wrk.txt").exists():
+        return None
+    wrk = load_wrk(cell_dir / "wrk.txt")
+    endpoint, workers = cell["endpoint"], int(cell["workers"])
+    thread_limit = int(cell["thread_limit"]) if cell["thread_limit"] != "default" else DEFAULT_THREAD_LIMIT
+    sleep, duration = float(cell["sleep"]), float(cell["duration"])
+    model = dict(endpoint=endpoint, workers=workers, connections=int(cell["connections"]), sleep=sleep,
+                 duration=duration, thread_limit=thread_limit, wrk_threads=int(cell["wrk_threads"]))
+    predicted = predict(**model)
+    stats = worker_stats(cell_dir)
+    log = (cell_dir / "gunicorn.log").read_text(errors="replace") if (cell_dir / "gunicorn.log").exists() else ""
+    row = {
+        "cell": cell["cell"], "round": int(cell["round"]), "config": config_name(cell),
+        "workers": workers, "threads": int(cell["threads"]), "worker_class": cell["worker_class"],
+        "thread_limit": cell["thread_limit"], "endpoint": endpoint, "sleep_s": sleep,
+        "duration_s": duration, "connections": predicted.client_connections,
+        "requests": wrk["requests"], "requests_per_sec": wrk["requests_per_sec"],
+        "latency_avg_s": wrk["latency_avg_s"], "latency_max_s": wrk["latency_max_s"],
+        "timeouts": wrk["timeouts"],
+        "errors": wrk["errors_connect"] + wrk["errors_read"] + wrk["errors_write"] + wrk["non_2xx_3xx"],
+        "predicted_requests": predicted.requests,
+        # What wrk should print: the predicted count over the duration (not the steady N/S rate,
+        # since wrk drops the wave still in flight when it stops).
+        "predicted_requests_per_sec": (predicted.requests / duration if predicted.requests is not None else None),
+        "measured_over_predicted": (round(wrk["requests"] / predicted.requests, 3) if predicted.requests else None),
+        "bound_by": predicted.bound_by,
+        "worker_timeouts": log.count("WORKER TIMEOUT"),
+        "threads_warning": "does not use threads" in log,
+        "connections_per_worker": None, "peak_in_handler_per_worker": None,
+        "server_completed": None, "thread_limit_seen": None,
+    }
+    if stats:
+        per_worker = sorted(((s["connections"], s["endpoints"].get(endpoint, {}).get("peak", 0)) for s in stats), reverse=True)
+        connections_per_worker = [c for c, _ in per_worker]
+        row["connections_per_worker"] = connections_per_worker
+        row["peak_in_handler_per_worker"] = [p for _, p in per_worker]
+        row["server_completed"] = sum(s["endpoints"].get(endpoint, {}).get("completed", 0) for s in stats)
+        row["thread_limit_seen"] = sorted({s["thread_limit"] for s in stats})
+        if len(stats) == workers:
+            observed = predict(**model, connections_per_worker=connections_per_worker)
+            row["bound_by"] = observed.bound_by
+            if observed.requests is not None and observed.requests != predicted.requests:
+                row["expected_with_observed_spread"] = observed.requests
+    expected = row.get("expected_with_observed_spread", predicted.requests)
+    if expected and wrk["requests"] < WELL_BELOW * expected:
+        row["bound_by"] = "CPU / server overhead (below every other limit)"
+        if row["worker_timeouts"]:
+            row["bound_by"] = f"worker killed ({row['worker_timeouts']}x WORKER TIMEOUT)"
+    return row
+
+
+def config_name(cell: dict) -> str:
+    name = f"{cell['workers']}w x {cell['threads']}t"
+    if cell["worker_class"] != "uvicorn_worker.UvicornWorker":
+        name += f" {cell['worker_class']}"
+    if cell["thread_limit"] != "default":
+        name += f" limit {cell['thread_limit']}"
+    return name
+
+
+def group_key(row: dict) -> tuple:
+    return (row["config"], row["endpoint"], row["connections"], row["sleep_s"], row["duration_s"])
+
+
+def summarise_groups(rows: list[dict]) -> list[dict]:
+    """One line per distinct cell, over its repetitions: median with min and max."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(group_key(row), []).append(row)
+    summary = []
+    for runs in groups.values():
+        first = runs[0]
+        requests = [r["requests"] for r in runs]
+        rates = [r["requests_per_sec"] for r in runs]
+        median_requests = statistics.median(requests)
+        bounds = {}
+        for r in runs:
+            bounds[r["bound_by"]] = bounds.get(r["bound_by"], 0) + 1
+        spread = (max(requests) - min(requests)) / median_requests if median_requests else 0.0
+        peaks = [max(r["peak_in_handler_per_worker"]) for r in runs if r["peak_in_handler_per_worker"]]
+        summary.append({
+            "config": first["config"], "endpoint": first["endpoint"], "connections": first["connections"],
+            "workers": first["workers"], "sleep_s": first["sleep_s"], "duration_s": first["duration_s"],
+            "runs": len(runs),
+            "requests_median": median_requests, "requests_min": min(requests), "requests_max": max(requests),
+            "requests_per_sec_median": statistics.median(rates),
+            "requests_per_sec_min": min(rates), "requests_per_sec_max": max(rates),
+            "latency_avg_s_median": statistics.median(r["latency_avg_s"] for r in runs),
+            "latency_max_s_max": max(r["latency_max_s"] for r in runs),
+            "timeouts_median": statistics.median(r["timeouts"] for r in runs),
+            "errors_max": max(r["errors"] for r in runs),
+            "predicted_requests": first["predicted_requests"],
+            "predicted_requests_per_sec": first["predicted_requests_per_sec"],
+            "measured_over_predicted": (round(median_requests / first["predicted_requests"], 3)
+                                        if first["predicted_requests"] else None),
+            "bound_by": "; ".join(f"{b} ({n}/{len(runs)})" if len(runs) > 1 else b for b, n in bounds.items()),
+            "large_spread": spread > LARGE_SPREAD,
+            "connections_per_worker": [r["connections_per_worker"] for r in runs],
+            "peak_in_handler_max": max(peaks) if peaks else None,
+            "server_completed": [r["server_completed"] for r in runs],
+            "worker_timeouts": sum(r["worker_timeouts"] for r in runs),
+        })
+    return summary
+
+
+def format_seconds(value: float) -> str:
+    if value >= 1:
+        return f"{value:.2f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.2f} ms"
+    return f"{value * 1e6:.0f} us"
+
+
+def format_range(median, low, high, digits=0) -> str:
+    text = f"{median:.{digits}f}"
+    return text if low == high else f"{text} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+MARKDOWN_COLUMNS = [
+    "config", "endpoint", "conns", "requests", "req/s", "latency avg", "latency max", "timeouts",
+    "errors", "predicted", "measured / predicted", "bound by", "conns per worker",
+    "peak in handler", "server completed",
+]
+
+
+def markdown_table(groups: list[dict]) -> str:
+    lines = ["| " + " | ".join(MARKDOWN_COLUMNS) + " |", "|" + "---|" * len(MARKDOWN_COLUMNS)]
+    for g in groups:
+        spreads = g["connections_per_worker"]
+        cells = [
+            g["config"], f"/{g['endpoint']}", str(g["connections"]),
+            format_range(g["requests_median"], g["requests_min"], g["requests_max"]),
+            format_range(g["requests_per_sec_median"], g["requests_per_sec_min"], g["requests_per_sec_max"], 2),
+            format_seconds(g["latency_avg_s_median"]), format_seconds(g["latency_max_s_max"]),
+            f"{g['timeouts_median']:g}", str(g["errors_max"]),
+            "-" if g["predicted_requests"] is None else str(g["predicted_requests"]),
+            "-" if g["measured_over_predicted"] is None else f"{g['measured_over_predicted']:.2f}"
+            + (" ⚠ spread" if g["large_spread"] else ""),
+            g["bound_by"] + (f"; {g['worker_timeouts']}x WORKER TIMEOUT" if g["worker_timeouts"] and "killed" not in g["bound_by"] else ""),
+            ", ".join("/".join(map(str, s)) for s in spreads if s) or "-",
+            "-" if g["peak_in_handler_max"] is None else str(g["peak_in_handler_max"]),
+            ", ".join(str(c) for c in g["server_completed"] if c is not None) or "-",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def summarise_run(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    rows = [row for cell in read_cells(run_dir) if (row := summarise_cell(run_dir, cell))]
+    if not rows:
+        raise SystemExit(f"report.py: {run_dir}: no cell has a wrk.txt yet")
+    return rows, summarise_groups(rows)
+
+
+def write_summary(run_dir: Path) -> str:
+    rows, groups = summarise_run(run_dir)
+    with open(run_dir / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+    (run_dir / "summary.json").write_text(json.dumps({"cells": rows, "groups": groups}, indent=2) + "\n")
+    table = markdown_table(groups)
+    title = run_dir.name + (" (INCOMPLETE)" if (run_dir / "INCOMPLETE").exists() else "")
+    (run_dir / "summary.md").write_text(f"# {title}\n\n{table}")
+    plot(run_dir, groups)
+    return table
+
+
+# ---------------------------------------------------------------- plot
+
+
+def plot(run_dir: Path, groups: list[dict]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_line: dict[tuple, list[dict]] = {}
+    for g in groups:
+        by_line.setdefault((g["config"], g["endpoint"]), []).append(g)
+    sweep = any(len({g["connections"] for g in line}) > 1 for line in by_line.values())
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    if sweep:
+        for (config, endpoint), line in by_line.items():
+            line.sort(key=lambda g: g["connections"])
+            x = [g["connections"] for g in line]
+            drawn = ax.plot(x, [g["requests_per_sec_median"] for g in line], marker="o", label=f"{config} /{endpoint}")
+            ceiling = [g["predicted_requests_per_sec"] for g in line]
+            if all(c is not None for c in ceiling):
+                ax.plot(x, ceiling, linestyle="--", color=drawn[0].get_color(), alpha=0.6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("wrk connections (log scale)")
+        ax.set_title(f"{run_dir.name}: measured (solid) vs predicted ceiling (dashed)")
+    else:
+        configs = list(dict.fromkeys(g["config"] for g in groups))
+        endpoints = list(dict.fromkeys(g["endpoint"] for g in groups))
+        width = 0.8 / len(endpoints)
+        for i, endpoint in enumerate(endpoints):
+            for j, config in enumerate(configs):
+                g = next((g for g in groups if g["config"] == config and g["endpoint"] == endpoint), None)
+                if g is None:
+                    continue
+                x = j + (i - (len(endpoints) - 1) / 2) * width
+                median = g["requests_per_sec_median"]
+                ax.bar(x, median, width * 0.9, color=f"C{i}", label=f"/{endpoint}" if j == 0 else None,
+                       yerr=[[median - g["requests_per_sec_min"]], [g["requests_per_sec_max"] - median]],
+                       capsize=3)
+                if g["predicted_requests_per_sec"] is not None:
+                    ax.hlines(g["predicted_requests_per_sec"], x - width / 2, x + width / 2, colors="black",
+                              linestyles="--", label="predicted ceiling" if (i, j) == (0, 0) else None)
+        ax.set_xticks(range(len(configs)), configs)
+        ax.set_xlabel("gunicorn workers x threads")
+        ax.set_title(f"{run_dir.name}: measured req/s (bars, min-max whiskers) vs predicted ceiling")
+    ax.set_ylabel("requests per second")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    ax.title.set_fontsize("medium")
+    fig.tight_layout()
+    path = run_dir / "plot.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- run.json
+
+
+def environment() -> dict:
+    packages = ["fastapi", "starlette", "anyio", "uvicorn", "uvicorn-worker", "gunicorn", "uvloop", "httptools"]
+    cpu_model = platform.processor()
+    if Path("/proc/cpuinfo").exists():
+        names = re.findall(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu_model = names[0] if names else cpu_model
+    return {
+        "python": platform.python_version(),
+        "packages": {name: _version(name) for name in packages},
+        "wrk": _command_output([os.environ.get("WRK", "wrk"), "-v"]).split(" Copyright")[0],
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "os": platform.platform(),
+        "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "git_commit": _command_output(["git", "-C", str(ROOT), "rev-parse", "HEAD"]),
+        "git_dirty": bool(_command_output(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"])),
+    }
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _command_output(command: list[str]) -> str:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        return ""
+
+
+def describe(run_dir: Path, params: list[str]) -> None:
+    parameters = dict(p.split("=", 1) for p in params)
+    document = {"parameters": parameters, "environment": environment()}
+    (run_dir / "run.json").write_text(json.dumps(document, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- README
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) >= 2 and argv[0] == "brief":
+        print(brief(Path(argv[1])))
+    elif len(argv) >= 2 and argv[0] == "describe":
+        describe(Path(argv[1]), argv[2:])
+    elif len(argv) == 1 and argv[0] == "readme":
+        update_readme(ROOT / "README.md", ROOT / "results")
+    elif len(argv) == 1 and Path(argv[0]).is_dir():
+        print(write_summary(Path(argv[0])), end="")
+    else:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except WrkParseError as error:
+        sys.exit(f"report.py: {error}")
