@@ -10,6 +10,7 @@ Environment:
 import asyncio
 import json
 import os
+import sys
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -28,7 +29,9 @@ def _number_from_env(name: str, default: str, kind: type, minimum: float) -> flo
     except ValueError:
         value = None
     if value is None or value != value or value < minimum or value == float("inf"):
-        raise SystemExit(f"app.py: {name} must be a {kind.__name__} >= {minimum}, got {raw!r}")
+        print(f"app.py: {name} must be a {kind.__name__} >= {minimum}, got {raw!r}", file=sys.stderr)
+        # gunicorn's WORKER_BOOT_ERROR: the master stops instead of respawning the worker forever.
+        raise SystemExit(3)
     return value
 
 

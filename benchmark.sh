@@ -2,6 +2,7 @@
 # Serve app.py with gunicorn under several configs and load each endpoint with wrk.
 # Run ./benchmark.sh --help for the knobs.
 set -euo pipefail
+shopt -s inherit_errexit # a die() inside $(...) must stop the script too
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VENV=${VENV:-$ROOT/.venv}
@@ -266,11 +267,13 @@ stop_server() { # stop_server SECONDS_TO_DRAIN
   server_pid=""
 }
 
+# shellcheck disable=SC2329 # called by the EXIT trap
 stop_everything() {
   [[ -z $wrk_pid ]] || kill -TERM "$wrk_pid" 2>/dev/null || true
   stop_server 3
 }
 
+# shellcheck disable=SC2329 # called by the INT/TERM trap
 on_signal() {
   trap - INT TERM
   echo >&2
@@ -396,4 +399,5 @@ main() {
   echo "Raw files, summary.{csv,json,md} and plot.png: $RUN_DIR"
 }
 
-main "$@"
+# On one line, so that bash has read all it runs even if this file is edited during a run.
+main "$@"; exit
