@@ -23,11 +23,13 @@ Options:
   --set NAME      experiment set (default: seed, the original experiment)
                     seed         CONFIGS x ENDPOINTS at CONNECTIONS
                     concurrency  1 and 4 workers x sync/async/async-blocking over CONNECTIONS
+                                 (10 40 100 400 1000 4000)
                     threads      /sync: THREAD_LIMIT 40/100/400, then gunicorn --threads 1 vs 4
                     workers      CONFIGS x sync/async with UvicornWorker and gunicorn's asgi worker
                     overhead     sleep 0, one worker: raw req/s of def vs async def
   --repeat N      run the whole set N times (same as REPEAT=N)
   --label TEXT    appended to the run directory's name
+  --list          print the cells the set would run, then exit
   --setup         only create .venv and install wrk, then exit
   --setup-dev     same, with the test tools (used by the test command)
 
@@ -141,12 +143,12 @@ set_defaults() {
     seed) ;;
     concurrency)
       : "${SLEEP_SECONDS:=1}" "${DURATION:=10s}" "${TIMEOUT:=10s}"
-      : "${CONNECTIONS:=10 40 100 400 1000}" "${CONFIGS:=1x1 4x1}" "${ENDPOINTS:=sync async async-blocking}"
+      : "${CONNECTIONS:=10 40 100 400 1000 4000}" "${CONFIGS:=1x1 4x1}" "${ENDPOINTS:=sync async async-blocking}"
       ;;
     threads) : "${SLEEP_SECONDS:=1}" "${DURATION:=10s}" "${TIMEOUT:=10s}" "${CONNECTIONS:=1000}" ;;
     workers) : "${SLEEP_SECONDS:=1}" "${DURATION:=10s}" "${TIMEOUT:=10s}" ;;
     overhead) # no sleep: only the CPU limits; the counters stay off so the bare app is measured
-      : "${SLEEP_SECONDS:=0}" "${DURATION:=10s}" "${TIMEOUT:=2s}" "${CONNECTIONS:=64}" "${CONFIGS:=1x1}" "${STATS:=0}"
+      : "${SLEEP_SECONDS:=0}" "${DURATION:=10s}" "${TIMEOUT:=10s}" "${CONNECTIONS:=64}" "${CONFIGS:=1x1}" "${STATS:=0}"
       ;;
     *) die "unknown set '$SET' (seed, concurrency, threads, workers, overhead)" ;;
   esac
@@ -160,14 +162,16 @@ set_cells() {
   sleep=$(scaled_sleep "$SLEEP_SECONDS")
   case $SET in
     threads)
-      for limit in "$THREAD_LIMIT" 100 400; do echo "1 1 $WORKER_CLASS $limit $sleep sync $CONNECTIONS $STATS"; done
-      echo "1 4 $WORKER_CLASS $THREAD_LIMIT $sleep sync $CONNECTIONS $STATS"
+      for connections in $CONNECTIONS; do
+        for limit in "$THREAD_LIMIT" 100 400; do echo "1 1 $WORKER_CLASS $limit $sleep sync $connections $STATS"; done
+        echo "1 4 $WORKER_CLASS $THREAD_LIMIT $sleep sync $connections $STATS"
+      done
       ;;
     workers)
       for class in uvicorn_worker.UvicornWorker asgi; do
-        for config in $CONFIGS; do for endpoint in $ENDPOINTS; do
-          echo "${config%x*} ${config#*x} $class $THREAD_LIMIT $sleep $endpoint $CONNECTIONS $STATS"
-        done; done
+        for config in $CONFIGS; do for endpoint in $ENDPOINTS; do for connections in $CONNECTIONS; do
+          echo "${config%x*} ${config#*x} $class $THREAD_LIMIT $sleep $endpoint $connections $STATS"
+        done; done; done
       done
       ;;
     *)
@@ -339,6 +343,7 @@ main() {
       --label) [[ $# -ge 2 ]] || die "--label needs a text"; label=$2; shift ;;
       --setup) setup=runtime ;;
       --setup-dev) setup=dev ;;
+      --list) setup=list ;;
       *) die "unknown argument '$1' (see --help)" ;;
     esac
     shift
@@ -357,11 +362,15 @@ main() {
   ensure_venv requirements.txt
   ensure_wrk
   [[ $setup == runtime ]] && exit 0
-  check_port_free
-  export WRK
-
   local cells=() line
   while read -r line; do cells+=("$line"); done < <(set_cells)
+  if [[ $setup == list ]]; then
+    echo "# workers threads worker_class thread_limit sleep endpoint connections stats; wrk -d ${DURATION_S}s --timeout ${TIMEOUT_S}s, $REPEAT run(s)"
+    printf '%s\n' "${cells[@]}"
+    exit 0
+  fi
+  check_port_free
+  export WRK
   local total=$((${#cells[@]} * REPEAT))
 
   local name

@@ -1,7 +1,7 @@
 """Turn a run directory's raw files into a summary that says why each number is what it is.
 
     python report.py RUN_DIR            write summary.{csv,json,md} and plot.png, print the table
-    python report.py readme             regenerate README.md's results section from results/
+    python report.py readme [--check]   regenerate (or check) README.md's generated sections from results/
     python report.py brief WRK_FILE     one line of key figures (used by benchmark.sh)
     python report.py describe RUN_DIR k=v ...   write run.json (parameters + environment)
 
@@ -28,6 +28,9 @@ DEFAULT_THREAD_LIMIT = 40  # anyio's default CapacityLimiter for to_thread.run_s
 PER_WORKER_LIMIT_NAME = {"sync": "thread limiter", "async-blocking": "blocked event loop"}
 LARGE_SPREAD = 0.10  # (max - min) / median across repetitions that gets a cell flagged
 WELL_BELOW = 0.90  # measured / predicted under this, with no other limit to blame, means CPU
+# wrk's threads look at the stop flag only every RECORD_INTERVAL_MS = 100 ms (src/wrk.c, record_rate),
+# so a run lasts up to 0.1 s past -d and a wave ending right at the duration may be partly counted.
+WRK_STOP_GRANULARITY_S = 0.1
 
 # ---------------------------------------------------------------- wrk output
 
@@ -149,6 +152,7 @@ def brief(path: Path) -> str:
 @dataclass
 class Prediction:
     requests: int | None  # None when nothing but the CPU limits the cell (sleep 0)
+    edge: int  # up to this many more: the next wave ends within wrk's stop granularity
     concurrency: int  # requests in the server at once
     bound_by: str
     client_connections: int  # what wrk really opens: threads x (connections // threads)
@@ -195,9 +199,11 @@ def predict(
     else:
         bound_by = "blocked event loop: 1/worker"
     if sleep <= 0:
-        return Prediction(None, concurrency, "CPU (no sleep)", client)
+        return Prediction(None, 0, concurrency, "CPU (no sleep)", client)
     waves = math.ceil(round(duration / sleep, 9)) - 1
-    return Prediction(concurrency * waves, concurrency, bound_by, client)
+    next_wave_ends = (waves + 1) * sleep
+    edge = concurrency if next_wave_ends - duration < WRK_STOP_GRANULARITY_S else 0
+    return Prediction(concurrency * waves, edge, concurrency, bound_by, client)
 
 
 # ---------------------------------------------------------------- one run directory
@@ -240,6 +246,7 @@ def summarise_cell(run_dir: Path, cell: dict) -> dict | None:
         "timeouts": wrk["timeouts"],
         "errors": wrk["errors_connect"] + wrk["errors_read"] + wrk["errors_write"] + wrk["non_2xx_3xx"],
         "predicted_requests": predicted.requests,
+        "predicted_edge": predicted.edge,
         # What wrk should print: the predicted count over the duration (not the steady N/S rate,
         # since wrk drops the wave still in flight when it stops).
         "predicted_requests_per_sec": (predicted.requests / duration if predicted.requests is not None else None),
@@ -311,6 +318,7 @@ def summarise_groups(rows: list[dict]) -> list[dict]:
             "timeouts_median": statistics.median(r["timeouts"] for r in runs),
             "errors_max": max(r["errors"] for r in runs),
             "predicted_requests": first["predicted_requests"],
+            "predicted_edge": first["predicted_edge"],
             "predicted_requests_per_sec": first["predicted_requests_per_sec"],
             "measured_over_predicted": (round(median_requests / first["predicted_requests"], 3)
                                         if first["predicted_requests"] else None),
@@ -354,7 +362,8 @@ def markdown_table(groups: list[dict]) -> str:
             format_range(g["requests_per_sec_median"], g["requests_per_sec_min"], g["requests_per_sec_max"], 2),
             format_seconds(g["latency_avg_s_median"]), format_seconds(g["latency_max_s_max"]),
             f"{g['timeouts_median']:g}", str(g["errors_max"]),
-            "-" if g["predicted_requests"] is None else str(g["predicted_requests"]),
+            "-" if g["predicted_requests"] is None else str(g["predicted_requests"])
+            + (f" (+≤{g['predicted_edge']} edge)" if g["predicted_edge"] else ""),
             "-" if g["measured_over_predicted"] is None else f"{g['measured_over_predicted']:.2f}"
             + (" ⚠ spread" if g["large_spread"] else ""),
             g["bound_by"] + (f"; {g['worker_timeouts']}x WORKER TIMEOUT" if g["worker_timeouts"] and "killed" not in g["bound_by"] else ""),
@@ -488,14 +497,250 @@ def describe(run_dir: Path, params: list[str]) -> None:
 
 # ---------------------------------------------------------------- README
 
+# The original experiment's published figures (requests in 1 min, req/s, latency avg, timeouts),
+# quoted for comparison; see README.md, "The original experiment".
+ORIGINAL = {
+    ("1w x 1t", "sync"): (200, 3.33, "18.04 s", 50), ("1w x 1t", "async"): (500, 8.33, "10.01 s", 0),
+    ("1w x 4t", "sync"): (200, 3.33, "17.80 s", 53), ("1w x 4t", "async"): (500, 8.33, "10.00 s", 0),
+    ("4w x 1t", "sync"): (500, 8.33, "10.00 s", 0), ("4w x 1t", "async"): (500, 8.33, "10.00 s", 0),
+    ("4w x 4t", "sync"): (500, 8.33, "10.01 s", 0), ("4w x 4t", "async"): (500, 8.33, "10.00 s", 0),
+}
+SETS = ["seed", "concurrency", "threads", "workers", "overhead"]
+BEGIN, END = "<!-- BEGIN generated by report.py readme: edit report.py, not this -->", "<!-- END generated -->"
+
+
+def reference_runs(results: Path) -> dict[str, Path]:
+    """The newest complete run of each set whose name ends in -reference."""
+    runs = {}
+    for run_dir in sorted(results.glob("*-reference")):
+        if (run_dir / "INCOMPLETE").exists() or not (run_dir / "run.json").exists():
+            continue
+        runs[json.loads((run_dir / "run.json").read_text())["parameters"]["set"]] = run_dir
+    return runs
+
+
+def find(groups: list[dict], **where) -> dict:
+    matches = [g for g in groups if all(g[k] == v for k, v in where.items())]
+    if len(matches) != 1:
+        raise SystemExit(f"report.py: expected one cell with {where}, found {len(matches)}")
+    return matches[0]
+
+
+def comparison_table(groups: list[dict]) -> str:
+    lines = [
+        "| config | endpoint | original: requests | req/s | latency avg | timeouts "
+        "| ours: requests (median, min-max) | req/s | latency avg | timeouts | predicted | bound by | conns per worker |",
+        "|" + "---|" * 13,
+    ]
+    for g in groups:
+        original = ORIGINAL.get((g["config"], g["endpoint"]))
+        if not original:
+            continue
+        lines.append("| " + " | ".join([
+            g["config"], f"/{g['endpoint']}", str(original[0]), f"{original[1]:.2f}", original[2], str(original[3]),
+            format_range(g["requests_median"], g["requests_min"], g["requests_max"]),
+            f"{g['requests_per_sec_median']:.2f}", format_seconds(g["latency_avg_s_median"]),
+            f"{g['timeouts_median']:g}",
+            f"{g['predicted_requests']}" + (f" (+≤{g['predicted_edge']})" if g["predicted_edge"] else ""),
+            g["bound_by"], ", ".join("/".join(map(str, s)) for s in g["connections_per_worker"] if s),
+        ]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def machine(run_dir: Path) -> str:
+    env = json.loads((run_dir / "run.json").read_text())["environment"]
+    packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
+    return (f"{env['cpu_count']} x {env['cpu_model']}, {env['os']}; Python {env['python']}; {packages}; "
+            f"{env['wrk']}")
+
+
+def results_section(runs: dict[str, Path]) -> str:
+    parts = []
+    for name in SETS:
+        if name not in runs:
+            parts.append(f"### {name}\n\nNo reference run committed yet: `./benchmark.sh --set {name} --label reference`.\n")
+            continue
+        run_dir = runs[name]
+        params = json.loads((run_dir / "run.json").read_text())["parameters"]
+        _, groups = summarise_run(run_dir)
+        parts.append(
+            f"### {name}\n\n"
+            f"Run [`{run_dir.name}`](results/{run_dir.name}/): sleep {params['sleep_seconds']} s / scale "
+            f"{params['scale']}, wrk -d {params['duration']} / scale, {params['repeat']} run(s) per cell. "
+            f"Machine: {machine(run_dir)}.\n\n"
+            + (comparison_table(groups) + "\nEvery cell of our run:\n\n" if name == "seed" else "")
+            + markdown_table(groups)
+            + f"\n![{name}](results/{run_dir.name}/plot.png)\n"
+        )
+    return "\n".join(parts)
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}"
+
+
+def findings(runs: dict[str, Path]) -> str:
+    """The conclusions, each with the figures of the committed runs filled in."""
+    if any(name not in runs for name in SETS):
+        return "Run every set with `--label reference` to generate this section.\n"
+    seed = summarise_run(runs["seed"])[1]
+    sweep = summarise_run(runs["concurrency"])[1]
+    threads = summarise_run(runs["threads"])[1]
+    workers = summarise_run(runs["workers"])[1]
+    overhead = summarise_run(runs["overhead"])[1]
+    out = []
+
+    a1 = find(seed, config="1w x 1t", endpoint="async")
+    a4 = find(seed, config="4w x 4t", endpoint="async")
+    out.append(
+        f"- **The original `/async` numbers were flat because the client was the limit, not the server.** "
+        f"100 connections that each wait {a1['sleep_s']:g} s can complete at most 100 requests per wave: "
+        f"{a1['predicted_requests']} in the {a1['duration_s']:g} s run (+ up to {a1['predicted_edge']} from the "
+        f"wave that ends as wrk stops). We measured {a1['requests_median']:g} with 1 worker and "
+        f"{a4['requests_median']:g} with 4x4; the single worker had up to {a1['peak_in_handler_max']} "
+        f"requests sleeping at once, i.e. every connection the client had. More workers cannot help a "
+        f"server that is idle."
+    )
+    s1 = find(seed, config="1w x 1t", endpoint="sync")
+    out.append(
+        f"- **1 worker with `def` gave 3.33 req/s because of anyio's 40-thread limiter.** FastAPI runs a "
+        f"`def` endpoint in anyio's thread pool, at most 40 at once per worker: 40 / {s1['sleep_s']:g} s = "
+        f"{40 / s1['sleep_s']:g} req/s steady, {s1['predicted_requests']} requests in the run. We measured "
+        f"{s1['requests_median']:g} ({s1['requests_per_sec_median']:.2f} req/s), and the server never had more "
+        f"than {s1['peak_in_handler_max']} requests inside the handler. The other 60 connections queue, which "
+        f"is why latency averages {format_seconds(s1['latency_avg_s_median'])} and {s1['timeouts_median']:g} "
+        f"responses exceed wrk's 30 s timeout."
+    )
+    s14 = find(seed, config="1w x 4t", endpoint="sync")
+    t1 = find(threads, config="1w x 1t", endpoint="sync")
+    t4 = find(threads, config="1w x 4t", endpoint="sync")
+    out.append(
+        f"- **`--threads` does nothing for an ASGI worker.** gunicorn's `threads` setting only affects the "
+        f"gthread worker; uvicorn's worker never reads it. 1x1 vs 1x4 `/sync`: {s1['requests_median']:g} vs "
+        f"{s14['requests_median']:g} requests; at {t1['connections']} connections "
+        f"{t1['requests_per_sec_median']:.1f} vs {t4['requests_per_sec_median']:.1f} req/s, and the peak "
+        f"inside the handler stays at {t4['peak_in_handler_max']} with `--threads 4`."
+    )
+    l100 = find(threads, config="1w x 1t limit 100", endpoint="sync")
+    l400 = find(threads, config="1w x 1t limit 400", endpoint="sync")
+    out.append(
+        f"- **The knob that matters for `def` is the thread limiter.** With `THREAD_LIMIT` 40 / 100 / 400 "
+        f"(one worker, {t1['connections']} connections, {t1['sleep_s']:g} s sleep): "
+        f"{t1['requests_per_sec_median']:.1f} / {l100['requests_per_sec_median']:.1f} / "
+        f"{l400['requests_per_sec_median']:.1f} req/s, peaks {t1['peak_in_handler_max']} / "
+        f"{l100['peak_in_handler_max']} / {l400['peak_in_handler_max']} inside the handler."
+    )
+    spreads = []
+    for config in ("4w x 1t", "4w x 4t"):
+        g = find(seed, config=config, endpoint="sync")
+        runs_of_cell = [r for r in summarise_run(runs["seed"])[0] if r["config"] == config and r["endpoint"] == "sync"]
+        spreads += [f"{'/'.join(map(str, r['connections_per_worker']))} -> {r['requests']}" for r in runs_of_cell]
+    out.append(
+        f"- **4 workers with `def` match `async def` only when wrk's connections spread over the workers.** "
+        f"Each worker has its own 40-thread limiter, so what counts is how many of the 100 keep-alive "
+        f"connections each worker accepted. Connections per worker -> requests, in our 4-worker `/sync` runs: "
+        f"{'; '.join(spreads)}. A worker holding more than 40 connections caps the run below 500; all 100 on "
+        f"one worker would give the 1-worker result."
+    )
+    top = max((g for g in sweep if g["workers"] == 1 and g["endpoint"] == "async"), key=lambda g: g["connections"])
+    top_sync = find(sweep, config="1w x 1t", endpoint="sync", connections=top["connections"])
+    out.append(
+        f"- **Where `async def` wins: when the client is not the bottleneck.** One worker, {top['connections']} "
+        f"connections, {top['sleep_s']:g} s sleep: `/async` {top['requests_per_sec_median']:.0f} req/s "
+        f"(predicted {top['predicted_requests_per_sec']:.0f}, measured / predicted "
+        f"{top['measured_over_predicted']:.2f}, bound by {top['bound_by']}), `/sync` "
+        f"{top_sync['requests_per_sec_median']:.1f} req/s (its 40 threads: {top_sync['bound_by']})."
+    )
+    b1 = find(sweep, config="1w x 1t", endpoint="async-blocking", connections=top["connections"])
+    out.append(
+        f"- **Blocking inside `async def` is the worst of both.** `time.sleep` in an `async def` holds the event "
+        f"loop, so a worker serves one request per sleep: {b1['requests_per_sec_median']:.2f} req/s at "
+        f"{b1['connections']} connections (peak inside the handler: {b1['peak_in_handler_max']}). A loop blocked "
+        f"longer than gunicorn's `--timeout` (30 s) stops heartbeating and gunicorn kills the worker "
+        f"(`WORKER TIMEOUT`)."
+    )
+    d, a = find(overhead, endpoint="sync"), find(overhead, endpoint="async")
+    hop = 1e6 / d["requests_per_sec_median"] - 1e6 / a["requests_per_sec_median"]
+    out.append(
+        f"- **The thread hop has a price when there is no sleep.** Sleep 0, one worker, {d['connections']} "
+        f"connections: `def` {d['requests_per_sec_median']:.0f} req/s, `async def` "
+        f"{a['requests_per_sec_median']:.0f} req/s ({ratio(a['requests_per_sec_median'], d['requests_per_sec_median'])}x), "
+        f"about {hop:.0f} us more CPU per request for `def` on this machine ({d['runs']} runs each)."
+    )
+    uv = find(workers, config="4w x 1t", endpoint="async")
+    native = find(workers, config="4w x 1t asgi", endpoint="async")
+    out.append(
+        f"- **The worker class does not change the picture.** 4 workers `/async` at {uv['connections']} "
+        f"connections: UvicornWorker {uv['requests_median']:g} requests, gunicorn's `asgi` worker "
+        f"{native['requests_median']:g}; both bound by {uv['bound_by'].split(':')[0]}."
+    )
+    return "\n".join(out) + "\n"
+
+
+def evidence(runs: dict[str, Path]) -> str:
+    """wrk's quirks, each shown on a cell of the committed seed run."""
+    if "seed" not in runs:
+        return "Commit a seed reference run to generate this section.\n"
+    rows, groups = summarise_run(runs["seed"])
+    slow = next(r for r in rows if r["config"] == "1w x 1t" and r["endpoint"] == "sync")
+    fast = next(r for r in rows if r["config"] == "1w x 1t" and r["endpoint"] == "async")
+    slow_wrk = load_wrk(runs["seed"] / slow["cell"] / "wrk.txt")
+    timeout = float(read_cells(runs["seed"])[0]["timeout"])
+    waves = fast["predicted_requests"] // fast["predicted_edge"]
+    out = [
+        f"- *Timeouts are completed requests.* In `{slow['cell']}` wrk counts {slow['requests']} requests and "
+        f"{slow['timeouts']} timeouts, yet reports a latency max of {format_seconds(slow['latency_max_s'])}, "
+        f"not above its {timeout:g} s timeout: the {slow['timeouts']} slowest responses are in the request "
+        f"count but not in the latency statistics, so the average ({format_seconds(slow['latency_avg_s'])}) "
+        f"understates what those clients waited.",
+        f"- *Per-thread Req/Sec means little at a few requests per second.* In the same cell wrk's per-thread "
+        f"Req/Sec average is {slow_wrk['thread_req_sec_avg']:g}, times {slow_wrk['threads']} threads "
+        f"{slow_wrk['thread_req_sec_avg'] * slow_wrk['threads']:.1f}, against {slow['requests_per_sec']:.2f} "
+        f"Requests/sec overall: wrk samples each thread every 100 ms and only when it saw a response.",
+        f"- *Requests in flight at the end are dropped; the server finishes them anyway.* In `{fast['cell']}` "
+        f"wrk counts {fast['requests']} while the server completed {fast['server_completed']}: "
+        f"{fast['server_completed'] - fast['requests']} responses were still on their way when wrk stopped.",
+        f"- *The wave that ends exactly at the duration is partly counted.* {fast['sleep_s']:g} s requests and a "
+        f"{fast['duration_s']:g} s run: {waves} waves end inside the run and the next ends just as it stops; wrk "
+        f"stops up to 100 ms late, so it counted {fast['requests'] - fast['predicted_requests']} of that wave's "
+        f"{fast['predicted_edge']} here. The seed cells' counts over all runs: "
+        + ", ".join(f"{g['config']} /{g['endpoint']} {format_range(g['requests_median'], g['requests_min'], g['requests_max'])}"
+                    for g in groups) + ".",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def generated_readme(readme: str, results: Path) -> str:
+    runs = reference_runs(results)
+    blocks = {"results": results_section(runs), "findings": findings(runs), "evidence": evidence(runs)}
+    for name, text in blocks.items():
+        begin, end = f"{BEGIN[:-4]} ({name}) -->", f"{END[:-4]} ({name}) -->"
+        start, stop = readme.index(begin) + len(begin), readme.index(end)
+        readme = readme[:start] + "\n" + text + readme[stop:]
+    return readme
+
+
+def update_readme(path: Path, results: Path, check: bool = False) -> int:
+    current = path.read_text()
+    wanted = generated_readme(current, results)
+    if check:
+        if current != wanted:
+            print(f"report.py: {path} is not what the committed runs give: run python report.py readme", file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(wanted)
+    return 0
+
+
+
 
 def main(argv: list[str]) -> int:
     if len(argv) >= 2 and argv[0] == "brief":
         print(brief(Path(argv[1])))
     elif len(argv) >= 2 and argv[0] == "describe":
         describe(Path(argv[1]), argv[2:])
-    elif len(argv) == 1 and argv[0] == "readme":
-        update_readme(ROOT / "README.md", ROOT / "results")
+    elif argv in (["readme"], ["readme", "--check"]):
+        return update_readme(ROOT / "README.md", ROOT / "results", check=len(argv) == 2)
     elif len(argv) == 1 and Path(argv[0]).is_dir():
         print(write_summary(Path(argv[0])), end="")
     else:
