@@ -123,16 +123,22 @@ scaled_seconds() { # scaled_seconds NAME VALUE: VALUE/SCALE, still whole seconds
 
 scaled_sleep() { awk -v s="$1" -v k="$SCALE" 'BEGIN { printf "%g", s / k }'; }
 
-check_port_free() {
-  "$PY" - "$HOST" "$PORT" <<'EOF' || die "port $PORT on $HOST is already in use; stop what holds it or set PORT"
-import socket, sys
-with socket.socket() as s:
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
+check_port_free() { # bind as gunicorn will (SO_REUSEADDR), so a port in TIME_WAIT still counts as free
+  local status=0
+  "$PY" - "$HOST" "$PORT" <<'EOF' || status=$?
+import errno, socket, sys
+try:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((sys.argv[1], int(sys.argv[2])))
-    except OSError:
-        sys.exit(1)
+except OSError as error:
+    sys.exit(1 if error.errno == errno.EADDRINUSE else 3)
 EOF
+  case $status in
+    0) ;;
+    1) die "port $PORT on $HOST is already in use; stop what holds it or set PORT" ;;
+    *) die "cannot listen on $HOST:$PORT; check HOST and PORT" ;;
+  esac
 }
 
 # ------------------------------------------------------------------ experiment sets

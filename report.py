@@ -9,6 +9,7 @@ Everything here reads only the raw files benchmark.sh saved, so it can be re-run
 """
 
 import csv
+import datetime
 import importlib.metadata
 import io
 import json
@@ -28,6 +29,7 @@ DEFAULT_THREAD_LIMIT = 40  # anyio's default CapacityLimiter for to_thread.run_s
 PER_WORKER_LIMIT_NAME = {"sync": "thread limiter", "async-blocking": "blocked event loop"}
 LARGE_SPREAD = 0.10  # (max - min) / median across repetitions that gets a cell flagged
 WELL_BELOW = 0.90  # measured / predicted under this, with no other limit to blame, means CPU
+CLOSE = 0.03  # a count within 3% of the predicted band is "as predicted"
 # wrk's threads look at the stop flag only every RECORD_INTERVAL_MS = 100 ms (src/wrk.c, record_rate),
 # so a run lasts up to 0.1 s past -d and a wave ending right at the duration may be partly counted.
 WRK_STOP_GRANULARITY_S = 0.1
@@ -256,6 +258,7 @@ def summarise_cell(run_dir: Path, cell: dict) -> dict | None:
         "threads_warning": "does not use threads" in log,
         "connections_per_worker": None, "peak_in_handler_per_worker": None,
         "server_completed": None, "thread_limit_seen": None,
+        "expected_requests": predicted.requests, "expected_edge": predicted.edge, "as_predicted": None,
     }
     if stats:
         per_worker = sorted(((s["connections"], s["endpoints"].get(endpoint, {}).get("peak", 0)) for s in stats), reverse=True)
@@ -265,11 +268,13 @@ def summarise_cell(run_dir: Path, cell: dict) -> dict | None:
         row["server_completed"] = sum(s["endpoints"].get(endpoint, {}).get("completed", 0) for s in stats)
         row["thread_limit_seen"] = sorted({s["thread_limit"] for s in stats})
         if len(stats) == workers:
+            # The same model, fed with how the connections really landed on the workers.
             observed = predict(**model, connections_per_worker=connections_per_worker)
             row["bound_by"] = observed.bound_by
-            if observed.requests is not None and observed.requests != predicted.requests:
-                row["expected_with_observed_spread"] = observed.requests
-    expected = row.get("expected_with_observed_spread", predicted.requests)
+            row["expected_requests"], row["expected_edge"] = observed.requests, observed.edge
+    expected = row["expected_requests"]
+    if expected is not None:
+        row["as_predicted"] = (1 - CLOSE) * expected <= wrk["requests"] <= (1 + CLOSE) * (expected + row["expected_edge"])
     if expected and wrk["requests"] < WELL_BELOW * expected:
         row["bound_by"] = "CPU / server overhead (below every other limit)"
         if row["worker_timeouts"]:
@@ -328,6 +333,8 @@ def summarise_groups(rows: list[dict]) -> list[dict]:
             "peak_in_handler_max": max(peaks) if peaks else None,
             "server_completed": [r["server_completed"] for r in runs],
             "worker_timeouts": sum(r["worker_timeouts"] for r in runs),
+            "expected_with_spread": [r["expected_requests"] for r in runs],
+            "as_predicted": sum(bool(r["as_predicted"]) for r in runs),
         })
     return summary
 
@@ -363,8 +370,11 @@ def markdown_table(groups: list[dict]) -> str:
             format_seconds(g["latency_avg_s_median"]), format_seconds(g["latency_max_s_max"]),
             f"{g['timeouts_median']:g}", str(g["errors_max"]),
             "-" if g["predicted_requests"] is None else str(g["predicted_requests"])
-            + (f" (+≤{g['predicted_edge']} edge)" if g["predicted_edge"] else ""),
-            "-" if g["measured_over_predicted"] is None else f"{g['measured_over_predicted']:.2f}"
+            + (f" (+≤{g['predicted_edge']} edge)" if g["predicted_edge"] else "")
+            + (f"; with the spread seen: {', '.join(map(str, g['expected_with_spread']))}"
+               if any(e != g["predicted_requests"] for e in g["expected_with_spread"]) else ""),
+            "-" if g["measured_over_predicted"] is None else f"{g['measured_over_predicted']:.2f} "
+            + ("✓" if g["as_predicted"] == g["runs"] else f"✗ ({g['as_predicted']}/{g['runs']} as predicted)")
             + (" ⚠ spread" if g["large_spread"] else ""),
             g["bound_by"] + (f"; {g['worker_timeouts']}x WORKER TIMEOUT" if g["worker_timeouts"] and "killed" not in g["bound_by"] else ""),
             ", ".join("/".join(map(str, s)) for s in spreads if s) or "-",
@@ -463,6 +473,7 @@ def environment() -> dict:
         names = re.findall(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
         cpu_model = names[0] if names else cpu_model
     return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "packages": {name: _version(name) for name in packages},
         "wrk": _command_output([os.environ.get("WRK", "wrk"), "-v"]).split(" Copyright")[0],
@@ -607,9 +618,10 @@ def findings(runs: dict[str, Path]) -> str:
         f"`def` endpoint in anyio's thread pool, at most 40 at once per worker: 40 / {s1['sleep_s']:g} s = "
         f"{40 / s1['sleep_s']:g} req/s steady, {s1['predicted_requests']} requests in the run. We measured "
         f"{s1['requests_median']:g} ({s1['requests_per_sec_median']:.2f} req/s), and the server never had more "
-        f"than {s1['peak_in_handler_max']} requests inside the handler. The other 60 connections queue, which "
-        f"is why latency averages {format_seconds(s1['latency_avg_s_median'])} and {s1['timeouts_median']:g} "
-        f"responses exceed wrk's 30 s timeout."
+        f"than {s1['peak_in_handler_max']} requests inside the handler. The other "
+        f"{s1['connections'] - s1['peak_in_handler_max']} connections queue, which is why latency averages "
+        f"{format_seconds(s1['latency_avg_s_median'])} and {s1['timeouts_median']:g} responses (median) exceed "
+        f"wrk's {read_cells(runs['seed'])[0]['timeout']} s timeout."
     )
     s14 = find(seed, config="1w x 4t", endpoint="sync")
     t1 = find(threads, config="1w x 1t", endpoint="sync")
@@ -632,7 +644,6 @@ def findings(runs: dict[str, Path]) -> str:
     )
     spreads = []
     for config in ("4w x 1t", "4w x 4t"):
-        g = find(seed, config=config, endpoint="sync")
         runs_of_cell = [r for r in summarise_run(runs["seed"])[0] if r["config"] == config and r["endpoint"] == "sync"]
         spreads += [f"{'/'.join(map(str, r['connections_per_worker']))} -> {r['requests']}" for r in runs_of_cell]
     out.append(

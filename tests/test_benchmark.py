@@ -139,6 +139,11 @@ def test_port_in_use_is_named_and_nothing_starts(port, results):
     assert not results.exists()
 
 
+def test_host_that_cannot_be_bound_is_reported(port, results):
+    out = run_benchmark(port, results, HOST="no-such-host.invalid")
+    assert (out.returncode, out.stderr) == (2, f"benchmark.sh: cannot listen on no-such-host.invalid:{port}; check HOST and PORT\n")
+
+
 def test_server_that_cannot_start_shows_its_log_and_fails(port, results):
     out = run_benchmark(port, results, **TINY, CONFIGS="1x1", WORKER_CLASS="no_such_module.Worker")
     assert out.returncode == 1
