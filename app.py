@@ -52,7 +52,7 @@ class WorkerStats:
     DUMP_INTERVAL_SECONDS = 0.2
 
     def __init__(self, directory: str):
-        self.path = Path(directory) / f"worker-{os.getpid()}.json"
+        self.directory = Path(directory)
         self.lock = threading.Lock()
         self.clients: set[tuple[str, int]] = set()
         self.endpoints: dict[str, dict[str, int]] = {}
@@ -85,9 +85,11 @@ class WorkerStats:
                     for name, c in self.endpoints.items()
                 },
             }
-        temporary = self.path.with_suffix(".tmp")
+        # Named at write time: with gunicorn --preload the app is imported once, in the master.
+        path = self.directory / f"worker-{os.getpid()}.json"
+        temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(snapshot, sort_keys=True) + "\n")
-        temporary.replace(self.path)
+        temporary.replace(path)
 
     def dump_forever(self) -> None:
         while True:
