@@ -267,7 +267,9 @@ def summarise_cell(run_dir: Path, cell: dict) -> dict | None:
         row["peak_in_handler_per_worker"] = [p for _, p in per_worker]
         row["server_completed"] = sum(s["endpoints"].get(endpoint, {}).get("completed", 0) for s in stats)
         row["thread_limit_seen"] = sorted({s["thread_limit"] for s in stats})
-        if len(stats) == workers:
+        # Only when every worker reported and every connection reached the app: an overloaded
+        # worker may not have started a request from each of its connections yet.
+        if len(stats) == workers and sum(connections_per_worker) >= predicted.client_connections:
             # The same model, fed with how the connections really landed on the workers.
             observed = predict(**model, connections_per_worker=connections_per_worker)
             row["bound_by"] = observed.bound_by

@@ -183,3 +183,34 @@ def test_def_handler_never_ran_more_than_its_thread_limit_in_a_committed_run(run
 def test_readme_generated_sections_match_the_committed_runs():
     out = subprocess.run([sys.executable, str(ROOT / "report.py"), "readme", "--check"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def make_run(tmp_path: Path, connections_per_worker: list[int]) -> Path:
+    """A run directory of one 4-worker /sync cell: a real wrk output and the workers' counts as given."""
+    run_dir = tmp_path / "run"
+    cell = run_dir / "01-4w1t-sync-c100"
+    (cell / "stats").mkdir(parents=True)
+    shutil.copy(FIXTURES / "seed-1w1t-sync-timeouts.txt", cell / "wrk.txt")
+    for pid, connections in enumerate(connections_per_worker):
+        (cell / "stats" / f"worker-{pid}.json").write_text(json.dumps(
+            {"pid": pid, "connections": connections, "thread_limit": 40,
+             "endpoints": {"sync": {"peak": min(connections, 40), "completed": 0}}}))
+    values = ["01-4w1t-sync-c100", "1", "4", "1", "uvicorn_worker.UvicornWorker", "default", "10", "sync", "100",
+              "4", "60", "30", "1"]
+    (run_dir / "cells.tsv").write_text("\t".join(report.CELL_FIELDS) + "\n" + "\t".join(values) + "\n")
+    return run_dir
+
+
+def test_summary_uses_the_spread_the_workers_reported(tmp_path):
+    (row,), (group,) = report.summarise_run(make_run(tmp_path, [100, 0, 0, 0]))
+    assert row["bound_by"] == "connection spread 100/0/0/0"
+    assert (row["predicted_requests"], row["expected_requests"], row["expected_edge"]) == (500, 200, 40)
+    assert row["as_predicted"]  # wrk counted 201: one worker's 40 threads, as if it were alone
+    assert "with the spread seen: 200" in report.markdown_table([group])
+
+
+def test_summary_ignores_a_spread_that_misses_connections(tmp_path):
+    # An overloaded worker has not yet seen a request from every connection: no evidence to use.
+    (row,), _ = report.summarise_run(make_run(tmp_path, [30, 20, 10, 0]))
+    assert row["expected_requests"] == row["predicted_requests"] == 500
+    assert row["bound_by"] == "CPU / server overhead (below every other limit)"
