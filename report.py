@@ -575,6 +575,10 @@ def machine(run_dir: Path) -> str:
 
 def results_section(runs: dict[str, Path]) -> str:
     parts = []
+    machines = {machine(run_dir) for run_dir in runs.values()}
+    one_machine = len(machines) == 1
+    if one_machine:
+        parts.append(f"Machine and versions for every run: {machines.pop()}.\n")
     for name in SETS:
         if name not in runs:
             parts.append(f"### {name}\n\nNo reference run committed yet: `./benchmark.sh --set {name} --label reference`.\n")
@@ -582,11 +586,13 @@ def results_section(runs: dict[str, Path]) -> str:
         run_dir = runs[name]
         params = json.loads((run_dir / "run.json").read_text())["parameters"]
         _, groups = summarise_run(run_dir)
+        scale = "" if params["scale"] == "1" else f", all divided by SCALE={params['scale']}"
         parts.append(
             f"### {name}\n\n"
-            f"Run [`{run_dir.name}`](results/{run_dir.name}/): sleep {params['sleep_seconds']} s / scale "
-            f"{params['scale']}, wrk -d {params['duration']} / scale, {params['repeat']} run(s) per cell. "
-            f"Machine: {machine(run_dir)}.\n\n"
+            f"Run [`{run_dir.name}`](results/{run_dir.name}/): sleep {params['sleep_seconds']} s, wrk -t "
+            f"{params['wrk_threads']} -d {params['duration']} --timeout {params['timeout']}{scale}; "
+            f"{params['repeat']} run(s) per cell."
+            + ("" if one_machine else f" Machine: {machine(run_dir)}.") + "\n\n"
             + (comparison_table(groups) + "\nEvery cell of our run:\n\n" if name == "seed" else "")
             + markdown_table(groups)
             + f"\n![{name}](results/{run_dir.name}/plot.png)\n"
