@@ -11,7 +11,6 @@ Everything here reads only the raw files benchmark.sh saved, so it can be re-run
 import csv
 import datetime
 import importlib.metadata
-import io
 import json
 import math
 import os
@@ -21,7 +20,7 @@ import resource
 import statistics
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
