@@ -325,14 +325,14 @@ run_cell() { # run_cell INDEX TOTAL ROUND workers threads class limit sleep endp
   local status=0
   wait "$wrk_pid" || status=$?
   wrk_pid=""
-  # Let requests still in the server finish (they show as "server completed"), within reason.
-  stop_server "$(awk -v s="$sleep" 'BEGIN { d = int(2 * s + 5); print (d > 35 ? 35 : d) }')"
   if ((status != 0)); then
     echo "benchmark.sh: wrk failed (exit $status):" >&2
     cat "$cell_dir/wrk.txt" >&2
     exit 1
   fi
   echo "      $("$PY" "$ROOT/report.py" brief "$cell_dir/wrk.txt")"
+  # Let requests still in the server finish (they show as "server completed"), within reason.
+  stop_server "$(awk -v s="$sleep" 'BEGIN { d = int(2 * s + 5); print (d > 35 ? 35 : d) }')"
 }
 
 # ------------------------------------------------------------------ main
