@@ -15,6 +15,13 @@ sys.path.insert(0, str(ROOT))
 VENV_BIN = Path(sys.executable).parent
 
 
+def app_environment(**settings) -> dict:
+    """This process's environment without the app's own settings from the caller's shell, plus these."""
+    env = {k: v for k, v in os.environ.items() if k not in {"SLEEP_SECONDS", "STATS_DIR", "THREAD_LIMIT"}}
+    env.update({k: str(v) for k, v in settings.items()})
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -53,10 +60,7 @@ def results(tmp_path):
 
 
 def benchmark_env(port: int, results: Path, **knobs) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in {"SLEEP_SECONDS", "STATS_DIR", "THREAD_LIMIT"}}
-    env.update(PORT=str(port), RESULTS_DIR=str(results), VENV=str(VENV_BIN.parent))
-    env.update({k: str(v) for k, v in knobs.items()})
-    return env
+    return app_environment(**{"PORT": port, "RESULTS_DIR": results, "VENV": VENV_BIN.parent, **knobs})
 
 
 def run_benchmark(port: int, results: Path, *args: str, timeout: float = 600, **knobs) -> subprocess.CompletedProcess:
@@ -83,12 +87,10 @@ class Server:
                  worker_class: str = "uvicorn_worker.UvicornWorker", **env):
         self.url = f"http://127.0.0.1:{port}"
         self.log = ""
-        environment = {k: v for k, v in os.environ.items() if k not in {"SLEEP_SECONDS", "STATS_DIR", "THREAD_LIMIT"}}
-        environment.update({k: str(v) for k, v in env.items()})
         self.process = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "app:app", "--chdir", str(ROOT), "--no-control-socket",
              "-b", f"127.0.0.1:{port}", "-w", str(workers), "--threads", str(threads), "-k", worker_class],
-            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=app_environment(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
 
     def wait_ready(self, timeout: float = 30) -> None:

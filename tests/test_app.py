@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from conftest import ROOT, Server
+from conftest import ROOT, Server, app_environment
 
 ENDPOINTS = ["sync", "async", "async-blocking"]
 
@@ -27,9 +27,8 @@ def test_endpoint_answers_after_sleeping(serve, endpoint):
 
 
 def test_default_sleep_is_the_original_ten_seconds():
-    env = {k: v for k, v in os.environ.items() if k != "SLEEP_SECONDS"}
     out = subprocess.run([sys.executable, "-c", "import app; print(app.SLEEP_SECONDS)"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+                         cwd=ROOT, env=app_environment(), capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "10.0"
 
 
@@ -55,8 +54,7 @@ def test_without_stats_dir_the_handlers_are_untouched():
         "import app, json; routes = {r.path: r.endpoint.__name__ for r in app.app.routes if hasattr(r, 'endpoint')};"
         "print(json.dumps([app.stats is None, routes, len(app.app.user_middleware)]))"
     )
-    env = {k: v for k, v in os.environ.items() if k != "STATS_DIR"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=app_environment(), capture_output=True, text=True, check=True)
     no_stats, routes, middleware = json.loads(out.stdout)
     assert no_stats and middleware == 0
     assert routes["/sync"] == "sync_sleep" and routes["/async"] == "async_sleep"
