@@ -365,16 +365,16 @@ main() {
   fi
   set_defaults
   validate
-  ensure_venv requirements.txt
-  ensure_wrk
-  [[ $setup == runtime ]] && exit 0
   local cells=() line
   while read -r line; do cells+=("$line"); done < <(set_cells)
-  if [[ $setup == list ]]; then
+  if [[ $setup == list ]]; then # a plan needs neither .venv nor wrk
     echo "# workers threads worker_class thread_limit sleep endpoint connections stats; wrk -d ${DURATION_S}s --timeout ${TIMEOUT_S}s, $REPEAT run(s)"
     printf '%s\n' "${cells[@]}"
     exit 0
   fi
+  ensure_venv requirements.txt
+  ensure_wrk
+  [[ $setup == runtime ]] && exit 0
   check_port_free
   export WRK
   local total=$((${#cells[@]} * REPEAT))
