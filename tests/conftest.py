@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,43 +16,82 @@ sys.path.insert(0, str(ROOT))
 VENV_BIN = Path(sys.executable).parent
 
 
+APP_SETTINGS = {"SLEEP_SECONDS", "STATS_DIR", "THREAD_LIMIT", "HTTP_POOL", "HTTP_POOL_TIMEOUT", "UPSTREAM_URL"}
+# benchmark.sh's knobs: a value left in the caller's shell must not leak into a test's run.
+KNOBS = {"DURATION", "TIMEOUT", "CONNECTIONS", "WRK_THREADS", "CONFIGS", "ENDPOINTS", "SERVER", "WORKER_CLASS",
+         "RATES", "HOST", "PORT", "UPSTREAM_PORT", "SCALE", "REPEAT", "WARMUP", "PIN", "LATENCY", "STATS",
+         "RESULTS_DIR", "WRK", "HTTPERF", "LOCK", "GUNICORN_CMD_ARGS"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_server: starts a real server or benchmark.sh (tests/run.sh --repeat N)")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "port" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_server)
+
+
 def app_environment(**settings) -> dict:
     """This process's environment without the app's own settings from the caller's shell, plus these."""
-    env = {k: v for k, v in os.environ.items() if k not in {"SLEEP_SECONDS", "STATS_DIR", "THREAD_LIMIT"}}
+    env = {k: v for k, v in os.environ.items() if k not in APP_SETTINGS and k not in KNOBS}
     env.update({k: str(v) for k, v in settings.items()})
     return env
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def gunicorn_pids(port: int) -> list[int]:
-    """Every live gunicorn process (master or worker) serving on this port."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    """A port that is free, and whose neighbour (benchmark.sh's upstream) is free too."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
         try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
         except OSError:
             continue
-        if state != "Z" and any(b"gunicorn" in part for part in cmdline) and f"127.0.0.1:{port}".encode() in cmdline:
-            pids.append(int(proc.name))
-    return pids
+    raise RuntimeError("no two free neighbouring ports")
+
+
+def server_pids(port: int) -> list[int]:
+    """Every live server process (gunicorn, uvicorn, granian: master or worker) started for this port.
+
+    psutil rather than /proc, so that this works on macOS too. Workers that the server spawned
+    (uvicorn, granian) do not carry the port on their command line: their parent does.
+    """
+    marks = {f"127.0.0.1:{port}", f"--port {port}", f"--port={port}"}
+    masters = set()
+    for process in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            line = " ".join(process.info["cmdline"] or [])
+            if process.info["status"] != psutil.STATUS_ZOMBIE and any(m in line for m in marks) and (
+                    "gunicorn" in line or "uvicorn" in line or "granian" in line):
+                masters.add(process.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    pids = set(masters)
+    for pid in masters:
+        try:
+            pids.update(c.pid for c in psutil.Process(pid).children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE)
+        except psutil.NoSuchProcess:
+            continue
+    return sorted(pids)
 
 
 @pytest.fixture
 def port():
     port = free_port()
     yield port
-    leftovers = gunicorn_pids(port)
+    leftovers = server_pids(port) + server_pids(port + 1)  # benchmark.sh's upstream is PORT + 1
     for pid in leftovers:
-        os.kill(pid, signal.SIGKILL)
-    assert not leftovers, f"gunicorn processes left on port {port}: {leftovers}"
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not leftovers, f"server processes left on ports {port}, {port + 1}: {leftovers}"
 
 
 @pytest.fixture
@@ -60,6 +100,7 @@ def results(tmp_path):
 
 
 def benchmark_env(port: int, results: Path, **knobs) -> dict:
+    # The machine-wide lock stays: tests that run benchmark.sh must not share the cores with a real run.
     return app_environment(**{"PORT": port, "RESULTS_DIR": results, "VENV": VENV_BIN.parent, **knobs})
 
 

@@ -1,4 +1,4 @@
-"""report.py: the wrk parser on real outputs, the model on hand-worked cases, the summary and README."""
+"""report: the parsers on real outputs, the model on hand-worked cases, the summary and README."""
 
 import json
 import shutil
@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-import report
 from conftest import ROOT
+from report import model, parse, summary
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def fixture(name: str) -> dict:
-    return report.load_wrk(FIXTURES / name)
+    return parse.load_wrk(FIXTURES / name)
 
 
 def test_parses_seconds_kilobytes_timeouts_and_bytes_per_second():
@@ -66,41 +66,76 @@ def test_parses_read_errors_and_non_2xx():
     ("1.50GB", 1.5 * 1024**3), ("2.00TB", 2 * 1024**4), ("512.00B", 512.0),
 ])
 def test_byte_units_beyond_what_a_real_run_here_reaches(text, value):
-    assert report.byte_count(text) == value
+    assert parse.byte_count(text) == value
 
 
 def test_hours_and_giga_units():
-    assert report.seconds("1.00h") == 3600 and report.metric("1.20M") == 1.2e6
+    assert parse.seconds("1.00h") == 3600 and parse.metric("1.20M") == 1.2e6
 
 
 def test_truncated_output_names_the_file(tmp_path):
     lines = (FIXTURES / "seed-1w1t-async.txt").read_text().splitlines(keepends=True)
     truncated = tmp_path / "wrk.txt"
     truncated.write_text("".join(lines[:5]))
-    with pytest.raises(report.WrkParseError, match=rf"{truncated}: truncated or not wrk output \(no totals, requests_per_sec"):
-        report.load_wrk(truncated)
+    with pytest.raises(parse.ParseError, match=rf"{truncated}: truncated or not this tool's output \(no totals, requests_per_sec"):
+        parse.load_wrk(truncated)
 
 
 def test_unknown_line_names_file_and_line(tmp_path):
     odd = tmp_path / "wrk.txt"
     odd.write_text("unable to connect to 127.0.0.1:9 Connection refused\n")
-    with pytest.raises(report.WrkParseError, match=rf"{odd}:1: not a line of wrk's report"):
-        report.load_wrk(odd)
+    with pytest.raises(parse.ParseError, match=rf"{odd}:1: not a line of the report"):
+        parse.load_wrk(odd)
 
 
 def test_unknown_unit_is_an_error_not_a_zero(tmp_path):
     text = (FIXTURES / "seed-1w1t-async.txt").read_text().replace("76.94KB read", "76.94XB read")
-    with pytest.raises(report.WrkParseError, match="cannot read a size '76.94XB'"):
-        report.parse_wrk(text, "odd.txt")
+    with pytest.raises(parse.ParseError, match="cannot read a size '76.94XB'"):
+        parse.parse_wrk(text, "odd.txt")
 
 
-def test_brief_command_line_and_its_error():
-    ok = subprocess.run([sys.executable, str(ROOT / "report.py"), "brief", str(FIXTURES / "seed-1w1t-sync-timeouts.txt")],
-                        capture_output=True, text=True)
-    assert ok.stdout == "201 requests  3.35 req/s  latency avg 17.43 s  58 timeouts  0 errors\n"
-    bad = subprocess.run([sys.executable, str(ROOT / "report.py"), "brief", str(FIXTURES / "README.md")],
-                         capture_output=True, text=True)
-    assert bad.returncode == 1 and bad.stderr.startswith(f"report.py: {FIXTURES / 'README.md'}:1:")
+def test_a_bad_report_is_one_line_naming_file_and_line(tmp_path):
+    run = make_run(tmp_path, [100, 0, 0, 0])
+    (run / "01-4w1t-sync-c100" / "wrk.txt").write_text("unable to connect to 127.0.0.1:9 Connection refused\n")
+    out = subprocess.run([sys.executable, "-m", "report", str(run)], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 1
+    assert out.stderr == f"report: {run / '01-4w1t-sync-c100' / 'wrk.txt'}:1: not a line of the report: " \
+                         "'unable to connect to 127.0.0.1:9 Connection refused'\n"
+
+
+# ---------------------------------------------------------------- httperf
+
+
+def httperf_fixture(name: str) -> dict:
+    return parse.load_httperf(FIXTURES / name)
+
+
+def test_parses_httperf_replies_latency_and_status():
+    h = httperf_fixture("httperf-async-all-replied.txt")
+    assert (h["connections"], h["requests"], h["replies"], h["status_2xx"]) == (60, 60, 60, 60)
+    assert h["test_duration_s"] == 3.952 and h["concurrent_max"] == 21
+    assert (h["latency_min_s"], h["latency_median_s"], h["latency_max_s"]) == pytest.approx((1.0005, 1.0005, 1.0048))
+    assert h["errors_total"] == h["client_timeouts"] == 0 and h["cpu_system_s"] == 3.72
+
+
+def test_parses_httperf_client_timeouts_and_refused_connections():
+    h = httperf_fixture("httperf-blocking-client-timeouts.txt")
+    assert (h["replies"], h["client_timeouts"], h["errors_total"]) == (2, 10, 10)
+    refused = httperf_fixture("httperf-connection-refused.txt")
+    assert (refused["requests"], refused["replies"], refused["connrefused"]) == (0, 0, 10)
+    overloaded = httperf_fixture("httperf-sync-overloaded.txt")
+    assert overloaded["replies"] + overloaded["client_timeouts"] == overloaded["connections"]
+
+
+def test_httperf_unknown_line_and_truncation_name_the_file(tmp_path):
+    text = (FIXTURES / "httperf-async-all-replied.txt").read_text()
+    odd = tmp_path / "httperf.txt"
+    odd.write_text(text.replace("Net I/O:", "Session rate [sess/s]: min 0.00\nNet I/O:"))
+    with pytest.raises(parse.ParseError, match=rf"{odd}:\d+: not a line of the report: 'Session rate"):
+        parse.load_httperf(odd)
+    odd.write_text(text.split("Reply status")[0])
+    with pytest.raises(parse.ParseError, match=r"truncated or not this tool's output \(no reply_status, cpu, errors"):
+        parse.load_httperf(odd)
 
 
 # ---------------------------------------------------------------- the model, worked by hand
@@ -108,54 +143,100 @@ def test_brief_command_line_and_its_error():
 
 def test_original_one_worker_sync_is_bound_by_the_40_threads():
     # 40 at once, 10 s each: waves end at 10..50 s; the one at 60 s races wrk's stop.
-    p = report.predict("sync", workers=1, connections=100, sleep=10, duration=60)
+    p = model.predict("sync", workers=1, connections=100, sleep=10, duration=60)
     assert (p.requests, p.edge, p.concurrency, p.bound_by) == (200, 40, 40, "thread limiter: 40/worker")
 
 
 def test_original_async_and_four_worker_sync_are_bound_by_the_client():
-    assert report.predict("async", 1, 100, 10, 60).requests == 500
-    p = report.predict("sync", 4, 100, 10, 60)
+    assert model.predict("async", 1, 100, 10, 60).requests == 500
+    p = model.predict("sync", 4, 100, 10, 60)
     assert (p.requests, p.bound_by) == (500, "client: 100 connections")
 
 
 def test_connections_landing_on_one_worker_give_the_one_worker_result():
-    p = report.predict("sync", 4, 100, 10, 60, connections_per_worker=[100, 0, 0, 0])
+    p = model.predict("sync", 4, 100, 10, 60, connections_per_worker=[100, 0, 0, 0])
     assert (p.requests, p.bound_by) == (200, "connection spread 100/0/0/0")
     # 46 on one worker: it runs 40, the others all theirs: 40 + 21 + 18 + 15 = 94 per wave.
-    assert report.predict("sync", 4, 100, 10, 60, connections_per_worker=[46, 21, 18, 15]).requests == 470
+    assert model.predict("sync", 4, 100, 10, 60, connections_per_worker=[46, 21, 18, 15]).requests == 470
     # async has no per-worker limit, so the spread does not matter.
-    assert report.predict("async", 4, 100, 10, 60, connections_per_worker=[100, 0, 0, 0]).requests == 500
+    assert model.predict("async", 4, 100, 10, 60, connections_per_worker=[100, 0, 0, 0]).requests == 500
 
 
 def test_blocking_async_runs_one_request_per_worker():
-    p = report.predict("async-blocking", 1, 1000, 1, 10)
+    p = model.predict("async-blocking", 1, 1000, 1, 10)
     assert (p.requests, p.concurrency, p.bound_by) == (9, 1, "blocked event loop: 1/worker")
-    assert report.predict("async-blocking", 4, 1000, 1, 10).requests == 36
+    assert model.predict("async-blocking", 4, 1000, 1, 10).requests == 36
 
 
 def test_wrk_rounds_connections_down_to_a_multiple_of_its_threads():
-    p = report.predict("async", 1, 10, 1, 10, wrk_threads=4)
+    p = model.predict("async", 1, 10, 1, 10, wrk_threads=4)
     assert (p.client_connections, p.requests) == (8, 72)
 
 
 def test_thread_limit_raises_the_def_ceiling():
-    assert report.predict("sync", 1, 1000, 1, 10, thread_limit=100).requests == 900
+    assert model.predict("sync", 1, 1000, 1, 10, thread_limit=100).requests == 900
 
 
 def test_no_edge_wave_when_the_duration_is_not_a_multiple_of_the_sleep():
-    p = report.predict("async", 1, 8, 4, 6, wrk_threads=2)
+    p = model.predict("async", 1, 8, 4, 6, wrk_threads=2)
     assert (p.requests, p.edge) == (8, 0)  # one wave at 4 s; the next would end at 8 s
 
 
 def test_zero_sleep_has_no_prediction():
-    p = report.predict("sync", 1, 64, 0, 10)
+    p = model.predict("sync", 1, 64, 0, 10)
     assert (p.requests, p.bound_by) == (None, "CPU (no sleep)")
+
+
+def test_the_http_client_pool_is_the_limit_for_async_http():
+    p = model.predict("async-http", 1, 1000, 1, 10)
+    assert (p.requests, p.concurrency, p.bound_by) == (900, 100, "HTTP client pool: 100/worker")
+    assert model.predict("async-http", 1, 1000, 1, 10, http_pool=400).requests == 3600
+    # `def` + httpx.Client: the 40 threads come first, the pool of 100 is never reached.
+    assert model.predict("sync-http", 1, 1000, 1, 10).bound_by == "thread limiter: 40/worker"
+    assert model.predict("async-http-blocking", 4, 1000, 1, 10).requests == 36
+
+
+def test_pool_timeouts_by_hand():
+    # 1000 connections, a pool of 100, 1 s calls, 5 s pool timeout: waves of 100 at 1..4 s; the
+    # 500 still waiting at 5 s give up then (503) and ask again, behind the 400 that were answered,
+    # whose waits run out at 10 s, just as wrk stops.
+    assert model.simulate_pool(1000, 100, 1, 5, 10) == (500, 500)
+    assert model.simulate_pool(100, 100, 1, 5, 10) == (0, 0)  # nobody waits
+    p = model.predict("async-http", 1, 1000, 1, 10)
+    assert (p.errors, p.errors_edge) == (500, 500)
+
+
+def test_granian_backpressure_is_a_limit_per_worker():
+    limit = model.worker_limit("async", 4, server="granian")
+    assert (limit.per_worker, limit.name) == (256, "granian backpressure: 256/worker")
+    assert model.worker_limit("sync", 4, server="granian").per_worker == 40
+
+
+def test_open_loop_below_and_above_capacity_by_hand():
+    # Checked with httperf here: 1 worker, 1 s sleep, 60/s offered for 15 s, 5 s timeout:
+    # 480 replies and 420 timeouts. Request k waits k (1/40 - 1/60) s more than the one before.
+    p = model.predict_open_loop("sync", 1, 60, 1, 5, 15)
+    assert (p.offered, p.replies, p.timeouts, p.capacity_per_s) == (900, 480, 420, 40)
+    assert p.bound_by == "thread limiter: 40/worker = 40 req/s"
+    below = model.predict_open_loop("sync", 1, 36, 1, 3, 20)
+    assert (below.replies, below.timeouts, below.bound_by) == (720, 0, "below capacity")
+    assert below.latency_median_s == pytest.approx(1.001)
+    anything = model.predict_open_loop("async", 4, 320, 1, 3, 20)
+    assert (anything.replies, anything.bound_by) == (6400, "no limit below the CPU")
+
+
+def test_open_loop_with_an_uneven_spread_overloads_one_worker():
+    even = model.predict_open_loop("sync", 4, 144, 1, 3, 20)
+    assert even.timeouts == 0
+    lopsided = model.predict_open_loop("sync", 4, 144, 1, 3, 20, connections_per_worker=[130, 10, 0, 4])
+    assert lopsided.timeouts > 1000 and lopsided.bound_by == "connection spread 130/10/0/4"
+    assert lopsided.replies + lopsided.timeouts == lopsided.offered == 2880
 
 
 # ---------------------------------------------------------------- committed runs and README
 
 
-COMMITTED = sorted(p for p in (ROOT / "results").glob("*-reference") if (p / "summary.json").exists())
+COMMITTED = sorted(p for p in (ROOT / "results").glob("*-*") if (p / "summary.json").exists())
 
 
 @pytest.mark.skipif(not COMMITTED, reason="no reference run committed")
@@ -165,7 +246,7 @@ def test_rerunning_the_report_on_a_committed_run_reproduces_its_summary(run_dir,
     shutil.copytree(run_dir, copy)
     for name in ["summary.csv", "summary.json", "summary.md", "plot.png"]:
         (copy / name).unlink()
-    report.write_summary(copy)
+    summary.write_summary(copy)
     for name in ["summary.csv", "summary.json", "summary.md"]:
         assert (copy / name).read_text() == (run_dir / name).read_text(), name
     assert (copy / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -181,36 +262,67 @@ def test_def_handler_never_ran_more_than_its_thread_limit_in_a_committed_run(run
 
 
 def test_readme_generated_sections_match_the_committed_runs():
-    out = subprocess.run([sys.executable, str(ROOT / "report.py"), "readme", "--check"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "report", "readme", "--check"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
 
 
-def make_run(tmp_path: Path, connections_per_worker: list[int]) -> Path:
-    """A run directory of one 4-worker /sync cell: a real wrk output and the workers' counts as given."""
+def make_run(tmp_path: Path, connections_per_worker: list[int], cpu: tuple[float, float] | None = None) -> Path:
+    """A run directory of one 4-worker /sync cell: a real wrk output and the workers' counts as given,
+    and (optionally) the server's and wrk's CPU seconds over the 60 s window."""
     run_dir = tmp_path / "run"
     cell = run_dir / "01-4w1t-sync-c100"
     (cell / "stats").mkdir(parents=True)
     shutil.copy(FIXTURES / "seed-1w1t-sync-timeouts.txt", cell / "wrk.txt")
     for pid, connections in enumerate(connections_per_worker):
-        (cell / "stats" / f"worker-{pid}.json").write_text(json.dumps(
-            {"pid": pid, "connections": connections, "thread_limit": 40,
-             "endpoints": {"sync": {"peak": min(connections, 40), "completed": 0}}}))
-    values = ["01-4w1t-sync-c100", "1", "4", "1", "uvicorn_worker.UvicornWorker", "default", "10", "sync", "100",
-              "4", "60", "30", "1"]
-    (run_dir / "cells.tsv").write_text("\t".join(report.CELL_FIELDS) + "\n" + "\t".join(values) + "\n")
+        for name in ("start", "stop"):
+            (cell / "stats" / f"worker-{pid}.{name}.json").write_text(json.dumps(
+                {"pid": pid, "connections": connections, "connections_answered": connections, "in_flight": 0,
+                 "oldest_unanswered_s": None, "cpu_s": 1.0, "peak_rss_bytes": 50 * 2**20, "thread_limit": 40,
+                 "endpoints": {"sync": {"peak": min(connections, 40), "completed": 0, "received": 0,
+                                        "peak_waiting": max(connections - 40, 0)}}}))
+    if cpu:
+        for name, spent in (("start", 0.0), ("stop", cpu[0])):
+            (cell / f"server.{name}.json").write_text(json.dumps(
+                {"time": 0, "roles": {"server": [{"pid": 1, "cpu_s": spent, "rss_bytes": 2**20}]}}))
+        (cell / "wrk.usage.json").write_text(json.dumps({"wall_s": 60.0, "cpu_s": cpu[1], "maxrss_bytes": 2**20}))
+    (run_dir / "run.json").write_text(json.dumps({"environment": {"cpu_count": 2}, "parameters": {}}))
+    values = {"cell": "01-4w1t-sync-c100", "round": "1", "server": "gunicorn", "worker_class": summary.DEFAULT_CLASS,
+              "workers": "4", "threads": "1", "thread_limit": "default", "http_pool": "default", "sleep": "10",
+              "endpoint": "sync", "connections": "100", "rate": "-", "wrk_threads": "4", "duration": "60",
+              "timeout": "30", "warmup": "0", "pin": "0", "pool_timeout": "default", "stats": "1"}
+    (run_dir / "cells.tsv").write_text("\t".join(values) + "\n" + "\t".join(values.values()) + "\n")
     return run_dir
 
 
 def test_summary_uses_the_spread_the_workers_reported(tmp_path):
-    (row,), (group,) = report.summarise_run(make_run(tmp_path, [100, 0, 0, 0]))
+    (row,), (group,) = summary.summarise_run(make_run(tmp_path, [100, 0, 0, 0]))
     assert row["bound_by"] == "connection spread 100/0/0/0"
     assert (row["predicted_requests"], row["expected_requests"], row["expected_edge"]) == (500, 200, 40)
     assert row["as_predicted"]  # wrk counted 201: one worker's 40 threads, as if it were alone
-    assert "with the spread seen: 200" in report.markdown_table([group])
+    assert row["max_share"] == 1.0 and row["spread_index"] == 4.0
+    assert "with the spread seen: 200" in summary.markdown_table([group])
 
 
-def test_summary_ignores_a_spread_that_misses_connections(tmp_path):
+def test_below_prediction_without_a_cpu_figure_is_not_called_cpu(tmp_path):
     # An overloaded worker has not yet seen a request from every connection: no evidence to use.
-    (row,), _ = report.summarise_run(make_run(tmp_path, [30, 20, 10, 0]))
+    (row,), _ = summary.summarise_run(make_run(tmp_path, [30, 20, 10, 0]))
     assert row["expected_requests"] == row["predicted_requests"] == 500
-    assert row["bound_by"] == "CPU / server overhead (below every other limit)"
+    assert row["bound_by"] == "unexplained: below the prediction, no CPU saturated (CPU not measured)"
+    assert "CPU:" not in row["bound_by"]
+
+
+@pytest.mark.parametrize("server_cpu, wrk_cpu, verdict", [
+    (115.0, 4.0, "CPU: machine 99% busy (server 96%, wrk 3% of 2 cores)"),
+    (20.0, 4.0, "unexplained: below the prediction, no CPU saturated (server 17%, wrk 3% of 2 cores)"),
+])
+def test_cpu_is_named_only_when_measured_saturated(tmp_path, server_cpu, wrk_cpu, verdict):
+    (row,), _ = summary.summarise_run(make_run(tmp_path, [30, 20, 10, 0], cpu=(server_cpu, wrk_cpu)))
+    assert row["bound_by"] == verdict
+
+
+def test_compact_table_fits_100_columns(tmp_path):
+    _, groups = summary.summarise_run(make_run(tmp_path, [30, 20, 10, 0], cpu=(20.0, 4.0)))
+    groups[0]["config"] = "gunicorn 4w x 1t --reuse-port limit 400 pool 400"  # as long as a config gets
+    table = summary.compact_table(groups)
+    assert all(len(line) <= 100 for line in table.splitlines()), table
+    assert "✗ gunicorn 4w x 1t --reuse-port limit 400 pool 400 /sync" in table  # named with its reason

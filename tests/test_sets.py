@@ -1,12 +1,18 @@
-"""Every experiment set, end to end in miniature, and the parameters of their full and quick runs."""
+"""Every experiment set: valid at full and quick scale, the seed exactly the original, and the
+ones no other test runs, end to end in miniature."""
 
 import json
+import re
 
 import pytest
 
 from conftest import only_run_dir, run_benchmark, summary_groups
 
-SETS = ["seed", "concurrency", "threads", "workers", "overhead"]
+SETS = ["seed", "concurrency", "threads", "workers", "overhead", "servers", "upstream", "openloop"]
+
+
+def listed_cells(out) -> list[list[str]]:
+    return [line.split() for line in out.stdout.splitlines()[2:]]
 
 
 @pytest.mark.parametrize("name", SETS)
@@ -14,37 +20,55 @@ SETS = ["seed", "concurrency", "threads", "workers", "overhead"]
 def test_every_set_is_valid_at_full_and_quick_scale(port, results, name, quick):
     out = run_benchmark(port, results, "--set", name, "--list", *quick)
     assert out.returncode == 0, out.stderr
-    cells = [line.split() for line in out.stdout.splitlines() if not line.startswith("#")]
-    assert cells and all(len(cell) == 8 for cell in cells)
+    assert re.match(rf"set {name}: \d+ cells x 1 run\(s\), .*; about \d+ ?(s|min) \(ends ~\d\d:\d\d\)$",
+                    out.stdout.splitlines()[0])
+    cells = listed_cells(out)
+    assert cells and all(len(cell) == 10 for cell in cells)
     assert not results.exists()
 
 
 def test_seed_full_run_has_exactly_the_original_parameters(port, results):
     out = run_benchmark(port, results, "--list")
-    lines = out.stdout.splitlines()
-    assert lines[0].endswith("wrk -d 60s --timeout 30s, 1 run(s)")
-    assert [tuple(line.split()[:2]) + (line.split()[5],) for line in lines[1:]] == [
+    assert "wrk -t4 -d60s --timeout 30s" in out.stdout.splitlines()[0]
+    cells = listed_cells(out)
+    assert [(c[2], c[3], c[7]) for c in cells] == [
         (w, t, e) for w, t in [("1", "1"), ("1", "4"), ("4", "1"), ("4", "4")] for e in ["sync", "async"]]
-    assert {line.split()[4] for line in lines[1:]} == {"10"} and {line.split()[6] for line in lines[1:]} == {"100"}
+    assert {(c[0], c[1], c[6], c[8]) for c in cells} == {("gunicorn", "uvicorn_worker.UvicornWorker", "10", "100")}
+
+
+def test_a_default_run_is_planned_to_fit_eight_and_a_half_minutes(port, results):
+    out = run_benchmark(port, results, "--list")
+    minutes = int(re.search(r"about (\d+) min", out.stdout).group(1))
+    assert minutes <= 8.5
+
+
+def test_reference_lists_every_set_with_three_runs_and_its_time(port, results):
+    out = run_benchmark(port, results, "--reference", "--list")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    for name in SETS:
+        assert f"./benchmark.sh --set {name} --repeat 3 --label reference   # about " in out.stdout
+    assert any("--label worker-killed" in line for line in lines)
+    assert re.fullmatch(r"# about \d h \d+ min in all, one run at a time", lines[-1])
 
 
 def test_concurrency_set_sweeps_connections_and_plots_them(port, results):
-    out = run_benchmark(port, results, "--set", "concurrency", SLEEP_SECONDS=0.5, DURATION="2s", TIMEOUT="2s",
+    out = run_benchmark(port, results, "--set", "concurrency", SLEEP_SECONDS=0.4, DURATION="2s", TIMEOUT="2s",
                         CONNECTIONS="4 8", CONFIGS="1x1", WRK_THREADS=2, THREAD_LIMIT=4)
     assert out.returncode == 0, out.stderr
     groups = summary_groups(only_run_dir(results))
     assert [(g["endpoint"], g["connections"]) for g in groups] == [
         (e, c) for e in ["sync", "async", "async-blocking"] for c in [4, 8]]
     by = {(g["endpoint"], g["connections"]): g for g in groups}
-    assert by[("sync", 8)]["predicted_requests"] == 4 * 3  # the 4-thread limit, not the 8 connections
-    assert by[("async", 8)]["predicted_requests"] == 8 * 3
-    assert by[("async-blocking", 8)]["predicted_requests"] == 3
+    assert by[("sync", 8)]["predicted_requests"] == 4 * 4  # the 4-thread limit, not the 8 connections
+    assert by[("async", 8)]["predicted_requests"] == 8 * 4
+    assert by[("async-blocking", 8)]["predicted_requests"] == 4
     assert by[("async-blocking", 8)]["peak_in_handler_max"] == 1
     assert (only_run_dir(results) / "plot.png").stat().st_size > 10_000
 
 
 def test_threads_set_compares_thread_limits_with_gunicorn_threads(port, results):
-    out = run_benchmark(port, results, "--set", "threads", SLEEP_SECONDS=0.5, DURATION="2s", TIMEOUT="2s",
+    out = run_benchmark(port, results, "--set", "threads", SLEEP_SECONDS=0.4, DURATION="2s", TIMEOUT="2s",
                         CONNECTIONS=8, WRK_THREADS=2, THREAD_LIMIT=2)
     assert out.returncode == 0, out.stderr
     groups = summary_groups(only_run_dir(results))
@@ -53,22 +77,27 @@ def test_threads_set_compares_thread_limits_with_gunicorn_threads(port, results)
     assert peaks == [2, 8, 8, 2]  # --threads 4 leaves the limiter at 2
 
 
-def test_workers_set_runs_both_worker_classes(port, results):
-    out = run_benchmark(port, results, "--set", "workers", SLEEP_SECONDS=0.5, DURATION="2s", TIMEOUT="2s",
-                        CONNECTIONS=4, CONFIGS="1x2", ENDPOINTS="async", WRK_THREADS=2)
+def test_workers_set_compares_both_worker_classes_where_the_server_is_the_limit(port, results):
+    out = run_benchmark(port, results, "--set", "workers", SLEEP_SECONDS=0.4, DURATION="2s", TIMEOUT="2s",
+                        CONNECTIONS=4, CONFIGS="1x2", ENDPOINTS="async", WRK_THREADS=2, WARMUP=0)
     assert out.returncode == 0, out.stderr
     run_dir = only_run_dir(results)
     cells = json.loads((run_dir / "summary.json").read_text())["cells"]
-    assert [(c["worker_class"], c["threads_warning"]) for c in cells] == [
-        ("uvicorn_worker.UvicornWorker", False), ("asgi", True)]
+    assert [(c["worker_class"], c["connections"], c["sleep_s"]) for c in cells] == [
+        (k, c, s) for k in ("uvicorn_worker.UvicornWorker", "asgi") for c, s in ((4, 0.4), (4000, 0.4), (64, 0))]
+    log = (run_dir / "04-1w2t-async-c4-asgi" / "server.log").read_text()
+    assert "ASGI worker does not use threads configuration" in log
     assert all(c["requests"] >= 12 for c in cells)
+    busy = [c for c in cells if c["sleep_s"] == 0]
+    assert all(c["bound_by"].startswith(("CPU: ", "unexplained: ")) and c["server_cpu_s"] > 0 for c in busy)
 
 
-def test_overhead_set_measures_the_bare_app(port, results):
+def test_overhead_set_measures_the_bare_app_pinned_and_warmed_up(port, results):
     out = run_benchmark(port, results, "--set", "overhead", DURATION="1s", CONNECTIONS=4, WRK_THREADS=2)
     assert out.returncode == 0, out.stderr
     run_dir = only_run_dir(results)
     groups = summary_groups(run_dir)
     assert [g["endpoint"] for g in groups] == ["sync", "async"]
-    assert all(g["bound_by"] == "CPU (no sleep)" and g["requests_median"] > 100 for g in groups)
+    assert all(g["requests_median"] > 100 and g["server_cpu_share"] > 0 for g in groups)
     assert not list(run_dir.glob("*/stats"))  # no counters: nothing wraps the handlers
+    assert len(list(run_dir.glob("*/warmup.txt"))) == 2

@@ -1,0 +1,7 @@
+"""Turn a run directory's raw files into a summary that says why each number is what it is.
+
+Stages, one module each: parse (the raw files), model (the predictions), summary (verdicts and
+tables), plot, claims (the README's findings, each checked against its data), readme (the
+README's generated sections), record (what benchmark.sh records while it runs).
+Commands: python -m report --help.
+"""

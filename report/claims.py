@@ -1,0 +1,463 @@
+"""The README's findings, each a claim with the figures it rests on and a test of those figures.
+
+A claim that its data support is printed with its numbers; one they do not support is printed
+with what was measured and "not reproduced in this run". No measured figure is typed here:
+everything comes from the committed runs, the model's constants, or ORIGINAL (the published
+figures of the experiment this project re-runs, cited in one place).
+"""
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import parse, summary
+from .model import DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS
+
+NOT_REPRODUCED = "not reproduced in this run"
+SAME = 0.10  # two figures this close (of the larger) are "the same" where a run-to-run spread is unknown
+
+# The original experiment's published figures: requests in 1 min, req/s, latency avg, timeouts.
+# github.com/ajndkr/fastapi-concurrency-tests, README (one run per cell, hardware not stated).
+ORIGINAL = {
+    ("1w x 1t", "sync"): (200, 3.33, "18.04 s", 50), ("1w x 1t", "async"): (500, 8.33, "10.01 s", 0),
+    ("1w x 4t", "sync"): (200, 3.33, "17.80 s", 53), ("1w x 4t", "async"): (500, 8.33, "10.00 s", 0),
+    ("4w x 1t", "sync"): (500, 8.33, "10.00 s", 0), ("4w x 1t", "async"): (500, 8.33, "10.00 s", 0),
+    ("4w x 4t", "sync"): (500, 8.33, "10.01 s", 0), ("4w x 4t", "async"): (500, 8.33, "10.00 s", 0),
+}
+
+
+@dataclass
+class Run:
+    """A committed run directory, summarised once for every claim that quotes it."""
+
+    run_dir: Path
+    rows: list[dict]
+    groups: list[dict]
+    parameters: dict
+    environment: dict
+    document: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "Run":
+        document = parse.read_json(run_dir / "run.json")
+        rows, groups = summary.summarise_run(run_dir)
+        return cls(run_dir, rows, groups, document["parameters"], document["environment"], document)
+
+    @property
+    def timeout_s(self) -> float:
+        return float(summary.read_cells(self.run_dir)[0]["timeout"])
+
+
+@dataclass
+class Claim:
+    title: str  # what the data should show, in bold
+    holds: bool
+    evidence: str  # the figures it rests on, printed whether it holds or not
+    sets: tuple = ()
+
+    def markdown(self) -> str:
+        if self.holds:
+            return f"- **{self.title}** {self.evidence}"
+        return f"- **{self.title}** ✗ {NOT_REPRODUCED}: {self.evidence}"
+
+
+class Missing(Exception):
+    """A claim's run, or a cell it needs, is not among the committed runs."""
+
+
+def find(groups: list[dict], **where) -> dict:
+    matches = [g for g in groups if all(g.get(k) == v for k, v in where.items())]
+    if len(matches) != 1:
+        raise Missing(f"one cell with {where}, found {len(matches)}")
+    return matches[0]
+
+
+def ok(g: dict) -> bool:
+    """Every repetition of the cell matched the model's band."""
+    return g["as_predicted"] == g["runs"]
+
+
+def rng(g: dict, key: str, digits: int = 0) -> str:
+    return summary.format_range(g[f"{key}_median"], g[f"{key}_min"], g[f"{key}_max"], digits)
+
+
+def same(a: float, b: float, spread: float = 0.0) -> bool:
+    return abs(a - b) <= max(SAME * max(abs(a), abs(b)), spread)
+
+
+def run_spread(g: dict) -> float:
+    return g["requests_max"] - g["requests_min"] + (g["predicted_edge"] or 0)
+
+
+def predicted(g: dict) -> str:
+    return summary.predicted_text(g, spread_seen=False)
+
+
+def pct(share: float | None) -> str:
+    return summary.format_percent(share)
+
+
+# ---------------------------------------------------------------- the seed: why the original saw what it saw
+
+
+def client_bound_async(runs) -> Claim:
+    seed = runs["seed"].groups
+    one, four = find(seed, config="1w x 1t", endpoint="async"), find(seed, config="4w x 4t", endpoint="async")
+    holds = ok(one) and ok(four) and one["peak_in_handler_max"] == one["connections"] and all(
+        b.startswith("client") for g in (one, four) for b in g["bound_by_runs"])
+    original = ORIGINAL[("1w x 1t", "async")][0]
+    return Claim(
+        "The original `/async` numbers were flat because the client was the limit, not the server.",
+        holds,
+        f"{one['connections']} connections that each wait {one['sleep_s']:g} s complete at most "
+        f"{one['connections']} requests per wave: predicted {predicted(one)} in {one['duration_s']:g} s "
+        f"(the original published {original}). We measured {rng(one, 'requests')} with 1 worker and "
+        f"{rng(four, 'requests')} with 4 x 4; the single worker had up to {one['peak_in_handler_max']} requests "
+        f"sleeping at once, every connection the client had, at {pct(one['server_cpu_share'])} of the CPU. "
+        f"More workers cannot speed up a server that is waiting for its client.", ("seed",))
+
+
+def one_worker_def(runs) -> Claim:
+    seed = runs["seed"]
+    g = find(seed.groups, config="1w x 1t", endpoint="sync")
+    original = ORIGINAL[("1w x 1t", "sync")]
+    holds = ok(g) and g["peak_in_handler_max"] == DEFAULT_THREAD_LIMIT and all(
+        b.startswith("thread limiter") for b in g["bound_by_runs"])
+    return Claim(
+        f"1 worker with `def` is held to anyio's {DEFAULT_THREAD_LIMIT} threads.",
+        holds,
+        f"FastAPI runs a `def` endpoint in anyio's thread pool, at most {DEFAULT_THREAD_LIMIT} at once per "
+        f"worker: {DEFAULT_THREAD_LIMIT} / {g['sleep_s']:g} s = {DEFAULT_THREAD_LIMIT / g['sleep_s']:g} req/s, "
+        f"predicted {predicted(g)} requests (the original published {original[0]}, {original[1]} req/s). We "
+        f"measured {rng(g, 'requests')} ({g['requests_per_sec_median']:.2f} req/s); the server never had more "
+        f"than {g['peak_in_handler_max']} requests inside the handler, and when wrk stopped "
+        f"{rng(g, 'in_flight_at_stop')} were in it or waiting for a thread (peak waiting "
+        f"{g['peak_waiting_max']}). The waiting is why latency averages {summary.format_seconds(g['latency_avg_s_median'])} "
+        f"and {g['timeouts_median']:g} responses (median) took longer than wrk's {seed.timeout_s:g} s timeout.",
+        ("seed",))
+
+
+def threads_flag(runs) -> Claim:
+    seed, threads = runs["seed"].groups, runs["threads"].groups
+    s1, s4 = find(seed, config="1w x 1t", endpoint="sync"), find(seed, config="1w x 4t", endpoint="sync")
+    t1, t4 = find(threads, config="1w x 1t", endpoint="sync"), find(threads, config="1w x 4t", endpoint="sync")
+    holds = (same(s1["requests_median"], s4["requests_median"], max(run_spread(s1), run_spread(s4)))
+             and same(t1["requests_median"], t4["requests_median"], max(run_spread(t1), run_spread(t4)))
+             and s1["peak_in_handler_max"] == s4["peak_in_handler_max"] == t4["peak_in_handler_max"])
+    return Claim(
+        "`--threads` does nothing for an ASGI worker.",
+        holds,
+        f"gunicorn's `threads` setting only affects its gthread worker. 1x1 vs 1x4 `/sync`: {rng(s1, 'requests')} vs "
+        f"{rng(s4, 'requests')} requests; at {t1['connections']} connections {t1['requests_per_sec_median']:.1f} vs "
+        f"{t4['requests_per_sec_median']:.1f} req/s; the peak inside the handler is {s1['peak_in_handler_max']} "
+        f"without and {t4['peak_in_handler_max']} with `--threads 4`.", ("seed", "threads"))
+
+
+def thread_limiter_knob(runs) -> Claim:
+    threads = runs["threads"].groups
+    base = find(threads, config="1w x 1t", endpoint="sync")
+    cells = [base] + [find(threads, config=f"1w x 1t limit {n}", endpoint="sync") for n in (100, 400)]
+    limits = [DEFAULT_THREAD_LIMIT, 100, 400]
+    holds = all(ok(g) and g["peak_in_handler_max"] == limit for g, limit in zip(cells, limits))
+    return Claim(
+        "The knob that matters for `def` is the thread limiter.",
+        holds,
+        f"With `THREAD_LIMIT` {' / '.join(map(str, limits))} (one worker, {base['connections']} connections, "
+        f"{base['sleep_s']:g} s sleep): {' / '.join(format(g['requests_per_sec_median'], '.1f') for g in cells)} "
+        f"req/s, peaks {' / '.join(str(g['peak_in_handler_max']) for g in cells)} inside the handler, each as the "
+        f"model predicts ({' / '.join(predicted(g) for g in cells)} requests).", ("threads",))
+
+
+def spread_caps_def(runs) -> Claim:
+    seed = runs["seed"]
+    cells = [r for r in seed.rows if r["workers"] == 4 and r["endpoint"] == "sync"]
+    if not cells:
+        raise Missing("4-worker /sync cells in the seed run")
+    lopsided = [r for r in cells if max(r["connections_per_worker"]) > DEFAULT_THREAD_LIMIT]
+    holds = all(r["as_predicted"] for r in cells) and all(
+        r["expected_requests"] < r["predicted_requests"] for r in lopsided)
+    listing = "; ".join(f"{summary.format_spread(r['connections_per_worker'])} -> {r['requests']}" for r in cells)
+    return Claim(
+        "4 workers with `def` match `async def` only when no worker holds more than its threads' worth of connections.",
+        holds,
+        f"Each worker has its own {DEFAULT_THREAD_LIMIT}-thread limiter, so what counts is how many of wrk's "
+        f"keep-alive connections each worker accepted. Connections per worker -> requests, in every 4-worker `/sync` "
+        f"run: {listing}. {len(lopsided)} of {len(cells)} runs had a worker above {DEFAULT_THREAD_LIMIT}; each "
+        f"matched the model fed with its spread.", ("seed",))
+
+
+# ---------------------------------------------------------------- beyond the seed
+
+
+def async_wins(runs) -> Claim:
+    sweep = runs["concurrency"].groups
+    asyncs = sorted((g for g in sweep if g["config"] == "1w x 1t" and g["endpoint"] == "async" and ok(g)),
+                    key=lambda g: g["connections"])
+    if not asyncs:
+        raise Missing("a 1-worker /async cell as predicted")
+    top = asyncs[-1]
+    sync = find(sweep, config="1w x 1t", endpoint="sync", connections=top["connections"])
+    holds = top["connections"] >= 10 * DEFAULT_THREAD_LIMIT and ok(sync) and sync["bound_by"].startswith("thread")
+    return Claim(
+        "Where `async def` wins: when the client sends more than the threads can hold.",
+        holds,
+        f"One worker, {top['connections']} connections, {top['sleep_s']:g} s sleep: `/async` "
+        f"{top['requests_per_sec_median']:.0f} req/s ({top['peak_in_handler_max']} at once, bound by "
+        f"{top['bound_by']}), `/sync` {sync['requests_per_sec_median']:.1f} req/s (bound by {sync['bound_by']}, "
+        f"{sync['never_answered_median']:g} connections never answered in the run).", ("concurrency",))
+
+
+def workers_for_async(runs) -> Claim:
+    sweep = runs["concurrency"].groups
+    ones = sorted((g for g in sweep if g["config"] == "1w x 1t" and g["endpoint"] == "async"), key=lambda g: g["connections"])
+    top = ones[-1]
+    four = find(sweep, config="4w x 1t", endpoint="async", connections=top["connections"])
+    lower = [(g, find(sweep, config="4w x 1t", endpoint="async", connections=g["connections"])) for g in ones[:-1]]
+    holds = (top["cpu_bound"] == top["runs"] and four["requests_per_sec_median"] > (1 + SAME) * top["requests_per_sec_median"]
+             and all(ok(a) and ok(b) for a, b in lower))
+    return Claim(
+        "Workers help `async def` once a CPU is the limit, and not before.",
+        holds,
+        f"At {top['connections']} connections one worker managed {top['requests_per_sec_median']:.0f} req/s "
+        f"({top['bound_by']}) and 4 workers {four['requests_per_sec_median']:.0f} "
+        f"({four['requests_per_sec_median'] / top['requests_per_sec_median']:.2f}x; this machine has "
+        f"{runs['concurrency'].environment['cpu_count']} cores, shared with wrk). Below that both give what the "
+        f"client allows: " + ", ".join(f"{a['connections']} connections {a['requests_median']:g} vs {b['requests_median']:g}"
+                                       for a, b in lower) + ".", ("concurrency",))
+
+
+def workers_for_def(runs) -> Claim:
+    sweep = runs["concurrency"].groups
+    top = max(c for c in (g["connections"] for g in sweep))
+    one, four = (find(sweep, config=f"{w}w x 1t", endpoint="sync", connections=top) for w in (1, 4))
+    ratio = four["requests_median"] / one["requests_median"]
+    rss = runs["seed"].groups[0]["rss_mb_per_worker_median"] if "seed" in runs else None
+    holds = ok(one) and ok(four) and ratio >= 4 * (1 - SAME)
+    return Claim(
+        f"For `def`, each worker adds {DEFAULT_THREAD_LIMIT} thread slots.",
+        holds,
+        f"At {top} connections, 1 worker answered {rng(one, 'requests')} and 4 workers {rng(four, 'requests')} "
+        f"({ratio:.2f}x; peak {four['peak_in_handler_max']} per worker). What each worker costs: "
+        f"{'-' if rss is None else f'{rss:.0f} MB'} resident (median over the seed run's workers).",
+        ("concurrency", "seed"))
+
+
+def blocking_async(runs) -> Claim:
+    sweep = runs["concurrency"].groups
+    cells = [g for g in sweep if g["endpoint"] == "async-blocking"]
+    holds = bool(cells) and all(ok(g) and g["peak_in_handler_max"] == 1 for g in cells)
+    top = max(cells, key=lambda g: (g["connections"], g["workers"]))
+    one = find(sweep, config="1w x 1t", endpoint="async-blocking", connections=top["connections"])
+    return Claim(
+        "Blocking inside `async def` is the worst of both.",
+        holds,
+        f"`time.sleep` in an `async def` holds the event loop, so a worker serves one request per sleep whatever the "
+        f"connections: at {top['connections']} connections {one['requests_per_sec_median']:.2f} req/s with 1 worker, "
+        f"{top['requests_per_sec_median']:.2f} with {top['workers']} (peak inside the handler: 1 per worker in every "
+        f"cell: {all(g['peak_in_handler_max'] == 1 for g in cells)}).", ("concurrency",))
+
+
+def worker_killed(runs) -> Claim:
+    run = runs["worker-killed"]
+    (g,) = run.groups
+    timeout = run.parameters["gunicorn_cmd_args"].split("=")[-1]
+    holds = g["worker_timeouts"] > 0 and g["sleep_s"] < float(timeout) and g["errors_max"] > 0
+    return Claim(
+        "gunicorn kills a worker whose loop blocks again and again, even when no single block outlasts `--timeout`.",
+        holds,
+        f"In [`{run.run_dir.name}`](results/{run.run_dir.name}/) (`GUNICORN_CMD_ARGS={run.parameters['gunicorn_cmd_args']}`, "
+        f"{g['connections']} connections, `/async-blocking` sleeping {g['sleep_s']:g} s per request) gunicorn logged "
+        f"{g['worker_timeouts']} `WORKER TIMEOUT` over {g['runs']} runs and wrk saw up to {g['errors_max']} errors; "
+        f"no request blocked the loop longer than {g['sleep_s']:g} s of the {timeout} s timeout. Why: see "
+        f"[the heartbeat](#why-a-blocked-worker-is-killed).", ("worker-killed",))
+
+
+def thread_hop(runs) -> Claim:
+    run = runs["overhead"]
+    d, a = find(run.groups, endpoint="sync"), find(run.groups, endpoint="async")
+    per_request = {}
+    for endpoint in ("sync", "async"):
+        rows = [r for r in run.rows if r["endpoint"] == endpoint and r["server_cpu_s"]]
+        per_request[endpoint] = statistics.median(r["server_cpu_s"] / r["requests"] * 1e6 for r in rows) if rows else None
+    holds = (None not in per_request.values() and per_request["sync"] > per_request["async"]
+             and a["requests_per_sec_median"] > d["requests_per_sec_median"] and d["cpu_bound"] == d["runs"])
+    hop = "-" if None in per_request.values() else f"{per_request['sync'] - per_request['async']:.0f}"
+    return Claim(
+        "The thread hop has a price when there is no sleep.",
+        holds,
+        f"Sleep 0, one worker, {d['connections']} connections, wrk and the server pinned to their own cores: `def` "
+        f"{d['requests_per_sec_median']:.0f} req/s, `async def` {a['requests_per_sec_median']:.0f} req/s "
+        f"({a['requests_per_sec_median'] / d['requests_per_sec_median']:.2f}x). Measured server CPU per request: "
+        f"{per_request['sync'] or 0:.0f} us for `def`, {per_request['async'] or 0:.0f} us for `async def`: {hop} us "
+        f"more for the hop ({d['bound_by_runs'] and next(iter(d['bound_by_runs']))}).", ("overhead",))
+
+
+def worker_class(runs) -> Claim:
+    groups = runs["workers"].groups
+    busy = [g for g in groups if (g["sleep_s"] == 0 or g["connections"] >= 1000) and "asgi" not in g["config"]]
+    pairs = [(g, find(groups, config=g["config"] + " asgi", endpoint=g["endpoint"], connections=g["connections"],
+                      sleep_s=g["sleep_s"])) for g in busy]
+    holds = bool(pairs) and all(same(u["requests_per_sec_median"], n["requests_per_sec_median"]) for u, n in pairs)
+    return Claim(
+        f"gunicorn's `asgi` worker and UvicornWorker are within {SAME:.0%} of each other where the server is the limit.",
+        holds,
+        "; ".join(f"{u['config']} `/{u['endpoint']}` at {u['connections']} connections, sleep {u['sleep_s']:g} s: "
+                  f"{u['requests_per_sec_median']:.0f} vs {n['requests_per_sec_median']:.0f} req/s"
+                  for u, n in pairs) + ".", ("workers",))
+
+
+# ---------------------------------------------------------------- servers and the spread
+
+
+def reuse_port(runs) -> Claim:
+    run = runs["servers"]
+    fixed = [r for r in run.rows if r["server"] == "gunicorn-reuse-port" and r["endpoint"] == "sync" and r["sleep_s"] > 0]
+    plain = [r for r in run.rows if r["config"] == f"{r['workers']}w x 1t" and r["endpoint"] == "sync" and r["sleep_s"] > 0]
+    if not fixed or not plain:
+        raise Missing("gunicorn and gunicorn --reuse-port /sync cells")
+    most = max(max(r["connections_per_worker"]) for r in fixed)
+    holds = most <= DEFAULT_THREAD_LIMIT and all(r["as_predicted"] and r["expected_requests"] == r["predicted_requests"]
+                                                 for r in fixed)
+    show = lambda rows: "; ".join(f"{summary.format_spread(r['connections_per_worker'])} -> {r['requests']}" for r in rows)
+    return Claim(
+        "`--reuse-port` fixes the connection spread.",
+        holds,
+        f"With it every gunicorn worker has a listening socket of its own and the kernel spreads new connections "
+        f"over them. {fixed[0]['workers']} workers, `/sync`, {fixed[0]['connections']} connections: with "
+        f"`--reuse-port` {show(fixed)} (most on one worker: {most}); without, {show(plain)}. gunicorn "
+        f"{run.environment['packages']['gunicorn']} here.", ("servers",))
+
+
+def which_server(runs) -> Claim:
+    run = runs["servers"]
+    client_bound = [g for g in run.groups if g["sleep_s"] > 0]
+    busy = [g for g in run.groups if g["sleep_s"] == 0 and g["endpoint"] == "async"]
+    if not busy or not client_bound:
+        raise Missing("servers cells")
+    best = max(busy, key=lambda g: g["requests_per_sec_median"])
+    rest = sorted((g for g in busy if g is not best), key=lambda g: -g["requests_per_sec_median"])
+    even = [g for g in client_bound if all(max(s) <= DEFAULT_THREAD_LIMIT for s in g["connections_per_worker"] if s)]
+    holds = all(ok(g) for g in even) and all(g["cpu_bound"] == g["runs"] for g in busy)
+    return Claim(
+        "Which server: at the seed's load the spread decides; where the CPU is the limit they differ.",
+        holds,
+        f"At {client_bound[0]['connections']} connections every run with no worker above {DEFAULT_THREAD_LIMIT} "
+        f"connections reached the client bound ({sum(ok(g) for g in even)} of {len(even)} such cells). At sleep 0, "
+        f"{busy[0]['connections']} connections, `/async`: {best['config']} {best['requests_per_sec_median']:.0f} req/s, "
+        + ", ".join(f"{g['config']} {g['requests_per_sec_median']:.0f}" for g in rest)
+        + f", each with the machine's CPU saturated; RSS of the whole server: "
+        + ", ".join(f"{g['config']} {g['server_rss_mb_median']:.0f} MB" for g in [best, *rest]
+                    if g["server_rss_mb_median"] is not None) + ".", ("servers",))
+
+
+# ---------------------------------------------------------------- the upstream call
+
+
+def pool_limit(runs) -> Claim:
+    run = runs["upstream"]
+    cells = [g for g in run.groups if g["endpoint"] == "async-http" and "pool" not in g["config"]]
+    over = [g for g in cells if g["connections"] >= HTTPX_MAX_CONNECTIONS * g["workers"]]
+    holds = bool(over) and all(g["upstream_peak_max"] <= HTTPX_MAX_CONNECTIONS * g["workers"] for g in cells) and all(
+        g["upstream_peak_max"] == HTTPX_MAX_CONNECTIONS * g["workers"] for g in over)
+    return Claim(
+        f"`async def` with an `httpx.AsyncClient` is held to the client's pool: {HTTPX_MAX_CONNECTIONS} calls per worker.",
+        holds,
+        "The upstream's own counter of calls in flight at most: " + ", ".join(
+            f"{g['workers']} worker(s) at {g['connections']} connections {rng(g, 'upstream_peak')}" for g in cells)
+        + ". Above the pool, requests wait for a pooled connection; " + ", ".join(
+            f"at {g['connections']} connections ({g['workers']}w) {rng(g, 'requests_ok')} answered, "
+            f"{rng(g, 'non_2xx')} 503 pool timeouts, bound by {g['bound_by']}" for g in over) + ".", ("upstream",))
+
+
+def pool_raised(runs) -> Claim:
+    run = runs["upstream"]
+    raised = next((g for g in run.groups if g["endpoint"] == "async-http" and "pool" in g["config"]), None)
+    if raised is None:
+        raise Missing("the HTTP_POOL cell")
+    default = find(run.groups, config="1w x 1t", endpoint="async-http", connections=raised["connections"])
+    holds = raised["upstream_peak_max"] > default["upstream_peak_max"] and \
+        raised["requests_ok_median"] > (1 + SAME) * default["requests_ok_median"]
+    return Claim(
+        "Raising the pool moves the ceiling.",
+        holds,
+        f"One worker, {raised['connections']} connections: {default['config']} `/async-http` {rng(default, 'requests_ok')} "
+        f"answered (upstream peak {rng(default, 'upstream_peak')}), {raised['config']} {rng(raised, 'requests_ok')} "
+        f"(peak {rng(raised, 'upstream_peak')}); server CPU {pct(default['server_cpu_share'])} and "
+        f"{pct(raised['server_cpu_share'])} of the machine ({raised['bound_by']}).", ("upstream",))
+
+
+def sync_http(runs) -> Claim:
+    run = runs["upstream"]
+    cells = [g for g in run.groups if g["endpoint"] == "sync-http"]
+    holds = bool(cells) and all(g["upstream_peak_max"] <= DEFAULT_THREAD_LIMIT * g["workers"] for g in cells) and all(
+        ok(g) for g in cells if g["connections"] >= DEFAULT_THREAD_LIMIT * g["workers"] and g["workers"] == 1)
+    return Claim(
+        f"`def` with `httpx.Client` is held to the {DEFAULT_THREAD_LIMIT} threads, not the pool.",
+        holds,
+        "Upstream peak: " + ", ".join(f"{g['workers']}w at {g['connections']} connections {rng(g, 'upstream_peak')}"
+                                      for g in cells) + "; bound by: " + "; ".join(
+            f"{g['workers']}w {g['connections']}: {g['bound_by']}" for g in cells if g["connections"] >= 100) + ".",
+        ("upstream",))
+
+
+def upstream_agrees(runs) -> Claim:
+    run = runs["upstream"]
+    checked, worst = 0, 0
+    for r in run.rows:
+        if r["upstream_completed"] is None or r["server_completed"] is None:
+            continue
+        calls = r["server_completed"] - (r["pool_timeouts"] or 0)
+        slack = r["in_flight_at_stop"] or 0
+        worst = max(worst, abs(r["upstream_completed"] - calls) - slack)
+        checked += 1
+    holds = checked > 0 and worst <= 0
+    return Claim(
+        "The upstream's counters and the front server's agree.",
+        holds,
+        f"In {checked} cells the calls the upstream answered equal the front's answered requests minus its 503s, "
+        f"within the requests still in flight when wrk stopped (largest gap beyond that: {worst}).", ("upstream",))
+
+
+# ---------------------------------------------------------------- open loop
+
+
+def open_loop(runs) -> Claim:
+    run = runs["openloop"]
+    sync = sorted((g for g in run.groups if g["config"] == "1w x 1t" and g["endpoint"] == "sync"), key=lambda g: g["rate"])
+    asyncs = sorted((g for g in run.groups if g["endpoint"] == "async"), key=lambda g: (g["workers"], g["rate"]))
+    if not sync or not asyncs:
+        raise Missing("openloop /sync and /async cells")
+    over = [g for g in sync if g["offered_fraction"] > 1]
+    holds = (all(ok(g) for g in sync) and all(g["client_timeouts_median"] > 0 for g in over if g["predicted_timeouts"])
+             and all(g["replies_median"] >= 0.99 * g["offered_median"] for g in asyncs)
+             and all(g["latency_median_s_median"] < 1.1 * g["sleep_s"] + 0.05 for g in asyncs))
+    return Claim(
+        "Above its capacity, `def` does not get slower: it stops answering in time.",
+        holds,
+        f"One worker, {sync[0]['sleep_s']:g} s sleep, capacity {sync[0]['capacity_per_s']:g} req/s "
+        f"({DEFAULT_THREAD_LIMIT} threads / sleep), httperf offering a new connection at a fixed rate with a "
+        f"{run.timeout_s:g} s timeout. `/sync`: " + "; ".join(
+            f"{g['rate']:g}/s: {rng(g, 'replies')} of {g['offered_median']:g} answered, {rng(g, 'client_timeouts')} "
+            f"timed out (predicted {g['predicted_timeouts']}), median {summary.format_seconds(g['latency_median_s_median'])}"
+            for g in sync) + ". `/async` answered " + ", ".join(
+            f"{g['replies_median']:g}/{g['offered_median']:g}" for g in asyncs)
+        + f" at every rate and worker count, median latency at most "
+        f"{summary.format_seconds(max(g['latency_median_s_median'] for g in asyncs))}.", ("openloop",))
+
+
+FINDINGS = [client_bound_async, one_worker_def, threads_flag, thread_limiter_knob, spread_caps_def, async_wins,
+            workers_for_async, workers_for_def, blocking_async, worker_killed, thread_hop, worker_class,
+            reuse_port, which_server, pool_limit, sync_http, pool_raised, upstream_agrees, open_loop]
+
+
+def evaluate(runs: dict, findings=None) -> list[Claim | str]:
+    """Each finding as a Claim, or a line saying which committed run it still needs."""
+    out = []
+    for finding in findings or FINDINGS:
+        try:
+            out.append(finding(runs))
+        except KeyError as missing:
+            out.append(f"- *{finding.__name__.replace('_', ' ')}*: needs the `{missing.args[0]}` reference run.")
+        except Missing as missing:
+            out.append(f"- *{finding.__name__.replace('_', ' ')}*: {missing} in the committed runs.")
+    return out

@@ -1,0 +1,177 @@
+"""What benchmark.sh records while it runs: run.json (the exact command, every knob, the machine,
+the code), the load generator's own CPU, and samples of the servers' processes."""
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ["fastapi", "starlette", "anyio", "uvicorn", "uvicorn-worker", "gunicorn", "granian", "httpx",
+            "httpcore", "uvloop", "httptools", "psutil"]
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- the machine
+
+
+def _command_output(command: list[str]) -> str:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def _sysctl(name: str) -> str:
+    return _command_output(["sysctl", "-n", name])
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():  # Linux
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return _sysctl("machdep.cpu.brand_string") or platform.processor()  # macOS
+
+
+def somaxconn() -> int | None:
+    """The cap on every listen() backlog (Linux net.core.somaxconn, macOS kern.ipc.somaxconn)."""
+    linux = Path("/proc/sys/net/core/somaxconn")
+    text = linux.read_text().strip() if linux.exists() else _sysctl("kern.ipc.somaxconn")
+    return int(text) if text.isdigit() else None
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def environment(wrk: str, httperf: str) -> dict:
+    return {
+        "python": platform.python_version(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "wrk": _command_output([wrk, "-v"]).split(" Copyright")[0] if wrk else None,
+        "httperf": (_command_output([httperf, "--version"]).splitlines() or [""])[-1] if httperf else None,
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "os": platform.platform(),
+        "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "somaxconn": somaxconn(),
+    }
+
+
+def code_state(run_dir: Path) -> dict:
+    """The commit, and the uncommitted changes as code.diff beside run.json when there are any."""
+    git = ["git", "-C", str(ROOT)]
+    dirty = bool(_command_output([*git, "status", "--porcelain", "--untracked-files=no"]))
+    if dirty:
+        (run_dir / "code.diff").write_text(_command_output([*git, "diff", "HEAD"]) + "\n")
+    return {
+        "git_commit": _command_output([*git, "rev-parse", "HEAD"]),
+        "git_describe": _command_output([*git, "describe", "--always", "--dirty"]),
+        "git_dirty": dirty,
+        "code_diff": "code.diff" if dirty else None,
+    }
+
+
+def describe(run_dir: Path, args: list[str]) -> None:
+    """run.json: knobs (k=v before --) and the exact command line (after --)."""
+    split = args.index("--") if "--" in args else len(args)
+    knobs = dict(a.split("=", 1) for a in args[:split])
+    document = {
+        "argv": args[split + 1:],
+        "parameters": knobs,
+        "started": now(),
+        "ended": None,
+        "status": "running",
+        "environment": environment(knobs.get("wrk", ""), knobs.get("httperf", "")),
+        "code": code_state(run_dir),
+    }
+    (run_dir / "run.json").write_text(json.dumps(document, indent=2) + "\n")
+
+
+def finish(run_dir: Path, status: str) -> None:
+    path = run_dir / "run.json"
+    document = json.loads(path.read_text())
+    document["ended"], document["status"] = now(), status
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- the load generator's own usage
+
+
+def timed(usage_path: Path, command: list[str]) -> int:
+    """Run the load generator and record its CPU seconds, peak memory and wall time.
+
+    benchmark.sh stops a run by sending SIGTERM here: pass it on and let the child report.
+    """
+    started_at, started = time.time(), time.perf_counter()
+    child = subprocess.Popen(command)
+    signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    usage_path.write_text(json.dumps({
+        "command": command, "started": started_at, "wall_s": round(wall, 3),
+        "user_s": round(usage.ru_utime, 3), "system_s": round(usage.ru_stime, 3),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        # ru_maxrss: kilobytes on Linux, bytes on macOS
+        "maxrss_bytes": usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024),
+        "exit": code,
+        # The CPUs it may run on (taskset under PIN=1): the child inherits ours.
+        "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    }, indent=2) + "\n")
+    return code if code >= 0 else 128 - code
+
+
+# ---------------------------------------------------------------- the servers' processes
+
+
+def process_tree(pid: int) -> list[dict]:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    sampled = []
+    for process in processes:
+        try:
+            with process.oneshot():
+                cpu = process.cpu_times()
+                sampled.append({"pid": process.pid, "ppid": process.ppid(), "name": process.name(),
+                                "cpu_s": round(cpu.user + cpu.system, 3), "rss_bytes": process.memory_info().rss,
+                                "cpus": process.cpu_affinity() if hasattr(process, "cpu_affinity") else None})
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            continue
+    return sampled
+
+
+def snapshot(cell_dir: Path, name: str, workers: int, stats: bool, roles: dict[str, int]) -> None:
+    """Sample every server process now, then wait for each worker's snapshot of its counters
+    (benchmark.sh asked for it a moment ago; the workers poll every 20 ms)."""
+    document = {"time": time.time(), "roles": {role: process_tree(pid) for role, pid in roles.items()}}
+    (cell_dir / f"server.{name}.json").write_text(json.dumps(document, indent=2) + "\n")
+    if not stats:
+        return
+    wanted = {"stats": workers, "upstream-stats": 1 if "upstream" in roles else 0}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if all(len(list((cell_dir / d).glob(f"worker-*.{name}.json"))) >= n for d, n in wanted.items()):
+            return
+        time.sleep(0.01)
+    print(f"benchmark.sh: warning: not every worker wrote its '{name}' snapshot within 5 s", file=sys.stderr)

@@ -1,0 +1,545 @@
+"""One run directory -> one row per cell (measured beside predicted, and what bound it) and one
+line per distinct cell over its repetitions; the tables and files made from them."""
+
+import csv
+import json
+import math
+import statistics
+import textwrap
+from pathlib import Path
+
+from . import parse
+from .model import (DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S, format_spread, predict,
+                    predict_open_loop)
+
+LARGE_SPREAD = 0.10  # repetitions further apart than this (of the median), edge wave aside, get flagged
+CLOSE = 0.03  # a count within 3% of the predicted band is "as predicted"
+OPEN_CLOSE = 0.05  # open loop: replies and timeouts within 5% of the offered requests
+SATURATED = 0.90  # a CPU this busy (of what it can use) is the limit
+DEFAULT_CLASS = "uvicorn_worker.UvicornWorker"
+
+CELL_DEFAULTS = {"server": "gunicorn", "http_pool": "default", "rate": "-", "warmup": "0", "pin": "0"}
+
+
+def read_cells(run_dir: Path) -> list[dict]:
+    with open(run_dir / "cells.tsv", newline="") as f:
+        return [{**CELL_DEFAULTS, **row} for row in csv.DictReader(f, delimiter="\t")]
+
+
+def config_name(cell: dict) -> str:
+    workers, threads, server = cell["workers"], cell["threads"], cell["server"]
+    if server.startswith("gunicorn"):
+        name = f"{workers}w x {threads}t"
+        if server == "gunicorn-reuse-port":
+            name += " --reuse-port"
+        if cell["worker_class"] != DEFAULT_CLASS:
+            name += f" {cell['worker_class']}"
+    else:
+        name = f"{server} {workers}w"
+    if cell["thread_limit"] != "default":
+        name += f" limit {cell['thread_limit']}"
+    if cell["http_pool"] != "default":
+        name += f" pool {cell['http_pool']}"
+    return name
+
+
+def _number(value: str, default):
+    return default if value in ("default", "-", "") else type(default)(value)
+
+
+# ---------------------------------------------------------------- what the servers and the client spent
+
+
+def process_cpu(cell_dir: Path, role: str) -> tuple[float | None, list[int]]:
+    """CPU seconds a server's process tree spent between the start and stop samples, and its RSS at stop."""
+    start, stop = parse.read_json(cell_dir / "server.start.json"), parse.read_json(cell_dir / "server.stop.json")
+    if not start or not stop or role not in stop["roles"]:
+        return None, []
+    before = {p["pid"]: p["cpu_s"] for p in start["roles"].get(role, [])}
+    after = stop["roles"][role]
+    return sum(p["cpu_s"] - before.get(p["pid"], 0.0) for p in after), [p["rss_bytes"] for p in after]
+
+
+def cpu_verdict(row: dict, cpus: int, pinned: bool) -> tuple[bool | None, str]:
+    """Was a CPU the limit, measured: the machine nearly all busy, or the server or the load
+    generator nearly all of what it can use (a worker runs Python on one core at a time).
+
+    httperf --hog polls without sleeping, so it fills its core whatever the load: its own CPU
+    says nothing, and the servers have the other cores.
+    """
+    window, server = row["window_s"], row["server_cpu_s"]
+    if not window or server is None or row["load_cpu_s"] is None:
+        return None, "CPU not measured"
+    load_name, busy_polling = row["load"], row["load"] == "httperf"
+    upstream = row["upstream_cpu_s"] or 0.0
+    text = (f"server {100 * server / window / cpus:.0f}%"
+            + (f", upstream {100 * upstream / window / cpus:.0f}%" if upstream else "")
+            + f", {load_name} {100 * row['load_cpu_s'] / window / cpus:.0f}% of {cpus} cores")
+    left_to_servers = cpus - 1 if pinned or busy_polling else cpus
+    machine = (server + upstream + (0 if busy_polling else row["load_cpu_s"])) / window / (
+        left_to_servers if busy_polling else cpus)
+    server_cores = min(row["workers"], left_to_servers)
+    server_use = server / window / server_cores
+    load_cores = 1 if pinned else min(cpus, row["wrk_threads"])
+    load_use = 0 if busy_polling else row["load_cpu_s"] / window / load_cores
+    if machine >= SATURATED:
+        where = "the servers' cores" if busy_polling else "machine"
+        return True, f"CPU: {where} {100 * machine:.0f}% busy ({text})"
+    if server_use >= SATURATED:
+        return True, f"CPU: server {100 * server_use:.0f}% of its {server_cores} core(s) ({text})"
+    if load_use >= SATURATED:
+        return True, f"CPU: {load_name} {100 * load_use:.0f}% of its {load_cores} core(s) ({text})"
+    return False, text
+
+
+def server_side(cell_dir: Path, endpoint: str) -> dict:
+    """The workers' own counters over the measured window (start and stop snapshots)."""
+    stop = parse.worker_snapshots(cell_dir / "stats", "stop")
+    if not stop:
+        return {}
+    start = {s["pid"]: s for s in parse.worker_snapshots(cell_dir / "stats", "start")}
+
+    def delta(worker: dict, key: str) -> int:
+        before = start.get(worker["pid"], {}).get("endpoints", {}).get(endpoint, {}).get(key, 0)
+        return worker["endpoints"].get(endpoint, {}).get(key, 0) - before
+
+    by_connections = sorted(stop, key=lambda s: s["connections"], reverse=True)
+    upstream = parse.worker_snapshots(cell_dir / "upstream-stats", "stop")
+    return {
+        "workers_reporting": len(stop),
+        "connections_per_worker": [s["connections"] for s in by_connections],
+        "peak_in_handler_per_worker": [s["endpoints"].get(endpoint, {}).get("peak", 0) for s in by_connections],
+        "connections_answered": sum(s["connections_answered"] for s in stop),
+        "received": sum(delta(s, "received") for s in stop),
+        "server_completed": sum(delta(s, "completed") for s in stop),
+        "pool_timeouts": sum(delta(s, "pool_timeouts") for s in stop),
+        "in_flight_at_stop": sum(s["in_flight"] for s in stop),
+        "oldest_unanswered_s": max((s["oldest_unanswered_s"] or 0 for s in stop), default=None),
+        "peak_waiting": max(s["endpoints"].get(endpoint, {}).get("peak_waiting", 0) for s in stop),
+        "thread_limit_seen": sorted({s["thread_limit"] for s in stop}),
+        "worker_cpu_s": round(sum(s["cpu_s"] - start.get(s["pid"], {}).get("cpu_s", 0) for s in stop), 3),
+        "rss_mb_per_worker": [round(s["peak_rss_bytes"] / 2**20, 1) for s in by_connections],
+        "upstream_peak": max((s["endpoints"].get("async", {}).get("peak", 0) for s in upstream), default=None),
+        "upstream_completed": sum(s["endpoints"].get("async", {}).get("completed", 0) for s in upstream) if upstream else None,
+    }
+
+
+def within(measured: float, low: float, high: float, tolerance: float) -> bool:
+    return (1 - tolerance) * low <= measured <= (1 + tolerance) * high
+
+
+# ---------------------------------------------------------------- one cell
+
+
+def summarise_cell(run_dir: Path, cell: dict, cpus: int) -> dict | None:
+    cell_dir = run_dir / cell["cell"]
+    open_loop = cell["rate"] != "-"
+    raw = cell_dir / ("httperf.txt" if open_loop else "wrk.txt")
+    if not raw.exists():
+        return None
+    endpoint, workers = cell["endpoint"], int(cell["workers"])
+    thread_limit = _number(cell["thread_limit"], DEFAULT_THREAD_LIMIT)
+    http_pool = _number(cell["http_pool"], HTTPX_MAX_CONNECTIONS)
+    sleep, duration = float(cell["sleep"]), float(cell["duration"])
+    log = cell_dir / ("server.log" if (cell_dir / "server.log").exists() else "gunicorn.log")
+    log_text = log.read_text(errors="replace") if log.exists() else ""
+    usage = parse.read_json(cell_dir / f"{raw.stem}.usage.json") or {}
+    row = {
+        "cell": cell["cell"], "round": int(cell["round"]), "config": config_name(cell), "server": cell["server"],
+        "workers": workers, "threads": int(cell["threads"]), "worker_class": cell["worker_class"],
+        "thread_limit": cell["thread_limit"], "http_pool": cell["http_pool"], "endpoint": endpoint,
+        "sleep_s": sleep, "duration_s": duration, "load": raw.stem, "wrk_threads": int(cell["wrk_threads"]),
+        "warmup_s": float(cell["warmup"]), "pinned": cell["pin"] == "1",
+        "worker_timeouts": log_text.count("WORKER TIMEOUT"),
+        "threads_ignored": int(cell["threads"]) > 1,  # no server here runs gunicorn's gthread worker
+        "window_s": usage.get("wall_s"), "load_cpu_s": usage.get("cpu_s"),
+        "load_maxrss_mb": round(usage["maxrss_bytes"] / 2**20, 1) if usage.get("maxrss_bytes") else None,
+    }
+    row["server_cpu_s"], server_rss = process_cpu(cell_dir, "server")
+    row["upstream_cpu_s"], _ = process_cpu(cell_dir, "upstream")
+    row["server_rss_mb"] = round(sum(server_rss) / 2**20, 1) if server_rss else None
+    side = server_side(cell_dir, endpoint)
+    row.update({key: side.get(key) for key in (
+        "connections_per_worker", "peak_in_handler_per_worker", "connections_answered", "received",
+        "server_completed", "pool_timeouts", "in_flight_at_stop", "oldest_unanswered_s", "peak_waiting",
+        "thread_limit_seen", "worker_cpu_s", "rss_mb_per_worker", "upstream_peak", "upstream_completed")})
+    spread = row["connections_per_worker"]
+    row["max_share"] = round(max(spread) / sum(spread), 3) if spread and sum(spread) else None
+    row["spread_index"] = round(max(spread) / statistics.mean(spread), 2) if spread and sum(spread) else None
+    cpu_bound, cpu_text = cpu_verdict(row, cpus, row["pinned"])
+    row["cpu_bound"], row["cpu"] = cpu_bound, cpu_text
+    if open_loop:
+        _open_loop(row, cell, cell_dir, thread_limit)
+    else:
+        _closed_loop(row, cell, cell_dir, side, thread_limit, http_pool)
+    return row
+
+
+def _closed_loop(row: dict, cell: dict, cell_dir: Path, side: dict, thread_limit: int, http_pool: int) -> None:
+    wrk = parse.load_wrk(cell_dir / "wrk.txt")
+    pool_timeout = HTTPX_POOL_TIMEOUT_S if cell.get("pool_timeout", "default") == "default" else float(cell["pool_timeout"])
+    model = dict(endpoint=row["endpoint"], workers=row["workers"], connections=int(cell["connections"]),
+                 sleep=row["sleep_s"], duration=row["duration_s"], thread_limit=thread_limit,
+                 wrk_threads=row["wrk_threads"], http_pool=http_pool, pool_timeout=pool_timeout, server=row["server"])
+    predicted = predict(**model)
+    answered_ok = wrk["requests"] - wrk["non_2xx_3xx"]
+    row.update({
+        "connections": predicted.client_connections, "rate": None, "offered_fraction": None,
+        "requests": wrk["requests"], "requests_ok": answered_ok, "requests_per_sec": wrk["requests_per_sec"],
+        "latency_avg_s": wrk["latency_avg_s"], "latency_max_s": wrk["latency_max_s"],
+        "timeouts": wrk["timeouts"], "errors": parse.wrk_errors(wrk), "non_2xx": wrk["non_2xx_3xx"],
+        "predicted_requests": predicted.requests, "predicted_edge": predicted.edge,
+        "predicted_errors": predicted.errors, "predicted_errors_edge": predicted.errors_edge,
+        # What wrk should print: the predicted count over the duration (not the steady N/S rate,
+        # since wrk drops the wave still in flight when it stops).
+        "predicted_requests_per_sec": (predicted.requests / row["duration_s"] if predicted.requests is not None else None),
+        "bound_by": predicted.bound_by,
+        "expected_requests": predicted.requests, "expected_edge": predicted.edge,
+        "expected_errors": predicted.errors, "expected_errors_edge": predicted.errors_edge,
+    })
+    spread = row["connections_per_worker"]
+    # Seen connections that never got an answer: wrk's latency and timeouts leave them out.
+    if side:
+        seen = max(sum(spread), predicted.client_connections)
+        row["never_answered"] = max(0, seen - row["connections_answered"])
+    else:
+        row["never_answered"] = None
+    # The same model, fed with how the connections really landed on the workers, when every
+    # worker reported and every connection reached the app (an overloaded worker may not have
+    # started a request from each of its connections yet).
+    if spread and len(spread) == row["workers"] and sum(spread) >= predicted.client_connections:
+        observed = predict(**model, connections_per_worker=spread)
+        row["bound_by"] = observed.bound_by
+        row["expected_requests"], row["expected_edge"] = observed.requests, observed.edge
+        row["expected_errors"], row["expected_errors_edge"] = observed.errors, observed.errors_edge
+    expected = row["expected_requests"]
+    row["measured_over_predicted"] = round(answered_ok / predicted.requests, 3) if predicted.requests else None
+    if expected is None:  # sleep 0: only a CPU can be the limit
+        row["as_predicted"] = None
+        row["bound_by"] = row["cpu"] if row["cpu_bound"] else f"unexplained: no CPU saturated ({row['cpu']})"
+        return
+    ok = within(answered_ok, expected, expected + row["expected_edge"], CLOSE)
+    if row["expected_errors"] or row["non_2xx"]:
+        ok = ok and within(row["non_2xx"], row["expected_errors"], row["expected_errors"] + row["expected_errors_edge"], CLOSE)
+    row["as_predicted"] = ok
+    if answered_ok < (1 - CLOSE) * expected:
+        if row["worker_timeouts"]:
+            row["bound_by"] = f"worker killed ({row['worker_timeouts']}x WORKER TIMEOUT)"
+        elif row["cpu_bound"]:
+            row["bound_by"] = row["cpu"]
+        else:
+            row["bound_by"] = f"unexplained: below the prediction, no CPU saturated ({row['cpu']})"
+
+
+def _open_loop(row: dict, cell: dict, cell_dir: Path, thread_limit: int) -> None:
+    httperf = parse.load_httperf(cell_dir / "httperf.txt")
+    rate, timeout = float(cell["rate"]), float(cell["timeout"])
+    model = dict(endpoint=row["endpoint"], workers=row["workers"], rate=rate, sleep=row["sleep_s"], timeout=timeout,
+                 duration=row["duration_s"], thread_limit=thread_limit, server=row["server"])
+    predicted = predict_open_loop(**model)
+    spread = row["connections_per_worker"]
+    # Each request is a new connection, and the workers still race to accept them: feed the
+    # model the share each worker really took.
+    observed = (predict_open_loop(**model, connections_per_worker=spread)
+                if spread and len(spread) == row["workers"] and sum(spread) else predicted)
+    row.update({
+        "connections": None, "rate": rate, "offered": httperf["connections"], "replies": httperf["status_2xx"],
+        "requests": httperf["status_2xx"], "client_timeouts": httperf["client_timeouts"],
+        "errors": httperf["errors_total"] - httperf["client_timeouts"]
+        + httperf["status_4xx"] + httperf["status_5xx"],
+        "latency_median_s": httperf["latency_median_s"] if httperf["replies"] else None,
+        "latency_avg_s": httperf["latency_avg_s"] if httperf["replies"] else None,
+        "latency_max_s": httperf["latency_max_s"] if httperf["replies"] else None,
+        "concurrent_max": httperf["concurrent_max"],
+        "predicted_replies": predicted.replies, "predicted_timeouts": predicted.timeouts,
+        "predicted_latency_median_s": predicted.latency_median_s, "capacity_per_s": predicted.capacity_per_s,
+        "expected_replies": observed.replies, "expected_timeouts": observed.timeouts,
+        "bound_by": observed.bound_by, "never_answered": None,
+        # benchmark.sh offers rates as fractions of this: the `def` endpoint's capacity (one per
+        # sleep per worker for a blocked loop), the same for /sync and /async so they compare.
+        "offered_fraction": round(rate / ((1 if row["endpoint"] == "async-blocking" else thread_limit)
+                                          * row["workers"] / row["sleep_s"]), 3),
+    })
+    slack = max(OPEN_CLOSE * predicted.offered, 2)
+    row["as_predicted"] = (abs(row["replies"] - observed.replies) <= slack
+                           and abs(row["client_timeouts"] - observed.timeouts) <= slack and not row["errors"])
+    if row["replies"] < observed.replies - slack and not row["errors"]:
+        row["bound_by"] = row["cpu"] if row["cpu_bound"] else f"unexplained: fewer replies, no CPU saturated ({row['cpu']})"
+
+
+# ---------------------------------------------------------------- repetitions
+
+
+def group_key(row: dict) -> tuple:
+    return (row["config"], row["endpoint"], row["connections"], row["rate"], row["sleep_s"], row["duration_s"])
+
+
+def _stats(runs: list[dict], key: str) -> tuple:
+    values = [r[key] for r in runs if r.get(key) is not None]
+    if not values:
+        return None, None, None
+    return statistics.median(values), min(values), max(values)
+
+
+MEDIAN_FIELDS = [
+    "requests", "requests_ok", "requests_per_sec", "latency_avg_s", "latency_median_s", "timeouts",
+    "client_timeouts", "offered", "replies", "non_2xx", "server_cpu_s", "load_cpu_s", "window_s",
+    "in_flight_at_stop", "oldest_unanswered_s", "never_answered", "received", "pool_timeouts",
+    "server_rss_mb", "max_share", "spread_index", "upstream_peak",
+]
+FIRST_FIELDS = [
+    "config", "endpoint", "connections", "rate", "workers", "sleep_s", "duration_s", "server", "load",
+    "predicted_requests", "predicted_edge", "predicted_errors", "predicted_errors_edge",
+    "predicted_requests_per_sec", "predicted_replies", "predicted_timeouts", "predicted_latency_median_s",
+    "capacity_per_s", "offered_fraction", "threads_ignored",
+]
+
+
+def summarise_groups(rows: list[dict], cpus: int) -> list[dict]:
+    """One line per distinct cell, over its repetitions: median with min and max."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(group_key(row), []).append(row)
+    summary = []
+    for runs in groups.values():
+        group = {key: runs[0].get(key) for key in FIRST_FIELDS}
+        group["runs"] = len(runs)
+        for key in MEDIAN_FIELDS:
+            group[f"{key}_median"], group[f"{key}_min"], group[f"{key}_max"] = _stats(runs, key)
+        bounds: dict[str, int] = {}
+        for r in runs:
+            bounds[r["bound_by"]] = bounds.get(r["bound_by"], 0) + 1
+        group["bound_by"] = "; ".join(f"{b} ({n}/{len(runs)})" if len(runs) > 1 else b for b, n in bounds.items())
+        group["bound_by_runs"] = bounds
+        median = group["requests_median"]
+        # Spread beyond what the edge wave alone explains (it may or may not land in a run).
+        group["large_spread"] = (group["requests_max"] - group["requests_min"] - (group["predicted_edge"] or 0)
+                                 > LARGE_SPREAD * median) if median else False
+        predicted = group["predicted_requests"] if group["rate"] is None else group["predicted_replies"]
+        measured = group["requests_ok_median"] if group["rate"] is None else group["replies_median"]
+        group["measured_over_predicted"] = round(measured / predicted, 3) if predicted else None
+        group["as_predicted"] = sum(bool(r["as_predicted"]) for r in runs)
+        group["cpu_bound"] = sum(bool(r["cpu_bound"]) for r in runs)
+        for key in ("connections_per_worker", "peak_in_handler_per_worker", "rss_mb_per_worker",
+                    "server_completed", "expected_requests", "expected_replies"):
+            group[key] = [r.get(key) for r in runs]
+        group["peak_in_handler_max"] = max((max(p) for p in group["peak_in_handler_per_worker"] if p), default=None)
+        group["peak_waiting_max"] = max((r["peak_waiting"] for r in runs if r["peak_waiting"] is not None), default=None)
+        group["errors_max"] = max(r["errors"] for r in runs)
+        group["worker_timeouts"] = sum(r["worker_timeouts"] for r in runs)
+        group["thread_limit_seen"] = sorted({t for r in runs for t in (r["thread_limit_seen"] or [])})
+        rss = [x for r in runs for x in (r["rss_mb_per_worker"] or [])]
+        group["rss_mb_per_worker_median"] = statistics.median(rss) if rss else None
+        cpus_window = [(r["server_cpu_s"], r["load_cpu_s"], r["window_s"]) for r in runs
+                       if None not in (r["server_cpu_s"], r["load_cpu_s"], r["window_s"])]
+        group["server_cpu_share"] = (statistics.median(s / w / cpus for s, _, w in cpus_window) if cpus_window else None)
+        group["load_cpu_share"] = (statistics.median(l / w / cpus for _, l, w in cpus_window) if cpus_window else None)
+        summary.append(group)
+    return summary
+
+
+# ---------------------------------------------------------------- tables
+
+
+def format_seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1:
+        return f"{value:.2f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.2f} ms"
+    return f"{value * 1e6:.0f} us"
+
+
+def format_range(median, low, high, digits=0) -> str:
+    if median is None:
+        return "-"
+    text = f"{median:.{digits}f}"
+    return text if low == high else f"{text} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+def format_percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.0f}%"
+
+
+def predicted_text(g: dict, spread_seen: bool = True) -> str:
+    if g["rate"] is not None:
+        text = f"{g['predicted_replies']} replies, {g['predicted_timeouts']} timeouts"
+        if spread_seen and any(e != g["predicted_replies"] for e in g["expected_replies"] if e is not None):
+            text += f"; with the spread seen: {', '.join(str(e) for e in g['expected_replies'])} replies"
+        return text
+    if g["predicted_requests"] is None:
+        return "-"
+    text = str(g["predicted_requests"]) + (f" (+≤{g['predicted_edge']} edge)" if g["predicted_edge"] else "")
+    if g["predicted_errors"] or g["predicted_errors_edge"]:
+        text += f"; {g['predicted_errors']}" + (f" (+≤{g['predicted_errors_edge']})" if g["predicted_errors_edge"] else "") + " 503"
+    if spread_seen and any(e != g["predicted_requests"] for e in g["expected_requests"] if e is not None):
+        text += f"; with the spread seen: {', '.join(str(e) for e in g['expected_requests'])}"
+    return text
+
+
+def verdict(g: dict) -> str:
+    if g["measured_over_predicted"] is None and g["rate"] is None:
+        return "-"
+    mark = "✓" if g["as_predicted"] == g["runs"] else f"✗ ({g['as_predicted']}/{g['runs']} as predicted)"
+    ratio = "" if g["measured_over_predicted"] is None else f"{g['measured_over_predicted']:.2f} "
+    return ratio + mark + (" ⚠ spread" if g["large_spread"] else "")
+
+
+def bound_text(g: dict) -> str:
+    extra = f"; {g['worker_timeouts']}x WORKER TIMEOUT" if g["worker_timeouts"] and "killed" not in g["bound_by"] else ""
+    return g["bound_by"] + extra
+
+
+def spreads_text(g: dict) -> str:
+    return ", ".join(format_spread(s) for s in g["connections_per_worker"] if s) or "-"
+
+
+def latency_text(g: dict) -> str:
+    text = format_seconds(g["latency_avg_s_median"])
+    if g["never_answered_median"]:
+        text += " †"  # wrk's latency covers only the connections that were answered
+    return text
+
+
+def closed_loop_columns(groups: list[dict]) -> list[tuple[str, callable]]:
+    columns = [
+        ("config", lambda g: g["config"]), ("endpoint", lambda g: f"/{g['endpoint']}"),
+        ("conns", lambda g: str(g["connections"])),
+        ("requests", lambda g: format_range(g["requests_median"], g["requests_min"], g["requests_max"])),
+        ("req/s", lambda g: format_range(g["requests_per_sec_median"], g["requests_per_sec_min"], g["requests_per_sec_max"], 2)),
+        ("latency avg", latency_text), ("timeouts", lambda g: f"{g['timeouts_median']:g}"),
+        ("errors", lambda g: str(g["errors_max"])),
+        ("predicted", predicted_text), ("measured / predicted", verdict), ("bound by", bound_text),
+        ("CPU server / client", lambda g: f"{format_percent(g['server_cpu_share'])} / {format_percent(g['load_cpu_share'])}"),
+        ("RSS per worker", lambda g: "-" if g["rss_mb_per_worker_median"] is None else f"{g['rss_mb_per_worker_median']:.0f} MB"),
+        ("in flight at stop", lambda g: format_range(g["in_flight_at_stop_median"], g["in_flight_at_stop_min"], g["in_flight_at_stop_max"])),
+        ("never answered", lambda g: format_range(g["never_answered_median"], g["never_answered_min"], g["never_answered_max"])),
+        ("peak waiting", lambda g: "-" if g["peak_waiting_max"] is None else str(g["peak_waiting_max"])),
+        ("peak in handler", lambda g: "-" if g["peak_in_handler_max"] is None else str(g["peak_in_handler_max"])),
+        ("conns per worker", spreads_text),
+    ]
+    if any(g["upstream_peak_median"] is not None for g in groups):
+        columns.insert(8, ("503 pool timeouts", lambda g: format_range(g["non_2xx_median"], g["non_2xx_min"], g["non_2xx_max"])))
+        columns.append(("upstream peak", lambda g: format_range(g["upstream_peak_median"], g["upstream_peak_min"], g["upstream_peak_max"])))
+    return columns
+
+
+OPEN_LOOP_COLUMNS = [
+    ("config", lambda g: g["config"]), ("endpoint", lambda g: f"/{g['endpoint']}"),
+    ("offered rate", lambda g: f"{g['rate']:g}/s"), ("offered", lambda g: f"{g['offered_median']:g}"),
+    ("replies", lambda g: format_range(g["replies_median"], g["replies_min"], g["replies_max"])),
+    ("timeouts", lambda g: format_range(g["client_timeouts_median"], g["client_timeouts_min"], g["client_timeouts_max"])),
+    ("latency median", lambda g: format_seconds(g["latency_median_s_median"])),
+    ("errors", lambda g: str(g["errors_max"])),
+    ("predicted", predicted_text),
+    ("predicted median", lambda g: format_seconds(g["predicted_latency_median_s"])),
+    ("measured / predicted", verdict), ("bound by", bound_text),
+    ("CPU server / client", lambda g: f"{format_percent(g['server_cpu_share'])} / {format_percent(g['load_cpu_share'])}"),
+]
+
+
+def markdown_table(groups: list[dict]) -> str:
+    parts = []
+    for kind in ("closed", "open"):
+        chosen = [g for g in groups if (g["rate"] is None) == (kind == "closed")]
+        if not chosen:
+            continue
+        columns = closed_loop_columns(chosen) if kind == "closed" else OPEN_LOOP_COLUMNS
+        lines = ["| " + " | ".join(name for name, _ in columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(cell(g) for _, cell in columns) + " |" for g in chosen]
+        parts.append("\n".join(lines) + "\n")
+    notes = []
+    if any(g.get("never_answered_median") for g in groups):
+        notes.append("† some connections were never answered: wrk's latency covers only those that were.")
+    if any(g["threads_ignored"] for g in groups):
+        notes.append("T > 1: gunicorn's `--threads` only affects its gthread worker; the ASGI workers here ignore it.")
+    return "\n".join(parts) + ("\n" + "\n".join(notes) + "\n" if notes else "")
+
+
+COMPACT_WIDTH = 100
+
+
+def compact_table(groups: list[dict]) -> str:
+    """The terminal's table: what each cell gave against its prediction, in 100 columns."""
+    rows = [("config", "endpoint", "load", "answered", "predicted", "ok", "bound by")]
+    for g in groups:
+        load = f"c={g['connections']}" if g["rate"] is None else f"{g['rate']:g}/s"
+        answered = f"{g['requests_median']:g}" if g["rate"] is None else f"{g['replies_median']:g}/{g['offered_median']:g}"
+        expected = [e for e in g["expected_requests" if g["rate"] is None else "expected_replies"] if e is not None]
+        even = g["predicted_requests"] if g["rate"] is None else g["predicted_replies"]
+        if even is None:
+            predicted = "-"
+        elif expected and statistics.median(expected) != even:  # the model fed with the spread seen
+            predicted = f"{statistics.median(expected):g}*"
+        else:
+            predicted = str(even) + (f"+≤{g['predicted_edge']}" if g["rate"] is None and g["predicted_edge"] else "")
+        ok = "-" if g["measured_over_predicted"] is None and g["rate"] is None else (
+            "✓" if g["as_predicted"] == g["runs"] else "✗")
+        rows.append((g["config"], "/" + g["endpoint"], load, answered, predicted, ok, g["bound_by"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    lines = []
+    for r in rows:
+        line = "  ".join(r[i].ljust(widths[i]) for i in range(6)) + "  "
+        room = COMPACT_WIDTH - len(line)
+        lines.append(line + (r[6] if len(r[6]) <= room else r[6][: max(room - 1, 0)] + "…"))
+    if any(r[4].endswith("*") for r in rows):
+        lines.append("* predicted with the connection spread the workers reported (median over runs)")
+    problems = [g for g in groups if g["as_predicted"] != g["runs"] and g["measured_over_predicted"] is not None
+                or g["errors_max"]]
+    for g in problems:
+        why = f"{g['errors_max']} errors; " if g["errors_max"] else ""
+        lines += textwrap.wrap(f"✗ {g['config']} /{g['endpoint']}: {why}{g['bound_by']}", COMPACT_WIDTH,
+                               subsequent_indent="    ")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- files
+
+
+def machine_cpus(run_dir: Path) -> int:
+    run = parse.read_json(run_dir / "run.json") or {}
+    return int(run.get("environment", {}).get("cpu_count") or 1)
+
+
+def summarise_run(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    cpus = machine_cpus(run_dir)
+    rows = [row for cell in read_cells(run_dir) if (row := summarise_cell(run_dir, cell, cpus))]
+    if not rows:
+        raise SystemExit(f"report: {run_dir}: no cell has a wrk.txt or httperf.txt yet")
+    return rows, summarise_groups(rows, cpus)
+
+
+def _plain(value):
+    return None if isinstance(value, float) and math.isinf(value) else value
+
+
+def write_summary(run_dir: Path) -> list[dict]:
+    from .plot import plot
+
+    rows, groups = summarise_run(run_dir)
+    with open(run_dir / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+    document = {"cells": rows, "groups": [{k: _plain(v) for k, v in g.items()} for g in groups]}
+    (run_dir / "summary.json").write_text(json.dumps(document, indent=2) + "\n")
+    title = run_dir.name + (" (INCOMPLETE)" if (run_dir / "INCOMPLETE").exists() else "")
+    (run_dir / "summary.md").write_text(f"# {title}\n\n{markdown_table(groups)}")
+    plot(run_dir, groups)
+    return groups
+
+
+def brief(run_dir: Path, cell_name: str) -> str:
+    """The line benchmark.sh prints when a cell ends."""
+    (cell,) = [c for c in read_cells(run_dir) if c["cell"] == cell_name]
+    row = summarise_cell(run_dir, cell, machine_cpus(run_dir))
+    (g,) = summarise_groups([row], machine_cpus(run_dir))
+    if row["rate"] is None:
+        figures = (f"{row['requests']} requests  {row['requests_per_sec']:.2f} req/s  "
+                   f"latency avg {format_seconds(row['latency_avg_s'])}  {row['timeouts']} timeouts  {row['errors']} errors")
+    else:
+        figures = (f"{row['replies']}/{row['offered']} replied  {row['client_timeouts']} timeouts  "
+                   f"latency median {format_seconds(row['latency_median_s'])}  {row['errors']} errors")
+    mark = "" if row["as_predicted"] is None else ("  ✓" if row["as_predicted"] else "  ✗")
+    return f"{cell_name}: {figures}  predicted {predicted_text(g, spread_seen=False)}{mark}  [{row['bound_by']}]"
