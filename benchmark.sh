@@ -94,13 +94,14 @@ die() {
 
 note() { ((QUIET)) || echo "$@"; }
 
-report() { PYTHONPATH=$ROOT "$PY" -m report "$@"; }
+# -P: this repository's report package, never one in the caller's working directory.
+report() { PYTHONPATH=$ROOT "$PY" -P -m report "$@"; }
 
 # ------------------------------------------------------------------ set-up
 
 find_python() { # sets PYTHON: PYTHON if given, else the newest supported interpreter on PATH
-  local candidate version minor tried="" candidates="python3.13 python3.12 python3.11 python3"
-  [[ -z ${PYTHON:-} ]] || candidates=$PYTHON
+  local candidate version minor tried="" candidates="python3.13 python3.12 python3.11 python3" given=${PYTHON:-}
+  [[ -z $given ]] || candidates=$given
   for candidate in $candidates; do
     command -v "$candidate" >/dev/null 2>&1 || continue
     if ! version=$("$candidate" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null); then
@@ -111,7 +112,7 @@ find_python() { # sets PYTHON: PYTHON if given, else the newest supported interp
     minor=${minor%%.*}
     if [[ $version == 3.* ]] && ((minor >= 11)); then
       PYTHON=$candidate
-      if [[ -n ${PYTHON:-} ]]; then
+      if [[ -n $given ]]; then
         echo "Using PYTHON=$candidate ($version)" >&2
       else
         echo "Using $candidate ($version), the newest of python3.13, python3.12, python3.11, python3 on PATH$tried" >&2
@@ -384,8 +385,13 @@ validate() {
 }
 
 validate_cell() { # validate_cell CELL...: what only a whole cell can tell
-  local rate=${10}
-  [[ $rate == - ]] && return
+  local connections=$9 rate=${10} open_files
+  if [[ $connections != - ]]; then
+    open_files=$(ulimit -n)
+    [[ $open_files == unlimited ]] || ((open_files >= connections + 64)) ||
+      die "ulimit -n is $open_files, too low for $connections connections; raise it first: ulimit -n $((connections + 1024))"
+    return 0
+  fi
   [[ $(calc "$rate * $TIMEOUT_S < 1000") == 1 ]] ||
     die "rate $rate/s x timeout ${TIMEOUT_S}s keeps about $(calc "$rate * $TIMEOUT_S") connections open; httperf's select() allows about 1000: lower RATES or TIMEOUT"
 }
@@ -525,7 +531,7 @@ run_load() { # run_load CELL_DIR NAME SECONDS COMMAND...: timed, in the backgrou
   echo >>"$cell_dir/$name.cmd"
   # wrk catches SIGINT itself and would let the loop go on to the next cell: we wait for it in
   # the background, so a Ctrl-C reaches our trap at once.
-  ${pin[@]+"${pin[@]}"} env PYTHONPATH="$ROOT" "$PY" -m report timed "$cell_dir/$name.usage.json" "$@" \
+  ${pin[@]+"${pin[@]}"} env PYTHONPATH="$ROOT" "$PY" -P -m report timed "$cell_dir/$name.usage.json" "$@" \
     >"$cell_dir/$name.txt" 2>&1 &
   load_pid=$!
   if [[ -t 1 ]] && ((!QUIET)); then
