@@ -37,7 +37,7 @@ Options:
                     upstream     /sync-http, /async-http, /async-http-blocking calling a second
                                  server, 1 and 4 workers over CONNECTIONS; HTTP_POOL=400 once
                     openloop     httperf at RATES x each cell's predicted capacity, 1 and 4 workers
-  --repeat N      run the whole set N times (same as REPEAT=N)
+  --repeat N      run the whole set N times (same as REPEAT=N; the servers set: 3 by default)
   --label TEXT    appended to the run directory's name
   --quiet         print only each cell's result line and the final paths
   --list          print the cells the set would run and how long it should take, then exit
@@ -245,7 +245,9 @@ set_defaults() {
       : "${SLEEP_SECONDS:=0}" "${DURATION:=10s}" "${TIMEOUT:=10s}" "${CONNECTIONS:=64}" "${CONFIGS:=1x1}"
       : "${STATS:=0}" "${PIN:=1}"
       ;;
-    servers) : "${SLEEP_SECONDS:=1}" "${DURATION:=10s}" "${TIMEOUT:=10s}" "${CONFIGS:=4x1}" ;;
+    servers) # 3 runs by default: the spread varies from run to run, and that is the point
+      : "${SLEEP_SECONDS:=1}" "${DURATION:=10s}" "${TIMEOUT:=10s}" "${CONFIGS:=4x1}" "${REPEAT:=3}"
+      ;;
     upstream)
       : "${SLEEP_SECONDS:=1}" "${DURATION:=10s}" "${TIMEOUT:=10s}" "${CONNECTIONS:=10 40 100 400 1000}"
       : "${CONFIGS:=1x1 4x1}" "${ENDPOINTS:=sync-http async-http async-http-blocking}"
@@ -260,7 +262,7 @@ set_defaults() {
   : "${CONFIGS:=1x1 1x4 4x1 4x4}" "${ENDPOINTS:=sync async}" "${THREAD_LIMIT:=default}"
   : "${HTTP_POOL:=default}" "${HTTP_POOL_TIMEOUT:=default}" "${SERVER:=gunicorn}"
   : "${WORKER_CLASS:=uvicorn_worker.UvicornWorker}" "${STATS:=1}" "${PIN:=0}" "${WARMUP:=auto}"
-  : "${RATES:=0.5 0.9 1.1 2}" "${LATENCY:=0}"
+  : "${RATES:=0.5 0.9 1.1 2}" "${LATENCY:=0}" "${REPEAT:=1}"
 }
 
 set_cells() {
@@ -732,7 +734,7 @@ main() {
     shift
   done
   [[ $label =~ ^[A-Za-z0-9._-]*$ ]] || die "--label may hold only letters, digits, '.', '_' and '-', got '$label'"
-  : "${SCALE:=1}" "${REPEAT:=1}" "${WRK_THREADS:=4}" "${HOST:=127.0.0.1}" "${PORT:=8000}"
+  : "${SCALE:=1}" "${WRK_THREADS:=4}" "${HOST:=127.0.0.1}" "${PORT:=8000}"
   : "${UPSTREAM_PORT:=$((${PORT//[^0-9]/} + 1))}" "${RESULTS_DIR:=$ROOT/results}"
   : "${LOCK:=${TMPDIR:-/tmp}/fastapi-def-vs-async-benchmark.lock}"
   CPUS=$(getconf _NPROCESSORS_ONLN 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 1)

@@ -20,7 +20,7 @@ def listed_cells(out) -> list[list[str]]:
 def test_every_set_is_valid_at_full_and_quick_scale(port, results, name, quick):
     out = run_benchmark(port, results, "--set", name, "--list", *quick)
     assert out.returncode == 0, out.stderr
-    assert re.match(rf"set {name}: \d+ cells x 1 run\(s\), .*; about \d+ ?(s|min) \(ends ~\d\d:\d\d\)$",
+    assert re.match(rf"set {name}: \d+ cells x \d run\(s\), .*; about \d+ ?(s|min) \(ends ~\d\d:\d\d\)$",
                     out.stdout.splitlines()[0])
     cells = listed_cells(out)
     assert cells and all(len(cell) == 10 for cell in cells)
