@@ -103,13 +103,17 @@ def server_side(cell_dir: Path, endpoint: str) -> dict:
         before = start.get(worker["pid"], {}).get("endpoints", {}).get(endpoint, {}).get(key, 0)
         return worker["endpoints"].get(endpoint, {}).get(key, 0) - before
 
-    by_connections = sorted(stop, key=lambda s: s["connections"], reverse=True)
+    def new(worker: dict, key: str) -> int:
+        """Connections first seen in the measured window (a warm-up's connections came before it)."""
+        return worker[key] - start.get(worker["pid"], {}).get(key, 0)
+
+    by_connections = sorted(stop, key=lambda s: new(s, "connections"), reverse=True)
     upstream = parse.worker_snapshots(cell_dir / "upstream-stats", "stop")
     return {
         "workers_reporting": len(stop),
-        "connections_per_worker": [s["connections"] for s in by_connections],
+        "connections_per_worker": [new(s, "connections") for s in by_connections],
         "peak_in_handler_per_worker": [s["endpoints"].get(endpoint, {}).get("peak", 0) for s in by_connections],
-        "connections_answered": sum(s["connections_answered"] for s in stop),
+        "connections_answered": sum(new(s, "connections_answered") for s in stop),
         "received": sum(delta(s, "received") for s in stop),
         "server_completed": sum(delta(s, "completed") for s in stop),
         "pool_timeouts": sum(delta(s, "pool_timeouts") for s in stop),
@@ -395,6 +399,13 @@ def spreads_text(g: dict) -> str:
     return ", ".join(format_spread(s) for s in g["connections_per_worker"] if s) or "-"
 
 
+def in_flight_text(g: dict) -> str:
+    text = format_range(g["in_flight_at_stop_median"], g["in_flight_at_stop_min"], g["in_flight_at_stop_max"])
+    if g["in_flight_at_stop_median"] and g["oldest_unanswered_s_max"]:
+        text += f" (oldest {format_seconds(g['oldest_unanswered_s_max'])})"
+    return text
+
+
 def latency_text(g: dict) -> str:
     text = format_seconds(g["latency_avg_s_median"])
     if g["never_answered_median"]:
@@ -413,11 +424,13 @@ def closed_loop_columns(groups: list[dict]) -> list[tuple[str, callable]]:
         ("predicted", predicted_text), ("measured / predicted", verdict), ("bound by", bound_text),
         ("CPU server / client", lambda g: f"{format_percent(g['server_cpu_share'])} / {format_percent(g['load_cpu_share'])}"),
         ("RSS per worker", lambda g: "-" if g["rss_mb_per_worker_median"] is None else f"{g['rss_mb_per_worker_median']:.0f} MB"),
-        ("in flight at stop", lambda g: format_range(g["in_flight_at_stop_median"], g["in_flight_at_stop_min"], g["in_flight_at_stop_max"])),
+        ("in flight at stop", in_flight_text),
         ("never answered", lambda g: format_range(g["never_answered_median"], g["never_answered_min"], g["never_answered_max"])),
         ("peak waiting", lambda g: "-" if g["peak_waiting_max"] is None else str(g["peak_waiting_max"])),
         ("peak in handler", lambda g: "-" if g["peak_in_handler_max"] is None else str(g["peak_in_handler_max"])),
         ("conns per worker", spreads_text),
+        ("busiest worker", lambda g: "-" if g["max_share_median"] is None or g["workers"] == 1
+         else format_percent(g["max_share_max"])),
     ]
     if any(g["upstream_peak_median"] is not None for g in groups):
         columns.insert(8, ("503 pool timeouts", lambda g: format_range(g["non_2xx_median"], g["non_2xx_min"], g["non_2xx_max"])))

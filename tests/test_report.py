@@ -274,9 +274,9 @@ def make_run(tmp_path: Path, connections_per_worker: list[int], cpu: tuple[float
     (cell / "stats").mkdir(parents=True)
     shutil.copy(FIXTURES / "seed-1w1t-sync-timeouts.txt", cell / "wrk.txt")
     for pid, connections in enumerate(connections_per_worker):
-        for name in ("start", "stop"):
+        for name, seen in (("start", 0), ("stop", connections)):  # the summary counts start -> stop
             (cell / "stats" / f"worker-{pid}.{name}.json").write_text(json.dumps(
-                {"pid": pid, "connections": connections, "connections_answered": connections, "in_flight": 0,
+                {"pid": pid, "connections": seen, "connections_answered": seen, "in_flight": 0,
                  "oldest_unanswered_s": None, "cpu_s": 1.0, "peak_rss_bytes": 50 * 2**20, "thread_limit": 40,
                  "endpoints": {"sync": {"peak": min(connections, 40), "completed": 0, "received": 0,
                                         "peak_waiting": max(connections - 40, 0)}}}))
@@ -326,3 +326,13 @@ def test_compact_table_fits_100_columns(tmp_path):
     table = summary.compact_table(groups)
     assert all(len(line) <= 100 for line in table.splitlines()), table
     assert "✗ gunicorn 4w x 1t --reuse-port limit 400 pool 400 /sync" in table  # named with its reason
+
+
+def test_spread_counts_only_connections_made_after_the_warm_up(tmp_path):
+    run_dir = make_run(tmp_path, [40, 30, 20, 10])
+    for path in (run_dir / "01-4w1t-sync-c100" / "stats").glob("worker-*.json"):
+        data = json.loads(path.read_text())
+        data["connections"] += 25  # the warm-up's connections, in the start and the stop snapshot alike
+        path.write_text(json.dumps(data))
+    (row,), _ = summary.summarise_run(run_dir)
+    assert row["connections_per_worker"] == [40, 30, 20, 10]
