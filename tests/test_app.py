@@ -112,7 +112,8 @@ def test_snapshot_on_request_shows_what_is_still_in_flight(serve, tmp_path):
     snapshot = json.loads(snapshot_file.read_text())
     assert snapshot["time"] - asked < 0.5  # the workers poll every 20 ms
     assert snapshot["in_flight"] == 5  # 2 inside the handler, 3 waiting for a thread
-    assert snapshot["endpoints"]["sync"]["peak_waiting"] == 3
+    # 3 wait for a thread; up to all 5 for a moment, if they arrived before the first two got theirs
+    assert 3 <= snapshot["endpoints"]["sync"]["peak_waiting"] <= 5
     assert 0 < snapshot["oldest_unanswered_s"] < 2
     assert snapshot["connections_answered"] == 0
 

@@ -6,14 +6,11 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
-
 from conftest import ROOT
 from report import claims, readme
 
 RESULTS = ROOT / "results"
-RUNS = readme.reference_runs(RESULTS) if RESULTS.exists() else {}
-pytestmark = pytest.mark.skipif(not RUNS, reason="no reference runs committed yet")
+RUNS = readme.reference_runs(RESULTS)
 
 
 def copy_of(tmp_path: Path, name: str) -> Path:
@@ -36,6 +33,10 @@ def scale_wrk_requests(cell: Path, factor: float) -> None:
                           wrk.read_text(), flags=re.M))
 
 
+def rate_of(cell: Path) -> float:
+    return float(cell.name.split("-rate")[1].split("-")[0])
+
+
 def edit_stats(cell: Path, change) -> None:
     for path in sorted((cell / "stats").glob("worker-*.stop.json")):
         data = json.loads(path.read_text())
@@ -43,12 +44,6 @@ def edit_stats(cell: Path, change) -> None:
         path.write_text(json.dumps(data))
 
 
-def needs(*names):
-    missing = [n for n in names if n not in RUNS]
-    return pytest.mark.skipif(bool(missing), reason=f"needs the {missing} reference runs")
-
-
-@needs("seed", "threads")
 def test_threads_claim_fails_when_threads_4_answers_three_times_as_many(tmp_path):
     assert claims.threads_flag(RUNS).holds
     run = copy_of(tmp_path, "threads")
@@ -59,7 +54,6 @@ def test_threads_claim_fails_when_threads_4_answers_three_times_as_many(tmp_path
     assert not claim.holds and f"✗ {claims.NOT_REPRODUCED}:" in claim.markdown()
 
 
-@needs("seed")
 def test_def_claim_fails_when_the_handler_ran_more_than_the_thread_limit(tmp_path):
     assert claims.one_worker_def(RUNS).holds
     run = copy_of(tmp_path, "seed")
@@ -69,7 +63,6 @@ def test_def_claim_fails_when_the_handler_ran_more_than_the_thread_limit(tmp_pat
     assert not claim.holds and "never had more than 80 requests inside the handler" in claim.evidence
 
 
-@needs("seed")
 def test_client_bound_claim_fails_when_async_answers_half_the_waves(tmp_path):
     assert claims.client_bound_async(RUNS).holds
     run = copy_of(tmp_path, "seed")
@@ -78,7 +71,6 @@ def test_client_bound_claim_fails_when_async_answers_half_the_waves(tmp_path):
     assert not evaluate(tmp_path / "results", claims.client_bound_async).holds
 
 
-@needs("servers")
 def test_reuse_port_claim_fails_when_one_worker_takes_most_connections(tmp_path):
     assert claims.reuse_port(RUNS).holds
     run = copy_of(tmp_path, "servers")
@@ -88,19 +80,18 @@ def test_reuse_port_claim_fails_when_one_worker_takes_most_connections(tmp_path)
     assert not evaluate(tmp_path / "results", claims.reuse_port).holds
 
 
-@needs("openloop")
 def test_open_loop_claim_fails_when_async_leaves_requests_unanswered(tmp_path):
     assert claims.open_loop(RUNS).holds
     run = copy_of(tmp_path, "openloop")
-    (cell,) = [c for c in run.glob("*-1w1t-async-rate*") if c.name.split("-")[0] == min(
-        p.name.split("-")[0] for p in run.glob("*-1w1t-async-rate*"))]
-    text = (cell / "httperf.txt").read_text()
-    replies = int(re.search(r"2xx=(\d+)", text).group(1))
-    (cell / "httperf.txt").write_text(text.replace(f"2xx={replies}", f"2xx={replies // 2}"))
+    lowest = min(rate_of(c) for c in run.glob("*-1w1t-async-rate*"))
+    for cell in run.glob("*-1w1t-async-rate*"):  # every repetition, so the median moves
+        if rate_of(cell) == lowest:
+            text = (cell / "httperf.txt").read_text()
+            replies = int(re.search(r"2xx=(\d+)", text).group(1))
+            (cell / "httperf.txt").write_text(text.replace(f"2xx={replies}", f"2xx={replies // 2}"))
     assert not evaluate(tmp_path / "results", claims.open_loop).holds
 
 
-@needs("seed")
 def test_readme_check_fails_on_a_claim_not_reproduced_unless_allowed(tmp_path, capsys):
     run = copy_of(tmp_path, "seed")
     for cell in run.glob("*-1w1t-async-*"):
@@ -111,3 +102,29 @@ def test_readme_check_fails_on_a_claim_not_reproduced_unless_allowed(tmp_path, c
     assert f"report: {claims.NOT_REPRODUCED}: The original `/async` numbers" in capsys.readouterr().err
     assert claims.NOT_REPRODUCED in page.read_text()
     assert readme.update(check=True, allow_unreproduced=True, path=page, results=tmp_path / "results") == 0
+
+
+def test_pool_claim_fails_when_the_upstream_saw_one_call_more_than_the_pool_allows(tmp_path):
+    assert claims.pool_limit(RUNS).holds
+    run = copy_of(tmp_path, "upstream")
+    cell = sorted(run.glob("*-4w1t-async-http-c400-*"))[0]
+    for path in (cell / "upstream-stats").glob("worker-*.stop.json"):
+        data = json.loads(path.read_text())
+        data["endpoints"]["async"]["peak"] += 1
+        path.write_text(json.dumps(data))
+    claim = evaluate(tmp_path / "results", claims.pool_limit)
+    assert not claim.holds and f"✗ {claims.NOT_REPRODUCED}:" in claim.markdown()
+
+
+def test_spread_claim_fails_when_timeouts_come_with_an_even_spread(tmp_path):
+    assert claims.open_loop_spread(RUNS).holds
+    run = copy_of(tmp_path, "openloop")
+    below = sorted({rate_of(c) for c in run.glob("*-4w1t-sync-rate*")})[1]  # 90% of capacity
+
+    for cell in run.glob("*-4w1t-sync-rate*"):
+        if rate_of(cell) == below:
+            def even(data: dict, index: int, cell=cell) -> None:  # the stop count, so the start's stays
+                start = json.loads((cell / "stats" / f"worker-{data['pid']}.start.json").read_text())
+                data["connections"] = start["connections"] + 720
+            edit_stats(cell, even)
+    assert not evaluate(tmp_path / "results", claims.open_loop_spread).holds
