@@ -410,25 +410,45 @@ def pool_raised(runs) -> Claim:
         f"{pct(raised['server_cpu_share'])} of the machine ({raised['bound_by']}).", ("upstream",))
 
 
+def cpu_ms_per_request(rows: list[dict], **where) -> float | None:
+    """Median over the cell's runs of the server's CPU per answered request."""
+    values = [1000 * r["server_cpu_s"] / r["requests"] for r in rows if all(r.get(k) == v for k, v in where.items())
+              and r["server_cpu_s"] is not None and r["requests"]]
+    return statistics.median(values) if values else None
+
+
 def pool_queue_costs_cpu(runs) -> Claim:
-    run, sweep = runs["upstream"], runs["concurrency"].groups
-    queued = [g for g in run.groups if g["endpoint"] == "async-http" and g["workers"] == 1
-              and "pool" not in g["config"] and g["connections"] > HTTPX_MAX_CONNECTIONS]
-    if not queued:
-        raise Missing("1-worker /async-http cells above the pool")
-    plain = {g["connections"]: g for g in sweep if g["config"] == "1w x 1t" and g["endpoint"] == "async"}
-    holds = all(g["cpu_bound"] == g["runs"] and not ok(g) for g in queued) and all(
-        ok(plain[g["connections"]]) for g in queued if g["connections"] in plain)
+    run, sweep = runs["upstream"], runs["concurrency"]
+    cells = [g for g in run.groups if g["endpoint"] == "async-http" and "pool" not in g["config"]]
+    full = next((g for g in cells if g["workers"] == 1 and g["connections"] == HTTPX_MAX_CONNECTIONS), None)
+    # Cells where every worker had at least a pool's worth of requests queued behind its pool.
+    queued = [g for g in cells if g["connections"] >= 2 * HTTPX_MAX_CONNECTIONS * g["workers"]]
+    if full is None or not queued:
+        raise Missing("/async-http at exactly the pool, and above twice the pool per worker")
+
+    cpus = run.environment["cpu_count"]
+
+    def cost(g: dict) -> float | None:
+        return cpu_ms_per_request(run.rows, config=g["config"], connections=g["connections"], endpoint=g["endpoint"])
+
+    def plain(g: dict) -> float | None:
+        return cpu_ms_per_request(sweep.rows, config=g["config"], connections=g["connections"], endpoint="async")
+
+    holds = ok(full) and all(cost(g) and cost(g) >= 3 * cost(full) and not ok(g) for g in queued) and all(
+        g["cpu_bound"] == g["runs"] for g in queued if g["workers"] == 1)
     return Claim(
         "Requests queued on httpx's pool cost the worker its CPU.",
         holds,
-        "One worker, `/async-http`, 1 s upstream calls: " + "; ".join(
-            f"{g['connections']} connections: {rng(g, 'requests_ok')} answered of {claims_predicted(g)} predicted, "
-            f"{rng(g, 'non_2xx')} 503, {g['bound_by_runs'] and next(iter(g['bound_by_runs']))}" for g in queued)
-        + ". The same wait without the client (`/async`, concurrency run): " + ", ".join(
-            f"{c} connections {rng(plain[c], 'requests')} at {pct(plain[c]['server_cpu_share'])} of the machine"
-            for c in sorted(plain) if c in {g["connections"] for g in queued})
-        + ". Every queued request makes httpcore walk the whole queue (see [the pool](#the-http-clients-pool)).",
+        f"Server CPU per answered `/async-http` request (1 s upstream calls): {cost(full):.1f} ms with the pool "
+        f"just full (1 worker, {full['connections']} connections, {rng(full, 'requests_ok')} answered as predicted). "
+        "With a queue behind the pool: " + "; ".join(
+            f"{g['workers']}w at {g['connections']} connections {cost(g):.1f} ms"
+            + (f" (`/async` without the client: {plain(g):.2f} ms)" if plain(g) else "")
+            + f", {rng(g, 'requests_ok')} answered of {claims_predicted(g)} predicted, {rng(g, 'non_2xx')} 503, "
+            f"server CPU {pct(g['server_cpu_share'])} of the machine, "
+            f"{pct(g['server_cpu_share'] * cpus / min(g['workers'], cpus))} of what its workers can use" for g in queued)
+        + ". Every time a request joins or leaves the pool, httpcore walks the whole queue (see "
+        "[the pool](#the-http-clients-pool)); with 4 workers on 2 cores each worker gets half a core at most.",
         ("upstream", "concurrency"))
 
 

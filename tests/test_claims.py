@@ -128,3 +128,13 @@ def test_spread_claim_fails_when_timeouts_come_with_an_even_spread(tmp_path):
                 data["connections"] = start["connections"] + 720
             edit_stats(cell, even)
     assert not evaluate(tmp_path / "results", claims.open_loop_spread).holds
+
+
+def test_pool_cpu_claim_fails_when_the_queued_cells_cost_no_more_cpu(tmp_path):
+    assert claims.pool_queue_costs_cpu(RUNS).holds
+    run = copy_of(tmp_path, "upstream")
+    copy_of(tmp_path, "concurrency")
+    for cell in run.glob("*-1w1t-async-http-c400-*"):  # every repetition: the server spent what it spent at start
+        stop, start = cell / "server.stop.json", json.loads((cell / "server.start.json").read_text())
+        stop.write_text(json.dumps({**json.loads(stop.read_text()), "roles": start["roles"]}))
+    assert not evaluate(tmp_path / "results", claims.pool_queue_costs_cpu).holds
