@@ -24,6 +24,11 @@ KNOBS = {"DURATION", "TIMEOUT", "CONNECTIONS", "WRK_THREADS", "CONFIGS", "ENDPOI
 
 
 def pytest_configure(config):
+    # A shell without job control starts background commands with SIGINT ignored, and an ignored
+    # signal stays ignored across exec, where bash may not trap it: benchmark.sh would never see
+    # the tests' Ctrl-C. A handler here is reset to the default in every child, as in a terminal.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line("markers", "real_server: starts a real server or benchmark.sh (tests/run.sh --repeat N)")
 
 
