@@ -93,6 +93,13 @@ def predicted(g: dict) -> str:
     return summary.predicted_text(g, spread_seen=False)
 
 
+def cpu_s_per_request(rows: list[dict], **where) -> float | None:
+    """Median over the matching runs of the server's CPU seconds per request wrk counted."""
+    values = [r["server_cpu_s"] / r["requests"] for r in rows if all(r.get(k) == v for k, v in where.items())
+              and r["server_cpu_s"] is not None and r["requests"]]
+    return statistics.median(values) if values else None
+
+
 def pct(share: float | None) -> str:
     return summary.format_percent(share)
 
@@ -189,14 +196,17 @@ def spread_caps_def(runs) -> Claim:
 # ---------------------------------------------------------------- beyond the seed
 
 
-def async_wins(runs) -> Claim:
-    sweep = runs["concurrency"].groups
-    asyncs = sorted((g for g in sweep if g["config"] == "1w x 1t" and g["endpoint"] == "async" and ok(g)),
-                    key=lambda g: g["connections"])
+def async_beside_sync(sweep: list[dict]) -> tuple[dict, dict]:
+    """One worker: the most connections `/async` served as predicted, and `/sync` at as many."""
+    asyncs = [g for g in sweep if g["config"] == "1w x 1t" and g["endpoint"] == "async" and ok(g)]
     if not asyncs:
         raise Missing("a 1-worker /async cell as predicted")
-    top = asyncs[-1]
-    sync = find(sweep, config="1w x 1t", endpoint="sync", connections=top["connections"])
+    top = max(asyncs, key=lambda g: g["connections"])
+    return top, find(sweep, config="1w x 1t", endpoint="sync", connections=top["connections"])
+
+
+def async_wins(runs) -> Claim:
+    top, sync = async_beside_sync(runs["concurrency"].groups)
     holds = top["connections"] >= 10 * DEFAULT_THREAD_LIMIT and ok(sync) and sync["bound_by"].startswith("thread")
     return Claim(
         "Where `async def` wins: when the client sends more than the threads can hold.",
@@ -276,10 +286,8 @@ def worker_killed(runs) -> Claim:
 def thread_hop(runs) -> Claim:
     run = runs["overhead"]
     d, a = find(run.groups, endpoint="sync"), find(run.groups, endpoint="async")
-    per_request = {}
-    for endpoint in ("sync", "async"):
-        rows = [r for r in run.rows if r["endpoint"] == endpoint and r["server_cpu_s"]]
-        per_request[endpoint] = statistics.median(r["server_cpu_s"] / r["requests"] * 1e6 for r in rows) if rows else None
+    per_request = {endpoint: cpu_s_per_request(run.rows, endpoint=endpoint) for endpoint in ("sync", "async")}
+    per_request = {endpoint: None if s is None else s * 1e6 for endpoint, s in per_request.items()}
     holds = (None not in per_request.values() and per_request["sync"] > per_request["async"]
              and a["requests_per_sec_median"] > d["requests_per_sec_median"] and d["cpu_bound"] == d["runs"])
     hop = "-" if None in per_request.values() else f"{per_request['sync'] - per_request['async']:.0f}"
@@ -410,13 +418,6 @@ def pool_raised(runs) -> Claim:
         f"{pct(raised['server_cpu_share'])} of the machine ({raised['bound_by']}).", ("upstream",))
 
 
-def cpu_ms_per_request(rows: list[dict], **where) -> float | None:
-    """Median over the cell's runs of the server's CPU per answered request."""
-    values = [1000 * r["server_cpu_s"] / r["requests"] for r in rows if all(r.get(k) == v for k, v in where.items())
-              and r["server_cpu_s"] is not None and r["requests"]]
-    return statistics.median(values) if values else None
-
-
 def pool_queue_costs_cpu(runs) -> Claim:
     run, sweep = runs["upstream"], runs["concurrency"]
     cells = [g for g in run.groups if g["endpoint"] == "async-http" and "pool" not in g["config"]]
@@ -428,11 +429,14 @@ def pool_queue_costs_cpu(runs) -> Claim:
 
     cpus = run.environment["cpu_count"]
 
+    def ms(seconds: float | None) -> float | None:
+        return None if seconds is None else 1000 * seconds
+
     def cost(g: dict) -> float | None:
-        return cpu_ms_per_request(run.rows, config=g["config"], connections=g["connections"], endpoint=g["endpoint"])
+        return ms(cpu_s_per_request(run.rows, config=g["config"], connections=g["connections"], endpoint=g["endpoint"]))
 
     def plain(g: dict) -> float | None:
-        return cpu_ms_per_request(sweep.rows, config=g["config"], connections=g["connections"], endpoint="async")
+        return ms(cpu_s_per_request(sweep.rows, config=g["config"], connections=g["connections"], endpoint="async"))
 
     holds = ok(full) and all(cost(g) and cost(g) >= 3 * cost(full) and not ok(g) for g in queued) and all(
         g["cpu_bound"] == g["runs"] for g in queued if g["workers"] == 1)
@@ -444,16 +448,12 @@ def pool_queue_costs_cpu(runs) -> Claim:
         "With a queue behind the pool: " + "; ".join(
             f"{g['workers']}w at {g['connections']} connections {cost(g):.1f} ms"
             + (f" (`/async` without the client: {plain(g):.2f} ms)" if plain(g) else "")
-            + f", {rng(g, 'requests_ok')} answered of {claims_predicted(g)} predicted, {rng(g, 'non_2xx')} 503, "
-            f"server CPU {pct(g['server_cpu_share'])} of the machine, "
+            + f": {rng(g, 'requests_ok')} answered and {rng(g, 'non_2xx')} 503 where the limits alone give "
+            f"{predicted(g)}; server CPU {pct(g['server_cpu_share'])} of the machine, "
             f"{pct(g['server_cpu_share'] * cpus / min(g['workers'], cpus))} of what its workers can use" for g in queued)
         + ". Every time a request joins or leaves the pool, httpcore walks the whole queue (see "
         "[the pool](#the-http-clients-pool)); with 4 workers on 2 cores each worker gets half a core at most.",
         ("upstream", "concurrency"))
-
-
-def claims_predicted(g: dict) -> str:
-    return str(g["predicted_requests"]) + (f" (+≤{g['predicted_edge']})" if g["predicted_edge"] else "")
 
 
 def sync_http(runs) -> Claim:

@@ -1,10 +1,11 @@
 """README.md's generated sections, from the committed runs under results/ (`python -m report readme`)."""
 
+import datetime
 import sys
 from pathlib import Path
 
 from . import claims, summary
-from .claims import DEFAULT_THREAD_LIMIT, ORIGINAL, SAME, Claim, Missing, Run, find, ok, rng
+from .claims import DEFAULT_THREAD_LIMIT, ORIGINAL, Claim, Missing, Run, find, ok, rng
 
 ROOT = Path(__file__).resolve().parent.parent
 SETS = ["seed", "concurrency", "threads", "workers", "overhead", "servers", "upstream", "openloop"]
@@ -48,12 +49,7 @@ def answer(runs: dict[str, Run]) -> list[Claim | str]:
             return f"- *(needs the committed runs: {missing})*"
 
     def async_line() -> Claim:
-        sweep = runs["concurrency"].groups
-        top = max((g for g in sweep if g["config"] == "1w x 1t" and g["endpoint"] == "async" and ok(g)),
-                  key=lambda g: g["connections"], default=None)
-        if top is None:
-            raise Missing("a 1-worker /async cell that reached its prediction")
-        sync = find(sweep, config="1w x 1t", endpoint="sync", connections=top["connections"])
+        top, sync = claims.async_beside_sync(runs["concurrency"].groups)
         holds = (ok(sync) and sync["bound_by"].startswith("thread")
                  and top["requests_per_sec_median"] > 2 * sync["requests_per_sec_median"])
         return Claim("`async def` when everything the endpoint waits on is awaitable.", holds,
@@ -80,8 +76,7 @@ def answer(runs: dict[str, Run]) -> list[Claim | str]:
                  if r["server"] == "gunicorn-reuse-port" and r["sleep_s"] > 0]
         plain = [max(r["connections_per_worker"]) / sum(r["connections_per_worker"]) for r in servers
                  if r["config"] == f"{r['workers']}w x 1t" and r["sleep_s"] > 0]
-        holds = (ok(one) and ok(four) and four["requests_median"] >= 4 * (1 - SAME) * one["requests_median"]
-                 and claims.threads_flag(runs).holds and max(fixed) < max(plain))
+        holds = claims.workers_for_def(runs).holds and claims.threads_flag(runs).holds and max(fixed) < max(plain)
         return Claim("Workers multiply `def`'s threads; `--threads` does nothing; `--reuse-port` evens the spread.",
                      holds,
                      f"4 workers answered {four['requests_median'] / one['requests_median']:.1f}x what one did for "
@@ -198,8 +193,6 @@ def reproduce(runs: dict[str, Run]) -> str:
         started, ended = run.document.get("started"), run.document.get("ended")
         took = "-"
         if started and ended:
-            import datetime
-
             seconds = (datetime.datetime.fromisoformat(ended) - datetime.datetime.fromisoformat(started)).total_seconds()
             took = f"{seconds / 60:.0f} min"
         knobs = run.parameters.get("gunicorn_cmd_args")
