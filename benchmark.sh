@@ -522,6 +522,13 @@ countdown() { # countdown SECONDS LABEL: one line, rewritten once a second, unti
   done
 }
 
+save_command() { # save_command FILE COMMAND...: the exact command line, quoted to be pasted into a shell
+  local file=$1
+  shift
+  printf '%q ' "$@" >"$file"
+  echo >>"$file"
+}
+
 minutes() { (($1 < 90)) && echo "${1}s" || echo "$((($1 + 30) / 60)) min"; }
 
 run_load() { # run_load CELL_DIR NAME SECONDS COMMAND...: timed, in the background so signals reach our trap
@@ -529,8 +536,7 @@ run_load() { # run_load CELL_DIR NAME SECONDS COMMAND...: timed, in the backgrou
   shift 3
   local pin=()
   [[ $(cpus_for load) == all ]] || pin=(taskset -c "$(cpus_for load)")
-  printf '%q ' "$@" >"$cell_dir/$name.cmd"
-  echo >>"$cell_dir/$name.cmd"
+  save_command "$cell_dir/$name.cmd" "$@"
   # wrk catches SIGINT itself and would let the loop go on to the next cell: we wait for it in
   # the background, so a Ctrl-C reaches our trap at once.
   ${pin[@]+"${pin[@]}"} env PYTHONPATH="$ROOT" "$PY" -P -m report timed "$cell_dir/$name.usage.json" "$@" \
@@ -596,8 +602,7 @@ run_cell() { # run_cell INDEX TOTAL ROUND CELL...
   if [[ $endpoint == *-http* ]]; then # the upstream: the same app's /async, one uvicorn worker
     [[ $upstream_stats == - ]] || mkdir -p "$upstream_stats"
     server_command uvicorn - 1 1 "$UPSTREAM_PORT"
-    printf '%q ' "${COMMAND[@]}" >"$cell_dir/upstream.cmd"
-    echo >>"$cell_dir/upstream.cmd"
+    save_command "$cell_dir/upstream.cmd" "${COMMAND[@]}"
     local upstream_env=(SLEEP_SECONDS="$sleep")
     [[ $upstream_stats == - ]] || upstream_env+=(STATS_DIR="$upstream_stats")
     start_process "$cell_dir/upstream.log" "$(cpus_for server)" "${upstream_env[@]}"
@@ -606,8 +611,7 @@ run_cell() { # run_cell INDEX TOTAL ROUND CELL...
     env+=(UPSTREAM_URL="http://$HOST:$UPSTREAM_PORT/async")
   fi
   server_command "$server" "$class" "$workers" "$threads" "$PORT"
-  printf '%q ' "${COMMAND[@]}" >"$cell_dir/server.cmd"
-  echo >>"$cell_dir/server.cmd"
+  save_command "$cell_dir/server.cmd" "${COMMAND[@]}"
   start_process "$cell_dir/server.log" "$(cpus_for server)" "${env[@]}"
   server_pid=$STARTED_PID
   wait_until_ready "$server_pid" "$cell_dir/server.log" "$stats_dir" "$workers" "$server" "$PORT"
