@@ -1,0 +1,179 @@
+"""The server-side counters app.py uses when STATS_DIR is set (the runner sets it): what each
+worker saw, per endpoint, written to STATS_DIR/worker-<pid>.json, and a snapshot
+STATS_DIR/worker-<pid>.<name>.json whenever a file STATS_DIR/snapshot-<name> appears (the runner
+asks as the load generator starts and ends). Without STATS_DIR app.py never imports this."""
+
+import asyncio
+import json
+import os
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+
+# ru_maxrss is in kilobytes on Linux and in bytes on macOS (getrusage(2) on each).
+MAXRSS_BYTES = 1 if sys.platform == "darwin" else 1024
+
+
+class WorkerStats:
+    """What one worker saw, per endpoint: requests received, inside the handler, answered.
+
+    Written to disk by a background thread rather than only at shutdown, because a worker
+    whose event loop is blocked never reaches its shutdown code; the same thread answers
+    snapshot requests, so a snapshot is taken within SNAPSHOT_POLL_SECONDS even then.
+    """
+
+    DUMP_INTERVAL_SECONDS = 0.2
+    SNAPSHOT_POLL_SECONDS = 0.02
+
+    def __init__(self, directory: str):
+        self.directory = Path(directory)
+        self.lock = threading.Lock()
+        self.clients: set[tuple[str, int]] = set()
+        self.answered_clients: set[tuple[str, int]] = set()
+        self.endpoints: dict[str, dict[str, int]] = {}
+        self.arrivals: dict[int, float] = {}  # requests not answered yet: id -> arrival time
+        self.snapshots_taken: set[str] = set()
+        self.counted_paths: set[str] = set()  # the endpoints wrapped by counted()
+        self.thread_limit: int | None = None  # anyio's, as the worker's lifespan found it
+
+    def _counts(self, endpoint: str) -> dict[str, int]:
+        return self.endpoints.setdefault(endpoint, {
+            "received": 0, "entered": 0, "running": 0, "peak": 0, "peak_waiting": 0,
+            "completed": 0, "pool_timeouts": 0, "upstream_errors": 0,
+        })
+
+    def arrive(self, endpoint: str, client, key: int) -> None:
+        with self.lock:
+            if client:
+                self.clients.add(tuple(client))
+            counts = self._counts(endpoint)
+            counts["received"] += 1
+            counts["peak_waiting"] = max(counts["peak_waiting"], counts["received"] - counts["entered"])
+            self.arrivals[key] = time.monotonic()
+
+    def answer(self, endpoint: str, client, key: int) -> None:
+        with self.lock:
+            if client:
+                self.answered_clients.add(tuple(client))
+            self._counts(endpoint)["completed"] += 1
+            self.arrivals.pop(key, None)
+
+    def end(self, key: int) -> None:
+        """The request is over, answered or not (a handler error, a client gone)."""
+        with self.lock:
+            self.arrivals.pop(key, None)
+
+    def enter(self, endpoint: str) -> None:
+        with self.lock:
+            counts = self._counts(endpoint)
+            counts["entered"] += 1
+            counts["running"] += 1
+            counts["peak"] = max(counts["peak"], counts["running"])
+
+    def leave(self, endpoint: str) -> None:
+        with self.lock:
+            self._counts(endpoint)["running"] -= 1
+
+    def count(self, endpoint: str, what: str) -> None:
+        with self.lock:
+            self._counts(endpoint)[what] += 1
+
+    def snapshot(self) -> dict:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        with self.lock:
+            oldest = min(self.arrivals.values(), default=None)
+            return {
+                "pid": os.getpid(),
+                "time": time.time(),
+                "connections": len(self.clients),
+                "connections_answered": len(self.answered_clients),
+                "in_flight": len(self.arrivals),
+                "oldest_unanswered_s": None if oldest is None else round(time.monotonic() - oldest, 3),
+                "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+                "peak_rss_bytes": usage.ru_maxrss * MAXRSS_BYTES,
+                "thread_limit": self.thread_limit,
+                "endpoints": {name: {k: v for k, v in c.items() if k != "running"} for name, c in self.endpoints.items()},
+            }
+
+    def write(self, name: str) -> None:
+        # Named at write time: with gunicorn --preload the app is imported once, in the master.
+        path = self.directory / name.format(pid=os.getpid())
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps(self.snapshot(), sort_keys=True) + "\n")
+        temporary.replace(path)
+
+    def take_requested_snapshots(self) -> None:
+        for request in self.directory.glob("snapshot-*"):
+            name = request.name.removeprefix("snapshot-")
+            if name not in self.snapshots_taken:
+                self.snapshots_taken.add(name)
+                self.write(f"worker-{{pid}}.{name}.json")
+
+    def dump_forever(self) -> None:
+        next_dump = 0.0
+        while True:
+            self.take_requested_snapshots()
+            if time.monotonic() >= next_dump:  # the first file also tells the runner this worker is up
+                self.write("worker-{pid}.json")
+                next_dump = time.monotonic() + self.DUMP_INTERVAL_SECONDS
+            time.sleep(self.SNAPSHOT_POLL_SECONDS)
+
+    def start(self, thread_limit: int) -> None:
+        """From the worker's lifespan: its own thread, writing until the worker ends."""
+        self.thread_limit = thread_limit
+        threading.Thread(target=self.dump_forever, daemon=True).start()
+
+    def counted(self, endpoint: str):
+        """Count requests inside the handler itself, after any wait for a thread."""
+        self.counted_paths.add(f"/{endpoint}")
+
+        def decorate(handler):
+            if asyncio.iscoroutinefunction(handler):
+
+                async def counted_async():
+                    self.enter(endpoint)
+                    try:
+                        return await handler()
+                    finally:
+                        self.leave(endpoint)
+
+                return counted_async
+
+            def counted_sync():
+                self.enter(endpoint)
+                try:
+                    return handler()
+                finally:
+                    self.leave(endpoint)
+
+            return counted_sync
+
+        return decorate
+
+
+class Track:
+    """Plain ASGI middleware (no BaseHTTPMiddleware task hop): notes each request's arrival,
+    before any wait for a thread, and its answer, with the connection that sent it."""
+
+    def __init__(self, app, stats: WorkerStats):
+        self.app, self.stats = app, stats
+
+    async def __call__(self, scope, receive, send):
+        # Only the benchmarked paths: the runner's readiness probe is not one of the load's connections.
+        if scope["type"] != "http" or scope["path"] not in self.stats.counted_paths:
+            return await self.app(scope, receive, send)
+        stats = self.stats
+        endpoint, client, key = scope["path"][1:], scope.get("client"), id(scope)
+        stats.arrive(endpoint, client, key)
+
+        async def send_and_note(message):
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                stats.answer(endpoint, client, key)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            stats.end(key)
