@@ -2,6 +2,6 @@
 
 Stages, one module each: parse (the raw files), model (the predictions), summary (verdicts and
 tables), plot, claims (the README's findings, each checked against its data), readme (the
-README's generated sections), record (what benchmark.sh records while it runs).
+README's generated sections). What a run records is the runner's (runner/record.py).
 Commands: python -m report --help.
 """

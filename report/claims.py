@@ -45,7 +45,7 @@ class Run:
 
     @property
     def timeout_s(self) -> float:
-        return float(summary.read_cells(self.run_dir)[0]["timeout"])
+        return float(summary.read_cells(self.run_dir)[0].timeout)
 
 
 @dataclass

@@ -8,19 +8,16 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
-DEFAULT_THREAD_LIMIT = 40  # anyio's default CapacityLimiter for to_thread.run_sync (per event loop)
-HTTPX_MAX_CONNECTIONS = 100  # httpx/_config.py: DEFAULT_LIMITS = Limits(max_connections=100, ...)
-HTTPX_POOL_TIMEOUT_S = 5.0  # httpx/_config.py: DEFAULT_TIMEOUT_CONFIG = Timeout(timeout=5.0)
-GRANIAN_BACKLOG = 1024  # granian/cli.py --backlog; --backpressure defaults to backlog // workers
+from runner.endpoints import ANYIO_THREAD_LIMIT as DEFAULT_THREAD_LIMIT
+from runner.endpoints import BLOCKING, DEF, ENDPOINTS, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S
+from runner.servers import SERVERS
+
 # wrk's threads look at the stop flag only every RECORD_INTERVAL_MS = 100 ms (src/wrk.c, record_rate),
 # so a run lasts up to 0.1 s past -d and a wave ending right at the duration may be partly counted.
 WRK_STOP_GRANULARITY_S = 0.1
 # In the simulations a request takes its sleep plus this: a real one always ends a little after
 # its sleep, which decides the ties (a slot freed at 5.000 s vs a wait that expires at 5.000 s).
 SERVICE_OVERHEAD_S = 1e-3
-
-BLOCKING = {"async-blocking", "async-http-blocking"}
-CALLS_UPSTREAM = {"sync-http", "async-http", "async-http-blocking"}
 
 
 @dataclass
@@ -32,18 +29,19 @@ class Limit:
 def worker_limit(endpoint: str, workers: int, thread_limit: int = DEFAULT_THREAD_LIMIT,
                  http_pool: int = HTTPX_MAX_CONNECTIONS, server: str = "gunicorn") -> Limit:
     """The most requests one worker can hold at once for this endpoint, and why."""
-    limits = []
-    if endpoint in ("sync", "sync-http"):
-        # `def` runs in anyio's thread pool, thread_limit at once per worker (gunicorn's --threads aside).
-        limits.append(Limit(thread_limit, f"thread limiter: {thread_limit}/worker"))
-    if endpoint in ("sync-http", "async-http"):
-        limits.append(Limit(http_pool, f"HTTP client pool: {http_pool}/worker"))
-    if endpoint in BLOCKING:  # the event loop is stuck in the call: one request at a time
-        limits.append(Limit(1, "blocked event loop: 1/worker"))
-    if server == "granian":
-        backpressure = max(1, GRANIAN_BACKLOG // workers)
-        limits.append(Limit(backpressure, f"granian backpressure: {backpressure}/worker"))
+    limits = [Limit(*limit) for limit in ENDPOINTS[endpoint].limits(thread_limit, http_pool)]
+    own = SERVERS[server].own_limit(workers) if server in SERVERS else None
+    if own:
+        limits.append(Limit(*own))
     return min(limits, key=lambda limit: limit.per_worker, default=Limit(math.inf, "connections"))
+
+
+def offered_capacity(endpoint: str, workers: int, sleep: float, thread_limit: int = DEFAULT_THREAD_LIMIT,
+                     server: str = "gunicorn") -> float:
+    """What the openloop set offers its rates as fractions of: the `def` endpoint's capacity, the same
+    for /sync and /async so the two compare, and a blocked loop's own (one per sleep per worker)."""
+    like = endpoint if ENDPOINTS[endpoint].kind == BLOCKING else "sync"
+    return worker_limit(like, workers, thread_limit, server=server).per_worker * workers / sleep
 
 
 def format_spread(connections_per_worker: list[int]) -> str:
@@ -96,12 +94,13 @@ def predict(endpoint: str, workers: int, connections: int, sleep: float, duratio
         return Prediction(None, 0, concurrency, "CPU (no sleep)", client)
     complete, at_edge = waves(sleep, duration)
     prediction = Prediction(concurrency * complete, concurrency if at_edge else 0, concurrency, bound_by, client)
-    pool = min(http_pool, thread_limit) if endpoint == "sync-http" else http_pool
-    if endpoint in ("sync-http", "async-http") and limit.name.startswith("HTTP client pool"):
+    kind = ENDPOINTS[endpoint]
+    pool = min(http_pool, thread_limit) if kind.kind == DEF else http_pool
+    if kind.calls_upstream and limit.name.startswith("HTTP client pool"):
         # Requests wait for a pooled connection, first come first served, and give up after
         # pool_timeout; a `def` endpoint holds at most thread_limit of them at a time.
         for c in spread:
-            waiting = min(c, thread_limit) if endpoint == "sync-http" else c
+            waiting = kind.pool_waiters(c, thread_limit)
             if waiting > pool:
                 errors, errors_edge = simulate_pool(waiting, pool, sleep, pool_timeout, duration)
                 prediction.errors += errors

@@ -1,24 +1,18 @@
 """README.md's generated sections, from the committed runs under results/ (`python -m report readme`)."""
 
 import datetime
+import shlex
 import sys
 from pathlib import Path
+
+from runner.knobs import KNOBS
+from runner.sets import SETS, changed_knobs
 
 from . import claims, summary
 from .claims import DEFAULT_THREAD_LIMIT, ORIGINAL, Claim, Missing, Run, find, ok, rng
 
 ROOT = Path(__file__).resolve().parent.parent
-SETS = ["seed", "concurrency", "threads", "workers", "overhead", "servers", "upstream", "openloop"]
-SET_PURPOSE = {
-    "seed": "the original experiment, as it was run",
-    "concurrency": "how far each endpoint goes with more connections, 1 and 4 workers",
-    "threads": "anyio's thread limit against gunicorn's `--threads`",
-    "workers": "UvicornWorker against gunicorn's `asgi` worker, client-bound and server-bound",
-    "overhead": "no sleep: the CPU cost of the thread hop",
-    "servers": "the connection spread under gunicorn, gunicorn `--reuse-port`, uvicorn and granian",
-    "upstream": "a real HTTP call per request, and the HTTP client's pool",
-    "openloop": "a fixed arrival rate (httperf): what users see above capacity",
-}
+ROOT_COMMAND = "./benchmark.sh"
 
 
 def markers(section: str) -> tuple[str, str]:
@@ -130,7 +124,7 @@ def results_section(runs: dict[str, Run]) -> str:
         load = (f"httperf, {p['duration']} per rate, --timeout {p['timeout']}" if name == "openloop"
                 else f"wrk -t {p['wrk_threads']} -d {p['duration']} --timeout {p['timeout']}")
         parts.append(
-            f"### {name}\n\n{SET_PURPOSE[name].capitalize()}. Run [`{run.run_dir.name}`](results/{run.run_dir.name}/): "
+            f"### {name}\n\n{SETS[name].purpose[0].upper() + SETS[name].purpose[1:]}. Run [`{run.run_dir.name}`](results/{run.run_dir.name}/): "
             f"sleep {p['sleep_seconds']} s, {load}{scale}; {p['repeat']} runs per cell"
             + (", pinned (load generator on CPU 0)" if p.get("pin") == "1" else "")
             + ("" if one_machine else f". Machine: {machine(run)}") + ".\n\n"
@@ -195,11 +189,17 @@ def reproduce(runs: dict[str, Run]) -> str:
         if started and ended:
             seconds = (datetime.datetime.fromisoformat(ended) - datetime.datetime.fromisoformat(started)).total_seconds()
             took = f"{seconds / 60:.0f} min"
-        knobs = run.parameters.get("gunicorn_cmd_args")
-        command = " ".join(run.document.get("argv", [])).replace(str(ROOT) + "/", "./")
-        lines.append(f"| [`{run.run_dir.name}`](results/{run.run_dir.name}/) | "
-                     f"`{f'GUNICORN_CMD_ARGS={knobs} ' if knobs else ''}{command}` | {started} | {took} |")
+        lines.append(f"| [`{run.run_dir.name}`](results/{run.run_dir.name}/) | `{replay(run)}` | {started} | {took} |")
     return "\n".join(lines) + "\n"
+
+
+def replay(run: Run) -> str:
+    """The command that replays a run: the knobs that differ from its set's defaults, then its arguments."""
+    texts = {name: run.parameters[name.lower()] for name in KNOBS if name.lower() in run.parameters}
+    knobs = changed_knobs(run.parameters["set"], texts)
+    argv = [ROOT_COMMAND if Path(word).name == "benchmark.sh" else word for word in run.document.get("argv", [])]
+    return shlex.join(["env", *(f"{k}={v}" for k, v in knobs.items())] if knobs else []) + (" " if knobs else "") \
+        + shlex.join(argv)
 
 
 def sections(results: Path) -> tuple[dict[str, str], list[Claim]]:

@@ -8,43 +8,21 @@ import statistics
 import textwrap
 from pathlib import Path
 
+from runner import cell as cells_tsv
+from runner.cell import Cell
+
 from . import parse
-from .model import (DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S, format_spread, predict,
+from .model import (DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S, format_spread, offered_capacity, predict,
                     predict_open_loop)
 
 LARGE_SPREAD = 0.10  # repetitions further apart than this (of the median), edge wave aside, get flagged
 CLOSE = 0.03  # a count within 3% of the predicted band is "as predicted"
 OPEN_CLOSE = 0.05  # open loop: replies and timeouts within 5% of the offered requests
 SATURATED = 0.90  # a CPU this busy (of what it can use) is the limit
-DEFAULT_CLASS = "uvicorn_worker.UvicornWorker"
-
-CELL_DEFAULTS = {"server": "gunicorn", "http_pool": "default", "rate": "-", "warmup": "0", "pin": "0"}
 
 
-def read_cells(run_dir: Path) -> list[dict]:
-    with open(run_dir / "cells.tsv", newline="") as f:
-        return [{**CELL_DEFAULTS, **row} for row in csv.DictReader(f, delimiter="\t")]
-
-
-def config_name(cell: dict) -> str:
-    workers, threads, server = cell["workers"], cell["threads"], cell["server"]
-    if server.startswith("gunicorn"):
-        name = f"{workers}w x {threads}t"
-        if server == "gunicorn-reuse-port":
-            name += " --reuse-port"
-        if cell["worker_class"] != DEFAULT_CLASS:
-            name += f" {cell['worker_class']}"
-    else:
-        name = f"{server} {workers}w"
-    if cell["thread_limit"] != "default":
-        name += f" limit {cell['thread_limit']}"
-    if cell["http_pool"] != "default":
-        name += f" pool {cell['http_pool']}"
-    return name
-
-
-def _number(value: str, default):
-    return default if value in ("default", "-", "") else type(default)(value)
+def read_cells(run_dir: Path) -> list[Cell]:
+    return cells_tsv.read(run_dir / "cells.tsv")
 
 
 # ---------------------------------------------------------------- what the servers and the client spent
@@ -135,27 +113,27 @@ def within(measured: float, low: float, high: float, tolerance: float) -> bool:
 # ---------------------------------------------------------------- one cell
 
 
-def summarise_cell(run_dir: Path, cell: dict, cpus: int) -> dict | None:
-    cell_dir = run_dir / cell["cell"]
-    open_loop = cell["rate"] != "-"
+def summarise_cell(run_dir: Path, cell: Cell, cpus: int) -> dict | None:
+    cell_dir = run_dir / cell.name
+    open_loop = cell.open_loop
     raw = cell_dir / ("httperf.txt" if open_loop else "wrk.txt")
     if not raw.exists():
         return None
-    endpoint, workers = cell["endpoint"], int(cell["workers"])
-    thread_limit = _number(cell["thread_limit"], DEFAULT_THREAD_LIMIT)
-    http_pool = _number(cell["http_pool"], HTTPX_MAX_CONNECTIONS)
-    sleep, duration = float(cell["sleep"]), float(cell["duration"])
+    endpoint, workers = cell.endpoint, cell.workers
+    thread_limit = cell.thread_limit or DEFAULT_THREAD_LIMIT
+    http_pool = cell.http_pool or HTTPX_MAX_CONNECTIONS
+    sleep, duration = cell.sleep, float(cell.duration)
     log = cell_dir / ("server.log" if (cell_dir / "server.log").exists() else "gunicorn.log")
     log_text = log.read_text(errors="replace") if log.exists() else ""
     usage = parse.read_json(cell_dir / f"{raw.stem}.usage.json") or {}
     row = {
-        "cell": cell["cell"], "round": int(cell["round"]), "config": config_name(cell), "server": cell["server"],
-        "workers": workers, "threads": int(cell["threads"]), "worker_class": cell["worker_class"],
-        "thread_limit": cell["thread_limit"], "http_pool": cell["http_pool"], "endpoint": endpoint,
-        "sleep_s": sleep, "duration_s": duration, "load": raw.stem, "wrk_threads": int(cell["wrk_threads"]),
-        "warmup_s": float(cell["warmup"]), "pinned": cell["pin"] == "1",
+        "cell": cell.name, "round": cell.round, "config": cell.label(), "server": cell.server,
+        "workers": workers, "threads": cell.threads, "worker_class": cell.worker_class,
+        "thread_limit": cell.text("thread_limit"), "http_pool": cell.text("http_pool"), "endpoint": endpoint,
+        "sleep_s": sleep, "duration_s": duration, "load": raw.stem, "wrk_threads": cell.wrk_threads,
+        "warmup_s": float(cell.warmup), "pinned": cell.pin,
         "worker_timeouts": log_text.count("WORKER TIMEOUT"),
-        "threads_ignored": int(cell["threads"]) > 1,  # no server here runs gunicorn's gthread worker
+        "threads_ignored": cell.threads > 1,  # no server here runs gunicorn's gthread worker
         "window_s": usage.get("wall_s"), "load_cpu_s": usage.get("cpu_s"),
         "load_maxrss_mb": round(usage["maxrss_bytes"] / 2**20, 1) if usage.get("maxrss_bytes") else None,
     }
@@ -179,10 +157,10 @@ def summarise_cell(run_dir: Path, cell: dict, cpus: int) -> dict | None:
     return row
 
 
-def _closed_loop(row: dict, cell: dict, cell_dir: Path, side: dict, thread_limit: int, http_pool: int) -> None:
+def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit: int, http_pool: int) -> None:
     wrk = parse.load_wrk(cell_dir / "wrk.txt")
-    pool_timeout = HTTPX_POOL_TIMEOUT_S if cell.get("pool_timeout", "default") == "default" else float(cell["pool_timeout"])
-    model = dict(endpoint=row["endpoint"], workers=row["workers"], connections=int(cell["connections"]),
+    pool_timeout = HTTPX_POOL_TIMEOUT_S if cell.pool_timeout is None else cell.pool_timeout
+    model = dict(endpoint=row["endpoint"], workers=row["workers"], connections=cell.connections,
                  sleep=row["sleep_s"], duration=row["duration_s"], thread_limit=thread_limit,
                  wrk_threads=row["wrk_threads"], http_pool=http_pool, pool_timeout=pool_timeout, server=row["server"])
     predicted = predict(**model)
@@ -235,9 +213,9 @@ def _closed_loop(row: dict, cell: dict, cell_dir: Path, side: dict, thread_limit
             row["bound_by"] = f"unexplained: below the prediction, no CPU saturated ({row['cpu']})"
 
 
-def _open_loop(row: dict, cell: dict, cell_dir: Path, thread_limit: int) -> None:
+def _open_loop(row: dict, cell: Cell, cell_dir: Path, thread_limit: int) -> None:
     httperf = parse.load_httperf(cell_dir / "httperf.txt")
-    rate, timeout = float(cell["rate"]), float(cell["timeout"])
+    rate, timeout = cell.rate, float(cell.timeout)
     model = dict(endpoint=row["endpoint"], workers=row["workers"], rate=rate, sleep=row["sleep_s"], timeout=timeout,
                  duration=row["duration_s"], thread_limit=thread_limit, server=row["server"])
     predicted = predict_open_loop(**model)
@@ -259,10 +237,8 @@ def _open_loop(row: dict, cell: dict, cell_dir: Path, thread_limit: int) -> None
         "predicted_latency_median_s": predicted.latency_median_s, "capacity_per_s": predicted.capacity_per_s,
         "expected_replies": observed.replies, "expected_timeouts": observed.timeouts,
         "bound_by": observed.bound_by, "never_answered": None,
-        # benchmark.sh offers rates as fractions of this: the `def` endpoint's capacity (one per
-        # sleep per worker for a blocked loop), the same for /sync and /async so they compare.
-        "offered_fraction": round(rate / ((1 if row["endpoint"] == "async-blocking" else thread_limit)
-                                          * row["workers"] / row["sleep_s"]), 3),
+        "offered_fraction": round(rate / offered_capacity(row["endpoint"], row["workers"], row["sleep_s"],
+                                                          thread_limit, row["server"]), 3),
     })
     slack = max(OPEN_CLOSE * predicted.offered, 2)
     row["as_predicted"] = (abs(row["replies"] - observed.replies) <= slack
@@ -543,16 +519,19 @@ def write_summary(run_dir: Path) -> list[dict]:
     return groups
 
 
-def brief(run_dir: Path, cell_name: str) -> str:
-    """The line benchmark.sh prints when a cell ends."""
-    (cell,) = [c for c in read_cells(run_dir) if c["cell"] == cell_name]
+def brief(run_dir: Path, cell_name: str, width: int = COMPACT_WIDTH) -> str:
+    """The line the runner prints when a cell ends, in WIDTH columns: the detail is in summary.md."""
+    (cell,) = [c for c in read_cells(run_dir) if c.name == cell_name]
     row = summarise_cell(run_dir, cell, machine_cpus(run_dir))
     (g,) = summarise_groups([row], machine_cpus(run_dir))
     if row["rate"] is None:
         figures = (f"{row['requests']} requests  {row['requests_per_sec']:.2f} req/s  "
-                   f"latency avg {format_seconds(row['latency_avg_s'])}  {row['timeouts']} timeouts  {row['errors']} errors")
+                   f"avg {format_seconds(row['latency_avg_s'])}  {row['timeouts']} t/o  {row['errors']} err")
     else:
-        figures = (f"{row['replies']}/{row['offered']} replied  {row['client_timeouts']} timeouts  "
-                   f"latency median {format_seconds(row['latency_median_s'])}  {row['errors']} errors")
-    mark = "" if row["as_predicted"] is None else ("  ✓" if row["as_predicted"] else "  ✗")
-    return f"{cell_name}: {figures}  predicted {predicted_text(g, spread_seen=False)}{mark}  [{row['bound_by']}]"
+        figures = (f"{row['replies']}/{row['offered']} replied  {row['client_timeouts']} t/o  "
+                   f"median {format_seconds(row['latency_median_s'])}  {row['errors']} err")
+    mark = "" if row["as_predicted"] is None else ("✓ " if row["as_predicted"] else "✗ ")
+    line = f"{cell_name}: {figures}  {mark}predicted {predicted_text(g, spread_seen=False)}  "
+    room = width - len(line)
+    bound = row["bound_by"] if len(row["bound_by"]) <= room else row["bound_by"][: max(room - 1, 0)] + "…"
+    return (line + bound)[:width]

@@ -8,16 +8,18 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
 import time
 
+import httpx
 import psutil
 import pytest
 import shutil
 
-from conftest import ROOT, benchmark_env, only_run_dir, run_benchmark, server_pids, summary_groups
+from conftest import ROOT, app_environment, benchmark_env, only_run_dir, run_benchmark, server_pids, summary_groups
 
 # 0.4 s waves in a 3 s run: 7 end inside it (at 2.8 s) and the 8th at 3.2 s, well after wrk stops.
 TINY = dict(SLEEP_SECONDS=0.4, DURATION="3s", TIMEOUT="2s", WRK_THREADS=2)
@@ -34,9 +36,16 @@ def test_tiny_run_writes_every_raw_file_and_counts_within_the_model(port, result
     assert out.returncode == 0, out.stderr
     run_dir = only_run_dir(results)
     assert not (run_dir / "INCOMPLETE").exists()
-    for name in ["run.json", "cells.tsv", "summary.csv", "summary.json", "summary.md", "plot.png", "app.py"]:
+    for name in ["run.json", "cells.tsv", "summary.csv", "summary.json", "summary.md", "plot.png"]:
         assert (run_dir / name).stat().st_size > 0, name
-    assert (run_dir / "app.py").read_text() == (ROOT / "app.py").read_text()
+    # The run keeps the app it served only where that differs from the recorded commit's.
+    run = json.loads((run_dir / "run.json").read_text())
+    for name in ("app.py", "counters.py"):
+        committed = subprocess.run(["git", "-C", str(ROOT), "show", f"{run['code']['git_commit']}:{name}"],
+                                   capture_output=True, text=True).stdout
+        kept = run_dir / name
+        assert kept.exists() == (committed != (ROOT / name).read_text()), name
+        assert run["code"]["app_sha256"][name] == hashlib.sha256((ROOT / name).read_bytes()).hexdigest()
     cells = sorted(p.name for p in run_dir.iterdir() if p.is_dir())
     assert cells == ["01-1w1t-sync-c8-limit2", "02-1w1t-async-c8-limit2", "03-2w1t-sync-c8-limit2", "04-2w1t-async-c8-limit2"]
     for cell in cells:
@@ -473,3 +482,84 @@ def test_interrupt_stops_everything_and_keeps_results(port, results, how):
     assert not psutil.pid_exists(process.pid) or psutil.Process(process.pid).status() == psutil.STATUS_ZOMBIE
     assert not any("wrk" in " ".join(p.info["cmdline"] or []) and str(port) in " ".join(p.info["cmdline"] or [])
                    for p in psutil.process_iter(["cmdline"]))
+
+
+def test_sighup_when_the_terminal_closes_leaves_no_server(port, results):
+    process = start_in_background(port, results, SLEEP_SECONDS=1, DURATION="20s", TIMEOUT="5s",
+                                  CONFIGS="2x1", ENDPOINTS="sync-http", CONNECTIONS=8, WRK_THREADS=2)
+    wait_for_load(port, results, process)
+    process.send_signal(signal.SIGHUP)
+    assert process.wait(timeout=30) == 130
+    assert server_pids(port) == [] and server_pids(port + 1) == []  # the server and its upstream
+    (run_dir,) = results.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_after_sigkill_the_next_run_stops_what_the_killed_one_left(port, results, tmp_path):
+    lock = tmp_path / "lock"
+    killed = start_in_background(port, results, LOCK=lock, SLEEP_SECONDS=1, DURATION="30s", TIMEOUT="5s",
+                                 CONFIGS="2x1", ENDPOINTS="sync", CONNECTIONS=8, WRK_THREADS=2)
+    wait_for_load(port, results, killed)
+    killed.send_signal(signal.SIGKILL)  # no clean-up runs: its server and its wrk go on
+    killed.wait(timeout=10)
+    left = server_pids(port)
+    assert left, "the killed run's server should still be running"
+    wrk = [p.pid for p in psutil.process_iter(["cmdline"]) if f":{port}/" in " ".join(p.info["cmdline"] or [])]
+    assert wrk
+    after = run_benchmark(port, tmp_path / "after", LOCK=lock, SLEEP_SECONDS=0, DURATION="1s", CONFIGS="1x1",
+                          ENDPOINTS="async", CONNECTIONS=2, WRK_THREADS=1)
+    assert after.returncode == 0, after.stderr
+    assert re.search(rf"stopping \d+ processes a killed run \(pid {killed.pid}\) left behind: ", after.stderr)
+    for pid in left + wrk:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid
+    assert not os.path.lexists(lock)
+
+
+def test_setup_list_and_help_need_no_lock_but_a_run_does(port, results, tmp_path):
+    lock = tmp_path / "lock"
+    holder = subprocess.Popen(["bash", "-c", "exec -a benchmark.sh sleep 60"])
+    try:
+        time.sleep(0.3)
+        os.symlink(f"{holder.pid} 20000101T000000Z-seed", lock)
+        for args in (["--list"], ["--help"], ["--setup"], ["--reference", "--list"]):
+            out = run_benchmark(port, results, *args, LOCK=lock)
+            assert out.returncode == 0, (args, out.stderr)
+        out = run_benchmark(port, results, LOCK=lock, **TINY)
+        assert out.returncode == 2 and f"another benchmark is running (pid {holder.pid}" in out.stderr
+    finally:
+        holder.kill()
+
+
+def test_a_flag_added_by_hand_shows_everywhere_and_a_pasted_server_cmd_starts_the_same_server(port, results, tmp_path):
+    repo = clone(tmp_path)  # clean: the run serves the committed app.py, and its commands name the repository
+    out = subprocess.run([str(repo / "benchmark.sh"), "--quick"], capture_output=True, text=True, timeout=300,
+                         env=benchmark_env(port, results, GUNICORN_CMD_ARGS="--backlog 64", SLEEP_SECONDS=4,
+                                           DURATION="30s", TIMEOUT="20s", CONFIGS="1x1", ENDPOINTS="async",
+                                           CONNECTIONS=4, WRK_THREADS=2))
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"^set seed: 1 cells .*; knobs: .*GUNICORN_CMD_ARGS='--backlog 64'", out.stdout, re.M)
+    assert re.search(r"^1w x 1t \+--backlog 64 +/async ", out.stdout, re.M)  # the compact table
+    run_dir = only_run_dir(results)
+    assert "| 1w x 1t +--backlog 64 | /async |" in (run_dir / "summary.md").read_text()
+    assert not (run_dir / "app.py").exists()
+    command = (run_dir / "01-1w1t-async-c4" / "server.cmd").read_text()
+    words = shlex.split(command)
+    assert words[:2] == ["env", "SLEEP_SECONDS=0.4"] and "GUNICORN_CMD_ARGS=--backlog 64" in words
+    assert words[words.index("--chdir") + 1] == str(repo)
+    pasted = subprocess.Popen(["bash", "-c", command], start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.STDOUT, env=app_environment())
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/async", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert answer.json() == {"slept": 0.4}
+        gunicorn = [w for w in words[1:] if "=" not in w]
+        # The same server with the same flags (gunicorn's script runs under the venv's python).
+        assert psutil.Process(pasted.pid).cmdline()[-len(gunicorn):] == gunicorn
+    finally:
+        os.killpg(pasted.pid, signal.SIGKILL)
+        pasted.wait()

@@ -10,6 +10,8 @@ import pytest
 
 from conftest import ROOT
 from report import model, parse, summary
+from runner import cell as cells_tsv
+from runner.cell import Cell
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -97,7 +99,7 @@ def test_unknown_unit_is_an_error_not_a_zero(tmp_path):
 def test_a_bad_report_is_one_line_naming_file_and_line(tmp_path):
     run = make_run(tmp_path, [100, 0, 0, 0])
     (run / "01-4w1t-sync-c100" / "wrk.txt").write_text("unable to connect to 127.0.0.1:9 Connection refused\n")
-    out = subprocess.run([sys.executable, "-m", "report", str(run)], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "report", "summary", str(run)], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 1
     assert out.stderr == f"report: {run / '01-4w1t-sync-c100' / 'wrk.txt'}:1: not a line of the report: " \
                          "'unable to connect to 127.0.0.1:9 Connection refused'\n"
@@ -286,11 +288,9 @@ def make_run(tmp_path: Path, connections_per_worker: list[int], cpu: tuple[float
                 {"time": 0, "roles": {"server": [{"pid": 1, "cpu_s": spent, "rss_bytes": 2**20}]}}))
         (cell / "wrk.usage.json").write_text(json.dumps({"wall_s": 60.0, "cpu_s": cpu[1], "maxrss_bytes": 2**20}))
     (run_dir / "run.json").write_text(json.dumps({"environment": {"cpu_count": 2}, "parameters": {}}))
-    values = {"cell": "01-4w1t-sync-c100", "round": "1", "server": "gunicorn", "worker_class": summary.DEFAULT_CLASS,
-              "workers": "4", "threads": "1", "thread_limit": "default", "http_pool": "default", "sleep": "10",
-              "endpoint": "sync", "connections": "100", "rate": "-", "wrk_threads": "4", "duration": "60",
-              "timeout": "30", "warmup": "0", "pin": "0", "pool_timeout": "default", "stats": "1"}
-    (run_dir / "cells.tsv").write_text("\t".join(values) + "\n" + "\t".join(values.values()) + "\n")
+    cells_tsv.write_header(run_dir / "cells.tsv")
+    cells_tsv.append(run_dir / "cells.tsv", Cell(name="01-4w1t-sync-c100", workers=4, sleep=10.0, endpoint="sync",
+                                                 connections=100, duration=60, timeout=30))
     return run_dir
 
 

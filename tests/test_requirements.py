@@ -33,7 +33,7 @@ def pinned(files: list[str]) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("python", ["3.11", "3.12", "3.13"])
+@pytest.mark.parametrize("python", ["3.11", "3.12", "3.13", "3.14"])
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_pinned_requirements_install_on(tmp_path, python, system):
     platforms, files = SYSTEMS[system]

@@ -128,7 +128,7 @@ def setup_with(tmp_path: Path, pythons: dict[str, str | None]) -> subprocess.Com
 
 def test_picks_the_newest_supported_python_that_runs(tmp_path):
     out = setup_with(tmp_path, {"python3.13": None, "python3.12": "3.12.1", "python3.11": "3.11.7", "python3": "3.9.6"})
-    assert "Using python3.12 (3.12.1), the newest of python3.13, python3.12, python3.11, python3 on PATH; " \
+    assert "Using python3.12 (3.12.1), the newest of python3.14, python3.13, python3.12, python3.11, python3 on PATH; " \
            "python3.13 does not run" in out.stderr
     assert "fake python3.12 -m venv --clear" in out.stderr  # and it was the one used
     assert out.returncode == 2
@@ -162,7 +162,8 @@ def test_never_clears_a_venv_it_did_not_make(tmp_path):
 
 def test_no_unguarded_proc_read_in_the_code():
     """/proc is Linux's: each use must check that it exists and have a fallback (macOS has none)."""
-    for path in [ROOT / "app.py", ROOT / "benchmark.sh", *sorted((ROOT / "report").glob("*.py")),
+    for path in [ROOT / "app.py", ROOT / "counters.py", ROOT / "benchmark.sh", *sorted((ROOT / "report").glob("*.py")),
+                 *sorted((ROOT / "runner").glob("*.py")),
                  *sorted((ROOT / "tests").glob("*.py"))]:
         if path.name == "test_shell.py":
             continue

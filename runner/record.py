@@ -1,4 +1,4 @@
-"""What benchmark.sh records while it runs: run.json (the exact command, every knob, the machine,
+"""What the runner records while it runs: run.json (the exact command, every knob, the machine,
 the code), the load generator's own CPU, and samples of the servers' processes."""
 
 import datetime
@@ -6,16 +6,20 @@ import importlib.metadata
 import json
 import os
 import platform
+import hashlib
+import re
 import resource
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from .servers import SERVERS
+
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["fastapi", "starlette", "anyio", "uvicorn", "uvicorn-worker", "gunicorn", "granian", "httpx",
-            "httpcore", "uvloop", "httptools", "psutil"]
+# The app's own stack, then every server's (runner/servers.py), then what the runner measures with.
+PACKAGES = list(dict.fromkeys(["fastapi", "starlette", "anyio", "httpx", "httpcore",
+                               *(p for server in SERVERS.values() for p in server.packages), "psutil"]))
 
 
 def now() -> str:
@@ -64,13 +68,23 @@ def environment(wrk: str, httperf: str) -> dict:
         "python": platform.python_version(),
         "packages": {name: _version(name) for name in PACKAGES},
         "wrk": _command_output([wrk, "-v"]).split(" Copyright")[0] if wrk else None,
-        "httperf": (_command_output([httperf, "--version"]).splitlines() or [""])[-1] if httperf else None,
+        "httperf": httperf_version(httperf) if httperf else None,
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "os": platform.platform(),
         "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         "somaxconn": somaxconn(),
     }
+
+
+def httperf_version(httperf: str) -> str | None:
+    """`httperf --version` prints a warning, then "httperf: httperf-0.9.0 compiled ...", then a sample report."""
+    match = re.search(r"httperf-[0-9][^ ]*", _command_output([httperf, "--version"]))
+    return match.group(0) if match else None
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def code_state(run_dir: Path) -> dict:
@@ -87,20 +101,21 @@ def code_state(run_dir: Path) -> dict:
     }
 
 
-def describe(run_dir: Path, args: list[str]) -> None:
-    """run.json: knobs (k=v before --) and the exact command line (after --)."""
-    split = args.index("--") if "--" in args else len(args)
-    knobs = dict(a.split("=", 1) for a in args[:split])
+def describe(run_dir: Path, argv: list[str], parameters: dict, knobs_given: dict, wrk: str, httperf: str,
+             app_files: dict) -> dict:
+    """run.json: the exact command line, the knobs it was given, every parameter, the machine, the code."""
     document = {
-        "argv": args[split + 1:],
-        "parameters": knobs,
+        "argv": argv,
+        "knobs_given": knobs_given,  # the environment's knobs: with argv, the command that replays the run
+        "parameters": parameters,
         "started": now(),
         "ended": None,
         "status": "running",
-        "environment": environment(knobs.get("wrk", ""), knobs.get("httperf", "")),
-        "code": code_state(run_dir),
+        "environment": environment(wrk, httperf),
+        "code": {**code_state(run_dir), "app_sha256": app_files},
     }
     (run_dir / "run.json").write_text(json.dumps(document, indent=2) + "\n")
+    return document
 
 
 def finish(run_dir: Path, status: str) -> None:
@@ -113,26 +128,18 @@ def finish(run_dir: Path, status: str) -> None:
 # ---------------------------------------------------------------- the load generator's own usage
 
 
-def timed(usage_path: Path, command: list[str]) -> int:
-    """Run the load generator and record its CPU seconds, peak memory and wall time.
-
-    benchmark.sh stops a run by sending SIGTERM here: pass it on and let the child report.
-    """
-    started_at, started = time.time(), time.perf_counter()
-    child = subprocess.Popen(command)
-    signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
+def write_usage(path: Path, command: list[str], started_at: float, wall_s: float, status: int, usage,
+                cpus: list[int] | None) -> int:
+    """The load generator's CPU seconds, peak memory and wall time (os.wait4's rusage); its exit code."""
     code = os.waitstatus_to_exitcode(status)
-    usage_path.write_text(json.dumps({
-        "command": command, "started": started_at, "wall_s": round(wall, 3),
+    path.write_text(json.dumps({
+        "command": command, "started": started_at, "wall_s": round(wall_s, 3),
         "user_s": round(usage.ru_utime, 3), "system_s": round(usage.ru_stime, 3),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
         # ru_maxrss: kilobytes on Linux, bytes on macOS
         "maxrss_bytes": usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024),
         "exit": code,
-        # The CPUs it may run on (taskset under PIN=1): the child inherits ours.
-        "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpus": cpus,  # the CPUs it could run on (taskset under PIN=1)
     }, indent=2) + "\n")
     return code if code >= 0 else 128 - code
 
@@ -162,8 +169,12 @@ def process_tree(pid: int) -> list[dict]:
 
 
 def snapshot(cell_dir: Path, name: str, workers: int, stats: bool, roles: dict[str, int]) -> None:
-    """Sample every server process now, then wait for each worker's snapshot of its counters
-    (benchmark.sh asked for it a moment ago; the workers poll every 20 ms)."""
+    """Ask every worker for a snapshot of its counters, sample every server process now, then wait
+    for the workers' snapshots (they poll every 20 ms)."""
+    if stats:
+        (cell_dir / "stats" / f"snapshot-{name}").touch()
+        if "upstream" in roles:
+            (cell_dir / "upstream-stats" / f"snapshot-{name}").touch()
     document = {"time": time.time(), "roles": {role: process_tree(pid) for role, pid in roles.items()}}
     (cell_dir / f"server.{name}.json").write_text(json.dumps(document, indent=2) + "\n")
     if not stats:

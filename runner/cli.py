@@ -1,0 +1,304 @@
+"""The command line of ./benchmark.sh (which sets up .venv, wrk and httperf, then runs this)."""
+
+import datetime
+import errno
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from . import sets
+from .cell import LISTING_HEADER
+from .knobs import KNOBS, MACHINE_KNOBS, BadInput, given
+from .servers import SERVERS
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = "benchmark.sh"
+
+
+def usage() -> str:
+    set_lines = "\n".join(f"    {name:<12} {s.purpose}" for name, s in sets.SETS.items())
+    knob_lines = "\n".join(f"  {name:<18} {knob.help}" + (f" [{knob.default}]" if knob.default else "")
+                           for name, knob in KNOBS.items())
+    ignored = "\n".join(f"  {name:<20} ignores {', '.join(server.ignores)}" for name, server in SERVERS.items())
+    return f"""\
+Usage: ./benchmark.sh [--quick] [--set NAME] [--repeat N] [--label TEXT] [--quiet]
+       ./benchmark.sh --list [--set NAME] | --reference [--list] | --setup | --setup-dev | --help
+
+Runs every cell of an experiment set: a fresh server serving app.py, then
+wrk -t WRK_THREADS -c CONNECTIONS -d DURATION --timeout TIMEOUT against one endpoint
+(httperf at a fixed rate for the openloop set). Raw output goes to a new directory
+results/<UTC time>-<set>[-quick][-label]/. Servers: runner/servers.py; sets: runner/sets.py.
+
+Options:
+  --quick         divide sleep, duration and timeout by 10 (same as SCALE=10): the same
+                  request counts as the full run, in a tenth of the time (openloop: duration only)
+  --set NAME      experiment set (default: seed)
+{set_lines}
+  --repeat N      run the whole set N times (same as REPEAT=N; the servers set: 3 by default)
+  --label TEXT    appended to the run directory's name
+  --quiet         print only each cell's result line and the final paths
+  --list          print the cells the set would run and how long it should take, then exit
+  --reference     run every set the README uses that has no run of the current code yet, one
+                  after the other, 3 runs each (with --list: print those commands and their time)
+  --setup         only create .venv and install wrk and httperf, then exit
+  --setup-dev     same, with the test tools (used by the test command)
+
+Environment [defaults: the seed set's; other sets set their own, see --list]:
+{knob_lines}
+
+What each server ignores (the cell's label shows every knob that differs from the set's default):
+{ignored}
+httperf multiplexes with select(): about 1,000 connections open at once at most, so
+RATE x TIMEOUT must stay below 1000 per cell.
+"""
+
+
+def die(message: str, status: int = 2):
+    print(f"{PROGRAM}: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+def parse(argv: list[str]) -> dict:
+    options = dict(set="seed", scale=None, repeat=None, label="", quiet=False, mode="run", needs=False)
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-h", "--help"):
+            options["mode"] = "help"
+            return options
+        elif arg == "--quick":
+            options["scale"] = "10"
+        elif arg in ("--set", "--repeat", "--label"):
+            if not args:
+                die(f"{arg} needs {dict(zip(('--set', '--repeat', '--label'), ('a name', 'a number', 'a text')))[arg]}")
+            options[arg[2:]] = args.pop(0)
+        elif arg == "--quiet":
+            options["quiet"] = True
+        elif arg in ("--setup", "--setup-dev"):
+            options["mode"] = "setup"  # benchmark.sh did it already
+        elif arg == "--list":
+            options["mode"] = "reference-list" if options["mode"] == "reference" else "list"
+        elif arg == "--reference":
+            options["mode"] = "reference-list" if options["mode"] == "list" else "reference"
+        elif arg == "--needs":  # benchmark.sh asks what to install before it runs us for real
+            options["needs"] = True
+        else:
+            die(f"unknown argument '{arg}' (see --help)")
+    if not all(c.isalnum() or c in "._-" for c in options["label"]) or not options["label"].isascii():
+        die(f"--label may hold only letters, digits, '.', '_' and '-', got '{options['label']}'")
+    return options
+
+
+def tool(knob: str, name: str) -> str:
+    """The load generator to use: the one a knob names, which must exist, or the one benchmark.sh installed."""
+    chosen = os.environ.get(knob)
+    if chosen:
+        if not shutil.which(chosen):
+            die(f"{name} not found: {knob}={chosen}")
+        return chosen
+    return name
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return command(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:  # ./benchmark.sh --list | head: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def command(argv: list[str]) -> int:
+    options = parse(argv)
+    mode = options["mode"]
+    if options["needs"] and mode in ("help", "setup", "reference-list"):
+        print("none")
+        return 0
+    if mode == "help":
+        print(usage(), end="")
+        return 0
+    if mode == "setup":
+        return 0
+    if mode in ("reference", "reference-list"):
+        if options["needs"]:
+            print("none")
+            return 0
+        return reference(listing=mode == "reference-list")
+    try:
+        s = sets.settings(options["set"], os.environ, options["scale"], options["repeat"])
+        cells = sets.cells(s)
+    except BadInput as error:
+        die(str(error))
+    open_loop = any(c.open_loop for c in cells)
+    tools = {"wrk": tool("WRK", "wrk"), "httperf": tool("HTTPERF", "httperf") if open_loop else ""}
+    if mode == "list":  # a plan needs neither .venv nor wrk
+        if options["needs"]:
+            print("none")
+            return 0
+        print(sets.plan_line(s, cells))
+        print(LISTING_HEADER)
+        for cell in cells:
+            print(cell.listing())
+        return 0
+    if options["needs"]:
+        print(" ".join(name for knob, name in (("WRK", "wrk"), ("HTTPERF", "httperf"))
+                       if tools[name] and not os.environ.get(knob)))
+        return 0
+    return run(s, cells, options, tools, argv)
+
+
+# ---------------------------------------------------------------- a run
+
+
+def check_port_free(host: str, port: int, knob: str) -> None:
+    """Bind as the servers will (SO_REUSEADDR)."""
+    try:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            die(f"port {port} on {host} is already in use; stop what holds it or set {knob}")
+        die(f"cannot listen on {host}:{port}; check HOST and {knob}")
+
+
+def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
+    from report import summary
+
+    from . import cell as cells_tsv
+    from . import record
+    from .endpoints import ENDPOINTS
+    from .process import Failed, Interrupted, Lock, LockBusy, raise_on_signals
+    from .run import Output, Run, copy_app, drop_app_copy_if_committed
+    from .sets import plan_line
+
+    raise_on_signals()
+    name = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{s.set}"
+    name += {1: "", 10: "-quick"}.get(s.scale, f"-scale{s.scale}") + (f"-{options['label']}" if options["label"] else "")
+    lock = Lock(Path(os.environ.get("LOCK") or Path(os.environ.get("TMPDIR", "/tmp")) /
+                     "fastapi-def-vs-async-benchmark.lock"), name)
+    try:
+        lock.take()
+    except LockBusy as error:
+        die(str(error))
+    run_dir, out = None, Output(options["quiet"])
+    try:
+        check_port_free(s.host, s.port, "PORT")
+        if any(ENDPOINTS[c.endpoint].calls_upstream for c in cells):
+            check_port_free(s.host, s.upstream_port, "UPSTREAM_PORT")
+        results = Path(os.environ.get("RESULTS_DIR") or ROOT / "results")
+        run_dir, suffix = results / name, 1
+        while run_dir.exists():
+            suffix += 1
+            run_dir = results / f"{name}-{suffix}"
+        run_dir.mkdir(parents=True)
+        started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        (run_dir / "INCOMPLETE").write_text(f"started {started}; removed when every cell has run\n")
+        app_files = copy_app(run_dir)
+        cells_tsv.write_header(run_dir / "cells.tsv")
+        parameters = {"set": s.set, "label": options["label"],
+                      **{k.lower(): v for k, v in s.text.items() if k not in ("VENV", "PYTHON", "LOCK", "RESULTS_DIR", "WRK", "HTTPERF")},
+                      "pin": "1" if s.pin else "0", "cpus": str(os.cpu_count() or 1), "wrk": tools["wrk"],
+                      "httperf": tools["httperf"]}
+        document = record.describe(run_dir, [os.environ.get("BENCHMARK_SH", PROGRAM), *argv], parameters,
+                                   given(), tools["wrk"], tools["httperf"], app_files)
+        out.note(plan_line(s, cells))
+        out.note(f"Run directory: {run_dir}")
+        try:
+            Run(s, cells, run_dir, lock, out, tools).run()
+        finally:
+            drop_app_copy_if_committed(run_dir, document["code"]["git_commit"])
+        (run_dir / "INCOMPLETE").unlink()
+        record.finish(run_dir, "complete")
+        groups = summary.write_summary(run_dir)
+        if not options["quiet"]:
+            print()
+            print(summary.compact_table(groups), end="")
+        print(f"Full table: {run_dir}/summary.md")
+        print(f"Plot: {run_dir}/plot.png")
+        return 0
+    except Interrupted:
+        try:  # the terminal may be gone (SIGHUP): a message it cannot show must not stop the clean-up
+            print(f"\n{PROGRAM}: interrupted; stopping the servers. Partial results kept in "
+                  f"{run_dir or 'nothing yet'}", file=sys.stderr)
+        except OSError:
+            pass
+        if run_dir and (run_dir / "run.json").exists():
+            record.finish(run_dir, "interrupted")
+        return 130
+    except Failed as error:
+        print(f"{PROGRAM}: {error}", file=sys.stderr)
+        if run_dir and (run_dir / "run.json").exists():
+            record.finish(run_dir, "failed")
+        return 1
+    finally:
+        lock.release()
+
+
+# ---------------------------------------------------------------- every reference run
+
+
+def reference_environment(knobs: dict) -> dict:
+    """The caller's environment without the experiment's knobs, plus the entry's own: a reference
+    run is the same wherever it is started."""
+    env = {k: v for k, v in os.environ.items() if k not in KNOBS or k in MACHINE_KNOBS}
+    return {**env, **knobs}
+
+
+def reference_directory(args: list[str]) -> str:
+    set_name = args[args.index("--set") + 1] if "--set" in args else "seed"
+    return f"*-{set_name}-{args[args.index('--label') + 1]}"
+
+
+def taken_with_this_code(args: list[str]) -> Path | None:
+    """A complete run of this entry from a commit whose code (everything outside results/) is HEAD's."""
+    results = Path(os.environ.get("RESULTS_DIR") or ROOT / "results")
+    for run_dir in sorted(results.glob(reference_directory(args)), reverse=True):
+        try:
+            document = json.loads((run_dir / "run.json").read_text())
+        except (OSError, ValueError):
+            continue
+        code = document.get("code", {})
+        if document.get("status") != "complete" or code.get("git_dirty") or not code.get("git_commit"):
+            continue
+        same = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", code["git_commit"], "HEAD", "--", ".",
+                               ":(exclude)results"], capture_output=True)
+        if same.returncode == 0:
+            return run_dir
+    return None
+
+
+def reference(listing: bool) -> int:
+    if not listing:
+        status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True)
+        if status.returncode != 0 or status.stdout.strip():
+            die("reference runs are taken from a committed clean tree: commit or stash first (git status)")
+    total = 0
+    for knobs, args in sets.REFERENCE:
+        env = reference_environment(knobs)
+        scale = "10" if "--quick" in args else None
+        set_name = args[args.index("--set") + 1] if "--set" in args else "seed"
+        s = sets.settings(set_name, env, scale, args[args.index("--repeat") + 1])
+        minutes = max(1, round(sum(sets.cell_seconds(c) for c in sets.cells(s)) * s.repeat / 60))
+        total += minutes
+        command = " ".join([*(f"{k}={shlex.quote(v)}" for k, v in knobs.items()), "./benchmark.sh", *args])
+        done = taken_with_this_code(args)
+        if listing:
+            print(f"{command}   # about {minutes} min" + (f"; taken with this code: {done.name}" if done else ""))
+            continue
+        if done:
+            print(f"== {command}: taken with this code already ({done.name})")
+            continue
+        print(f"== {command}", flush=True)
+        code = subprocess.run([str(ROOT / "benchmark.sh"), *args], env=env).returncode
+        if code == 130:
+            return 130
+        if code != 0:
+            die(f"a reference run failed: {command}")
+    print(f"# about {total // 60} h {total % 60} min in all, one run at a time")
+    return 0

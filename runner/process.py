@@ -1,0 +1,186 @@
+"""Processes the runner starts and stops: one context manager for every server, one lock per
+machine, and the signals that end a run.
+
+Every process starts in a session of its own, so that stopping it reaches every worker it
+forked and a Ctrl-C on the terminal reaches only the runner, which then stops them itself. The
+lock records those sessions, so a runner killed with SIGKILL (no clean-up runs) leaves enough
+behind for the next run to stop what it left.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+
+
+class Interrupted(Exception):
+    """Ctrl-C, SIGTERM or SIGHUP (the terminal closed): clean up and exit 130."""
+
+
+class Failed(Exception):
+    """A run that cannot go on (a server that does not start, a load generator that fails): exit 1."""
+
+
+def raise_on_signals() -> None:
+    def interrupted(number, frame):
+        # Once: the clean-up that follows must not be cut short by a second Ctrl-C.
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+        raise Interrupted(signal.Signals(number).name)
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signal.signal(getattr(signal, name), interrupted)
+
+
+def taskset(cpus: str | None) -> list[str]:
+    return ["taskset", "-c", cpus] if cpus else []
+
+
+def stop_group(process: subprocess.Popen, grace_s: float = 1.0) -> None:
+    """SIGTERM to the whole session, a moment to finish (the stop snapshot has what we need), then SIGKILL."""
+    pgid = process.pid
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + grace_s
+    while process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)  # workers the leader left behind, or a leader that ignored SIGTERM
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+@contextmanager
+def started(command: list[str], log: Path, env: dict, lock: "Lock | None" = None, cpus: str | None = None):
+    """Start COMMAND in a session of its own (pinned to CPUS with taskset), output to LOG, and stop
+    its whole session on every way out: the end of the block, an exception, a signal."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen([*taskset(cpus), *command], stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        if lock:
+            lock.add_group(process.pid)
+        yield process
+    finally:
+        stop_group(process)
+        if lock:
+            lock.remove_group(process.pid)
+
+
+# ---------------------------------------------------------------- the lock
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+class Lock:
+    """A symlink whose target is "PID RUN [GROUP@START ...]": made atomically, rewritten atomically
+    (a new link renamed over it), readable without a second file."""
+
+    def __init__(self, path: Path, run: str):
+        self.path, self.run, self.groups = Path(path), run, {}
+
+    def _target(self) -> str:
+        return " ".join([str(os.getpid()), self.run, *(f"{g}@{t:.2f}" for g, t in self.groups.items())])
+
+    def take(self) -> None:
+        try:
+            os.symlink(self._target(), self.path)
+            return
+        except FileExistsError:
+            pass
+        try:
+            holder = os.readlink(self.path)
+        except OSError:
+            holder = ""
+        words = holder.split()
+        pid = int(words[0]) if words and words[0].isdigit() else None
+        if pid and _is_runner(pid):
+            raise LockBusy(f"another benchmark is running (pid {pid}: {words[1] if len(words) > 1 else '?'}); two runs "
+                           f"would share the cores. Wait for it or stop it: kill {pid}")
+        stop_left_behind(words[2:], pid)
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        try:
+            os.symlink(self._target(), self.path)
+        except FileExistsError:
+            raise LockBusy(f"another benchmark took {self.path} just now")
+
+    def _rewrite(self) -> None:
+        temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}")
+        os.symlink(self._target(), temporary)
+        os.replace(temporary, self.path)
+
+    def add_group(self, pgid: int) -> None:
+        self.groups[pgid] = _create_time(pgid) or time.time()
+        self._rewrite()
+
+    def remove_group(self, pgid: int) -> None:
+        self.groups.pop(pgid, None)
+        self._rewrite()
+
+    def release(self) -> None:
+        try:
+            if os.readlink(self.path).split()[0] == str(os.getpid()):
+                self.path.unlink()
+        except (OSError, IndexError):
+            pass
+
+
+class LockBusy(Exception):
+    pass
+
+
+def _is_runner(pid: int) -> bool:
+    try:
+        command = " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return False
+    return "runner.cli" in command or "benchmark.sh" in command
+
+
+def stop_left_behind(groups: list[str], holder: int | None) -> None:
+    """Stop the sessions a killed run left running: every live process still in one of them that
+    is not older than its leader was (so a recycled process group id is left alone)."""
+    left = []
+    for word in groups:
+        pgid_text, _, started_text = word.partition("@")
+        if not pgid_text.isdigit():
+            continue
+        pgid, started = int(pgid_text), float(started_text or 0)
+        for process in psutil.process_iter(["pid", "create_time"]):
+            try:
+                if os.getpgid(process.pid) == pgid and process.info["create_time"] >= started - 1:
+                    left.append(process)
+            except (ProcessLookupError, psutil.Error):
+                continue
+    if not left:
+        return
+    print(f"benchmark.sh: stopping {len(left)} processes a killed run (pid {holder}) left behind: "
+          + " ".join(str(p.pid) for p in left), file=sys.stderr)
+    for process in left:
+        try:
+            process.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(left, timeout=2)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=2)

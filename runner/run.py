@@ -1,0 +1,258 @@
+"""One run: a fresh server per cell, the load generator against it, every raw file kept.
+
+A run directory holds run.json (the command, the knobs, the machine, the code), cells.tsv (one
+Cell per line) and a directory per cell: the load generator's output and command (wrk.txt,
+wrk.cmd, wrk.usage.json), the server's (server.log, server.cmd), the servers' process samples
+(server.start.json, server.stop.json) and the workers' own counters (stats/).
+"""
+
+import datetime
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+
+from . import cell as cells_tsv
+from . import record
+from .cell import Cell
+from .endpoints import ENDPOINTS
+from .process import Failed, Lock, started, taskset
+from .servers import SERVERS, UPSTREAM_SERVER, Where
+from .sets import PER_CELL_OVERHEAD_S, Settings, cell_seconds, minutes
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_FILES = ["app.py", "counters.py"]  # what a run serves: a copy taken at its start
+APP_SETTINGS = {"SLEEP_SECONDS", "THREAD_LIMIT", "HTTP_POOL", "HTTP_POOL_TIMEOUT", "UPSTREAM_URL", "STATS_DIR"}
+READY_TIMEOUT_S = 60
+
+
+class Output:
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.countdown = sys.stdout.isatty() and not quiet
+
+    def note(self, line: str) -> None:
+        if not self.quiet:
+            print(line, flush=True)
+
+
+class Run:
+    def __init__(self, s: Settings, cells: list[Cell], run_dir: Path, lock: Lock, out: Output, tools: dict):
+        self.s, self.cells, self.run_dir, self.lock, self.out, self.tools = s, cells, run_dir, lock, out, tools
+        self.venv_bin = str(Path(sys.executable).parent)
+        self.left_s = 0.0
+        self.overhead_seen, self.overhead = 0.0, PER_CELL_OVERHEAD_S
+
+    def cpus(self, role: str) -> str | None:
+        """taskset's CPU list under PIN=1: the load generator on CPU 0, the servers on the others."""
+        if not self.s.pin:
+            return None
+        return "0" if role == "load" else f"1-{(os.cpu_count() or 2) - 1}"
+
+    # ------------------------------------------------------------ servers
+
+    def app_env(self, cell: Cell, stats_dir: Path | None, upstream_url: str | None) -> dict[str, str]:
+        settings = {"SLEEP_SECONDS": f"{cell.sleep:g}"}
+        if cell.thread_limit is not None:
+            settings["THREAD_LIMIT"] = str(cell.thread_limit)
+        if cell.http_pool is not None:
+            settings["HTTP_POOL"] = str(cell.http_pool)
+        if cell.pool_timeout is not None:
+            settings["HTTP_POOL_TIMEOUT"] = f"{cell.pool_timeout:g}"
+        if stats_dir:
+            settings["STATS_DIR"] = str(stats_dir)
+        if upstream_url:
+            settings["UPSTREAM_URL"] = upstream_url
+        if self.s.server_args:
+            settings["GUNICORN_CMD_ARGS"] = self.s.server_args
+        return settings
+
+    def serve(self, stack: ExitStack, what: str, cell: Cell, port: int, settings: dict, cell_dir: Path):
+        """Start a server for CELL in the stack, record the command that replays it, wait until every worker serves."""
+        server = SERVERS[cell.server]
+        command = server.command(cell, Where(self.venv_bin, str(self.run_dir), self.s.host, port))
+        cpus = self.cpus("server")
+        replay = ["env", *(f"{k}={v}" for k, v in settings.items()), *taskset(cpus), *command]
+        (cell_dir / f"{what}.cmd").write_text(shlex.join(replay) + "\n")
+        env = {k: v for k, v in os.environ.items() if k not in APP_SETTINGS and k != "GUNICORN_CMD_ARGS"}
+        log = cell_dir / f"{what}.log"
+        process = stack.enter_context(started(command, log, {**env, **settings}, self.lock, cpus))
+        self.wait_until_ready(process, log, Path(settings["STATS_DIR"]) if "STATS_DIR" in settings else None,
+                              cell.workers, server, cell.server if what == "server" else what, port)
+        return process
+
+    def wait_until_ready(self, process, log: Path, stats_dir: Path | None, workers: int, server, what: str,
+                         port: int) -> None:
+        """The app answers, and every worker is up: its counters file, else its start-up line in the log
+        (or, when a raised log level hides those lines, 5 s of answers)."""
+        url = f"http://{self.s.host}:{port}/openapi.json"
+        deadline, answering_since = time.monotonic() + READY_TIMEOUT_S, None
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise Failed(f"{what} exited during start-up; last lines of {log}:\n{tail(log)}")
+            if answering_since is None and answers(url):
+                answering_since = time.monotonic()
+            if answering_since is not None:
+                if stats_dir:
+                    up = sum(1 for p in stats_dir.glob("worker-*.json") if p.name.count(".") == 1) >= workers
+                else:
+                    up = (server.ready_workers(log.read_text(errors="replace")) >= workers
+                          or time.monotonic() - answering_since > 5)
+                if up:
+                    return
+            time.sleep(0.1)
+        raise Failed(f"{what} did not answer {url} within {READY_TIMEOUT_S} s; last lines of {log}:\n{tail(log)}")
+
+    # ------------------------------------------------------------ the load generator
+
+    def load(self, cell_dir: Path, name: str, command: list[str], seconds: float) -> None:
+        """Run the load generator in a session of its own (wrk catches SIGINT and would let the run go
+        on: the runner gets the Ctrl-C and stops it), with its own CPU and memory from os.wait4."""
+        (cell_dir / f"{name}.cmd").write_text(shlex.join(command) + "\n")
+        cpus = self.cpus("load")
+        done = threading.Event()
+        if self.out.countdown:
+            threading.Thread(target=self.count_down, args=(name, seconds, done), daemon=True).start()
+        started_at, began = time.time(), time.perf_counter()
+        with open(cell_dir / f"{name}.txt", "wb") as out:
+            process = subprocess.Popen([*taskset(cpus), *command], stdout=out, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        self.lock.add_group(process.pid)
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+        finally:
+            done.set()
+            if process.returncode is None:
+                process.kill()
+                process.wait()
+            self.lock.remove_group(process.pid)
+        wall = time.perf_counter() - began
+        affinity = [int(c) for c in cpus.split(",")] if cpus else (
+            sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
+        code = record.write_usage(cell_dir / f"{name}.usage.json", command, started_at, wall, status, usage, affinity)
+        if code != 0:
+            raise Failed(f"{name} failed (exit {code}):\n" + (cell_dir / f"{name}.txt").read_text(errors="replace"))
+
+    def count_down(self, name: str, seconds: float, done: threading.Event) -> None:
+        end = time.monotonic() + seconds
+        while not done.is_set():
+            left = max(0, round(end - time.monotonic()))
+            sys.stdout.write(f"\r\033[K      {name}: {left}s left in this cell, about "
+                             f"{minutes(left + self.left_s)} left in the run")
+            sys.stdout.flush()
+            done.wait(1)
+        sys.stdout.write("\r\033[K")
+        sys.stdout.flush()
+
+    def load_command(self, cell: Cell, duration: int) -> list[str]:
+        if cell.open_loop:
+            return [self.tools["httperf"], "--hog", "--server", self.s.host, "--port", str(self.s.port),
+                    "--uri", f"/{cell.endpoint}", "--rate", f"{cell.rate:g}",
+                    "--num-conns", str(int(cell.rate * duration + 0.5)), "--timeout", str(cell.timeout)]
+        return [self.tools["wrk"], f"-t{cell.wrk_threads}", f"-c{cell.connections}", f"-d{duration}s",
+                "--timeout", f"{cell.timeout}s", *(["--latency"] if self.s.latency else []),
+                f"http://{self.s.host}:{self.s.port}/{cell.endpoint}"]
+
+    # ------------------------------------------------------------ one cell
+
+    def run_cell(self, index: int, total: int, cell: Cell) -> None:
+        began = time.monotonic()
+        cell_dir = self.run_dir / cell.name
+        cell_dir.mkdir()
+        cells_tsv.append(self.run_dir / "cells.tsv", cell)
+        load = f"c={cell.connections}" if not cell.open_loop else f"rate={cell.rate:g}/s"
+        self.out.note(f"[{index}/{total}] {cell.describe()}  /{cell.endpoint}  {load}  sleep={cell.sleep:g}s  "
+                      f"{cell.duration}s")
+        stats = cell_dir / "stats" if cell.stats else None
+        upstream_stats = cell_dir / "upstream-stats" if cell.stats else None
+        with ExitStack() as stack:
+            roles = {}
+            upstream_url = None
+            if ENDPOINTS[cell.endpoint].calls_upstream:  # the same app's /async, one uvicorn worker
+                if upstream_stats:
+                    upstream_stats.mkdir()
+                upstream = Cell(server=UPSTREAM_SERVER, worker_class="-", workers=1, sleep=cell.sleep)
+                settings = {"SLEEP_SECONDS": f"{cell.sleep:g}", **({"STATS_DIR": str(upstream_stats)} if upstream_stats else {})}
+                roles["upstream"] = self.serve(stack, "upstream", upstream, self.s.upstream_port, settings, cell_dir).pid
+                upstream_url = f"http://{self.s.host}:{self.s.upstream_port}/async"
+            if stats:
+                stats.mkdir()
+            roles["server"] = self.serve(stack, "server", cell, self.s.port, self.app_env(cell, stats, upstream_url),
+                                         cell_dir).pid
+            if cell.warmup:  # unmeasured: connect storm and first-request costs stay out of the cell
+                self.load(cell_dir, "warmup", self.load_command(cell, cell.warmup), cell.warmup)
+                time.sleep(cell.sleep + 1)  # the warm-up's last requests finish before the measured window
+            record.snapshot(cell_dir, "start", cell.workers, cell.stats, roles)
+            self.load(cell_dir, "httperf" if cell.open_loop else "wrk", self.load_command(cell, cell.duration),
+                      cell.duration)
+            record.snapshot(cell_dir, "stop", cell.workers, cell.stats, roles)
+        from report import summary
+
+        prefix = f"[{index}/{total}] "
+        print(prefix + summary.brief(self.run_dir, cell.name, summary.COMPACT_WIDTH - len(prefix)), flush=True)
+        self.overhead_seen += time.monotonic() - began - cell.duration - cell.warmup
+
+    def run(self) -> None:
+        total = len(self.cells) * self.s.repeat
+        digits = max(2, len(str(total)))
+        self.left_s = sum(cell_seconds(c) for c in self.cells) * self.s.repeat
+        index = 0
+        for round_number in range(1, self.s.repeat + 1):
+            for cell in self.cells:
+                index += 1
+                cell = replace(cell, round=round_number)
+                cell = replace(cell, name=cell.directory_name(index, digits, self.s.sleep, self.s.repeat > 1))
+                self.left_s -= cell_seconds(cell, self.overhead)
+                self.run_cell(index, total, cell)
+                # The estimate for the cells left, with the start/stop time measured so far.
+                self.overhead = self.overhead_seen / index
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# ---------------------------------------------------------------- the app a run serves
+
+
+def copy_app(run_dir: Path) -> dict[str, str]:
+    """The run serves this copy, so an edit to app.py while it runs changes nothing; its hashes go to run.json."""
+    hashes = {}
+    for name in APP_FILES:
+        shutil.copy2(ROOT / name, run_dir / name)
+        hashes[name] = record.sha256(run_dir / name)
+    return hashes
+
+
+def drop_app_copy_if_committed(run_dir: Path, commit: str) -> None:
+    """Keep the copy only where it differs from the recorded commit's files; otherwise the commit
+    names them, and the recorded commands serve them from the repository instead."""
+    for name in APP_FILES:
+        committed = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{name}"], capture_output=True)
+        if committed.returncode != 0 or committed.stdout != (run_dir / name).read_bytes():
+            return
+    for name in APP_FILES:
+        (run_dir / name).unlink()
+    shutil.rmtree(run_dir / "__pycache__", ignore_errors=True)
+    for command in run_dir.glob("*/*.cmd"):
+        words = [str(ROOT) if word == str(run_dir) else word for word in shlex.split(command.read_text())]
+        command.write_text(shlex.join(words) + "\n")

@@ -1,0 +1,80 @@
+"""SERVERS: every server the benchmark can put in front of app.py, as one table.
+
+Each entry builds its command line from a cell, names the knobs it ignores, says what it limits
+by itself and which log line each ready worker prints. Adding a server is one entry here plus its
+pin in requirements.in.
+"""
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+DEFAULT_WORKER_CLASS = "uvicorn_worker.UvicornWorker"
+GRANIAN_BACKLOG = 1024  # granian/cli.py --backlog; --backpressure defaults to backlog // workers
+
+
+@dataclass(frozen=True)
+class Where:
+    """What a command line needs besides the cell: the binaries, the app and the address."""
+    venv_bin: str
+    app_dir: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Server:
+    command: Callable  # (cell, where) -> argv
+    ready_line: str  # a regular expression each worker prints once it serves
+    packages: tuple[str, ...]  # recorded with their versions in run.json
+    ignores: tuple[str, ...] = ("THREADS (the T in WxT)", "WORKER_CLASS", "GUNICORN_CMD_ARGS")
+    own_limit: Callable = field(default=lambda workers: None)  # (workers) -> (requests/worker, why) or None
+    label: Callable = field(default=None)  # (cell) -> the summary's config column; None: "NAME Nw"
+    # Worker classes the servers set compares ("-": the server has none, and no --threads either).
+    worker_classes: tuple[str, ...] = ("-",)
+
+    def ready_workers(self, log_text: str) -> int:
+        return len(re.findall(self.ready_line, log_text))
+
+
+def gunicorn(cell, where: Where, *extra: str) -> list[str]:
+    return [f"{where.venv_bin}/gunicorn", "app:app", "--chdir", where.app_dir, "--no-control-socket",
+            "-b", f"{where.host}:{where.port}", "-w", str(cell.workers), "--threads", str(cell.threads),
+            "-k", cell.worker_class, *extra]
+
+
+def gunicorn_label(cell) -> str:
+    name = f"{cell.workers}w x {cell.threads}t"
+    if cell.server == "gunicorn-reuse-port":
+        name += " --reuse-port"
+    if cell.worker_class != DEFAULT_WORKER_CLASS:
+        name += f" {cell.worker_class}"
+    return name
+
+
+GUNICORN = dict(ready_line=r"Application startup complete|ASGI server listening on",
+                packages=("gunicorn", "uvicorn-worker", "uvicorn", "uvloop", "httptools"),
+                # --threads "only affects the Gthread worker type" (gunicorn config.py): no ASGI worker reads it.
+                ignores=("THREADS (the T in WxT): only gunicorn's gthread worker reads --threads",),
+                label=gunicorn_label)
+
+SERVERS = {
+    "gunicorn": Server(command=gunicorn, worker_classes=(DEFAULT_WORKER_CLASS, "asgi"), **GUNICORN),
+    # Each worker binds its own SO_REUSEPORT socket (gunicorn >= 24, arbiter.py): the kernel spreads connections.
+    "gunicorn-reuse-port": Server(command=lambda cell, where: gunicorn(cell, where, "--reuse-port"),
+                                  worker_classes=(DEFAULT_WORKER_CLASS,), **GUNICORN),
+    "uvicorn": Server(
+        command=lambda cell, where: [f"{where.venv_bin}/uvicorn", "app:app", "--app-dir", where.app_dir,
+                                     "--host", where.host, "--port", str(where.port),
+                                     "--workers", str(cell.workers), "--no-access-log"],
+        ready_line=r"Application startup complete", packages=("uvicorn", "uvloop", "httptools")),
+    "granian": Server(
+        command=lambda cell, where: [f"{where.venv_bin}/granian", "--interface", "asgi", "--working-dir",
+                                     where.app_dir, "--host", where.host, "--port", str(where.port),
+                                     "--workers", str(cell.workers), "--no-access-log", "app:app"],
+        ready_line=r"Started worker-", packages=("granian",),
+        own_limit=lambda workers: (max(1, GRANIAN_BACKLOG // workers),
+                                   f"granian backpressure: {max(1, GRANIAN_BACKLOG // workers)}/worker")),
+}
+# The upstream the /*-http endpoints call: the same app's /async, one worker.
+UPSTREAM_SERVER = "uvicorn"
