@@ -449,20 +449,25 @@ def markdown_table(groups: list[dict]) -> str:
 COMPACT_WIDTH = 100
 
 
+def compact_predicted(g: dict) -> str:
+    """The prediction in a few characters: 500+≤100 (an edge wave may add up to 100), or 495* (the
+    model fed with the connection spread the workers reported)."""
+    expected = [e for e in g["expected_requests" if g["rate"] is None else "expected_replies"] if e is not None]
+    even = g["predicted_requests"] if g["rate"] is None else g["predicted_replies"]
+    if even is None:
+        return "-"
+    if expected and statistics.median(expected) != even:
+        return f"{statistics.median(expected):g}*"
+    return str(even) + (f"+≤{g['predicted_edge']}" if g["rate"] is None and g["predicted_edge"] else "")
+
+
 def compact_table(groups: list[dict]) -> str:
     """The terminal's table: what each cell gave against its prediction, in 100 columns."""
     rows = [("config", "endpoint", "load", "answered", "predicted", "ok", "bound by")]
     for g in groups:
         load = f"c={g['connections']}" if g["rate"] is None else f"{g['rate']:g}/s"
         answered = f"{g['requests_median']:g}" if g["rate"] is None else f"{g['replies_median']:g}/{g['offered_median']:g}"
-        expected = [e for e in g["expected_requests" if g["rate"] is None else "expected_replies"] if e is not None]
-        even = g["predicted_requests"] if g["rate"] is None else g["predicted_replies"]
-        if even is None:
-            predicted = "-"
-        elif expected and statistics.median(expected) != even:  # the model fed with the spread seen
-            predicted = f"{statistics.median(expected):g}*"
-        else:
-            predicted = str(even) + (f"+≤{g['predicted_edge']}" if g["rate"] is None and g["predicted_edge"] else "")
+        predicted = compact_predicted(g)
         ok = "-" if g["measured_over_predicted"] is None and g["rate"] is None else (
             "✓" if g["as_predicted"] == g["runs"] else "✗")
         rows.append((g["config"], "/" + g["endpoint"], load, answered, predicted, ok, g["bound_by"]))
@@ -526,12 +531,14 @@ def brief(run_dir: Path, cell_name: str, width: int = COMPACT_WIDTH) -> str:
     (g,) = summarise_groups([row], machine_cpus(run_dir))
     if row["rate"] is None:
         figures = (f"{row['requests']} requests  {row['requests_per_sec']:.2f} req/s  "
-                   f"avg {format_seconds(row['latency_avg_s'])}  {row['timeouts']} t/o  {row['errors']} err")
+                   f"avg {format_seconds(row['latency_avg_s'])}")
+        trouble = {"timeouts": row["timeouts"], "errors": row["errors"]}
     else:
-        figures = (f"{row['replies']}/{row['offered']} replied  {row['client_timeouts']} t/o  "
-                   f"median {format_seconds(row['latency_median_s'])}  {row['errors']} err")
+        figures = f"{row['replies']}/{row['offered']} replied  median {format_seconds(row['latency_median_s'])}"
+        trouble = {"timeouts": row["client_timeouts"], "errors": row["errors"]}
+    figures += "".join(f"  {n} {what}" for what, n in trouble.items() if n)
     mark = "" if row["as_predicted"] is None else ("✓ " if row["as_predicted"] else "✗ ")
-    line = f"{cell_name}: {figures}  {mark}predicted {predicted_text(g, spread_seen=False)}  "
+    line = f"{cell_name}: {figures}  {mark}predicted {compact_predicted(g)}  "
     room = width - len(line)
     bound = row["bound_by"] if len(row["bound_by"]) <= room else row["bound_by"][: max(room - 1, 0)] + "…"
     return (line + bound)[:width]
