@@ -8,6 +8,10 @@ Environment:
   UPSTREAM_URL       what the /*-http endpoints call (the runner starts that server)
   HTTP_POOL          httpx's max_connections for both clients (httpx's default: 100)
   HTTP_POOL_TIMEOUT  seconds a request may wait for a pooled connection (httpx's default: 5)
+  DATABASE_URL       postgresql://user:password@host:port/db the /*-db endpoints query (the runner
+                     starts that PostgreSQL)
+  DB_POOL_SIZE, DB_MAX_OVERFLOW, DB_POOL_TIMEOUT
+                     SQLAlchemy's pool for both engines (SQLAlchemy's defaults: 5, 10, 30 s)
   STATS_DIR          if set, each worker counts what it saw into STATS_DIR (counters.py)
 """
 
@@ -19,7 +23,7 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
 
@@ -43,11 +47,16 @@ THREAD_LIMIT = _number_from_env("THREAD_LIMIT", "", int, 1)
 HTTP_POOL = _number_from_env("HTTP_POOL", "", int, 1)
 HTTP_POOL_TIMEOUT = _number_from_env("HTTP_POOL_TIMEOUT", "", float, 0)
 UPSTREAM_URL = os.environ.get("UPSTREAM_URL") or None
+DATABASE_URL = os.environ.get("DATABASE_URL") or None
+DB_POOL_SIZE = _number_from_env("DB_POOL_SIZE", "", int, 1)
+DB_MAX_OVERFLOW = _number_from_env("DB_MAX_OVERFLOW", "", int, 0)
+DB_POOL_TIMEOUT = _number_from_env("DB_POOL_TIMEOUT", "", float, 0)
 STATS_DIR = os.environ.get("STATS_DIR") or None
 
 BODY = {"slept": SLEEP_SECONDS}
 app = FastAPI()
 clients: dict[str, httpx.Client | httpx.AsyncClient] = {}  # made per worker by lifespan() below
+engines: dict = {}  # the same: one sync (psycopg) and one async (asyncpg) SQLAlchemy engine per worker
 
 if STATS_DIR:  # the server-side counters, only when the runner asks for them
     import counters
@@ -127,6 +136,63 @@ def upstream_failed(endpoint: str, error: httpx.HTTPError) -> JSONResponse:
     return JSONResponse({"error": f"upstream call failed: {type(error).__name__}"}, status_code=502)
 
 
+if DATABASE_URL:  # the database stack only where a cell queries it: it adds some 35 MB to every worker
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+    from sqlalchemy.orm import Session
+
+    SLEEP_QUERY = text("SELECT pg_sleep(:seconds)")
+
+    def get_db():
+        # A session per request from a yield dependency, as FastAPI's SQL tutorial shows.
+        with Session(engines["sync"]) as session:
+            yield session
+
+    @app.get("/sync-db")
+    @counted("sync-db")
+    def sync_db(session: Session = Depends(get_db)):
+        try:
+            session.execute(SLEEP_QUERY, {"seconds": SLEEP_SECONDS})
+        except SQLAlchemyError as error:
+            return database_failed("sync-db", error)
+        return BODY
+
+    @app.get("/async-db")
+    @counted("async-db")
+    async def async_db():
+        try:
+            async with AsyncSession(engines["async"]) as session:
+                await session.execute(SLEEP_QUERY, {"seconds": SLEEP_SECONDS})
+        except SQLAlchemyError as error:
+            return database_failed("async-db", error)
+        return BODY
+
+    @app.get("/async-db-blocking")
+    @counted("async-db-blocking")
+    async def async_db_blocking():
+        # The mistake people make when they "just add async": the sync session inside `async def`.
+        try:
+            with Session(engines["sync"]) as session:
+                session.execute(SLEEP_QUERY, {"seconds": SLEEP_SECONDS})
+        except SQLAlchemyError as error:
+            return database_failed("async-db-blocking", error)
+        return BODY
+
+    def database_failed(endpoint: str, error: "SQLAlchemyError") -> JSONResponse:
+        """The pool's timeout and PostgreSQL's connection limit are the limits under study: 503s naming them."""
+        if isinstance(error, PoolTimeout):  # "QueuePool limit of size 5 overflow 10 reached, connection timed out"
+            kind, message = "pool_timeouts", str(error).split(" (Background")[0]
+        elif isinstance(error, DBAPIError) and ("too many clients" in str(error) or "connection slots" in str(error)):
+            kind, message = "db_refused", f"database refused the connection: {str(error.orig).strip()}"
+        else:
+            kind, message = "db_errors", f"database call failed: {type(error).__name__}"
+        if stats:
+            stats.count(endpoint, kind)
+        return JSONResponse({"error": message}, status_code=503 if kind != "db_errors" else 502)
+
+
 # ---------------------------------------------------------------- per worker: limits, clients, counters
 
 
@@ -147,12 +213,23 @@ async def lifespan(app):
         limits, timeout = http_limits_and_timeout()
         clients["sync"] = httpx.Client(limits=limits, timeout=timeout)
         clients["async"] = httpx.AsyncClient(limits=limits, timeout=timeout)
+    if DATABASE_URL:  # engines per worker, after the fork: a pool is never shared across processes
+        pool = {name: value for name, value in [("pool_size", DB_POOL_SIZE), ("max_overflow", DB_MAX_OVERFLOW),
+                                                ("pool_timeout", DB_POOL_TIMEOUT)] if value is not None}
+        engines["sync"] = create_engine(DATABASE_URL.replace("postgresql:", "postgresql+psycopg:", 1), **pool)
+        engines["async"] = create_async_engine(DATABASE_URL.replace("postgresql:", "postgresql+asyncpg:", 1), **pool)
+        if stats:
+            for name, engine in engines.items():
+                stats.watch_pool(name, engine.pool)
     if stats:
         stats.start(limiter.total_tokens)
     yield
     if clients:
         clients.pop("sync").close()
         await clients.pop("async").aclose()
+    if engines:
+        engines.pop("sync").dispose()
+        await engines.pop("async").dispose()
     if stats:
         stats.write("worker-{pid}.json")
 

@@ -4,6 +4,7 @@ STATS_DIR/worker-<pid>.<name>.json whenever a file STATS_DIR/snapshot-<name> app
 asks as the load generator starts and ends). Without STATS_DIR app.py never imports this."""
 
 import asyncio
+import functools
 import json
 import os
 import resource
@@ -37,11 +38,12 @@ class WorkerStats:
         self.snapshots_taken: set[str] = set()
         self.counted_paths: set[str] = set()  # the endpoints wrapped by counted()
         self.thread_limit: int | None = None  # anyio's, as the worker's lifespan found it
+        self.pools: dict[str, dict[str, int]] = {}  # SQLAlchemy's: connections checked out now, and peaks
 
     def _counts(self, endpoint: str) -> dict[str, int]:
         return self.endpoints.setdefault(endpoint, {
             "received": 0, "entered": 0, "running": 0, "peak": 0, "peak_waiting": 0,
-            "completed": 0, "pool_timeouts": 0, "upstream_errors": 0,
+            "completed": 0, "pool_timeouts": 0, "upstream_errors": 0, "db_refused": 0, "db_errors": 0,
         })
 
     def arrive(self, endpoint: str, client, key: int) -> None:
@@ -95,6 +97,7 @@ class WorkerStats:
                 "peak_rss_bytes": usage.ru_maxrss * MAXRSS_BYTES,
                 "thread_limit": self.thread_limit,
                 "endpoints": {name: {k: v for k, v in c.items() if k != "running"} for name, c in self.endpoints.items()},
+                "pools": {name: dict(p) for name, p in self.pools.items()},
             }
 
     def write(self, name: str) -> None:
@@ -125,26 +128,49 @@ class WorkerStats:
         self.thread_limit = thread_limit
         threading.Thread(target=self.dump_forever, daemon=True).start()
 
+    def watch_pool(self, name: str, pool) -> None:
+        """A SQLAlchemy pool's connections checked out, at most, and its overflow (those beyond
+        pool_size) at most, from the pool's own checkout and checkin events."""
+        from sqlalchemy import event
+
+        counts = self.pools[name] = {"checked_out": 0, "peak_checked_out": 0, "peak_overflow": 0}
+
+        def checkout(*_):
+            with self.lock:
+                counts["checked_out"] += 1
+                counts["peak_checked_out"] = max(counts["peak_checked_out"], counts["checked_out"])
+                counts["peak_overflow"] = max(counts["peak_overflow"], pool.overflow())
+
+        def checkin(*_):
+            with self.lock:
+                counts["checked_out"] -= 1
+
+        event.listen(pool, "checkout", checkout)
+        event.listen(pool, "checkin", checkin)
+
     def counted(self, endpoint: str):
         """Count requests inside the handler itself, after any wait for a thread."""
         self.counted_paths.add(f"/{endpoint}")
 
         def decorate(handler):
+            # functools.wraps: FastAPI reads the handler's parameters (a dependency) through it.
             if asyncio.iscoroutinefunction(handler):
 
-                async def counted_async():
+                @functools.wraps(handler)
+                async def counted_async(*args, **kwargs):
                     self.enter(endpoint)
                     try:
-                        return await handler()
+                        return await handler(*args, **kwargs)
                     finally:
                         self.leave(endpoint)
 
                 return counted_async
 
-            def counted_sync():
+            @functools.wraps(handler)
+            def counted_sync(*args, **kwargs):
                 self.enter(endpoint)
                 try:
-                    return handler()
+                    return handler(*args, **kwargs)
                 finally:
                     self.leave(endpoint)
 
