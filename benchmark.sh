@@ -67,19 +67,22 @@ ensure_venv() { # ensure_venv REQUIREMENTS_FILE...
   for file in "$@"; do echo "$(checksum "$ROOT/$file") $file"; done >"$stamp"
 }
 
-ensure_tool() { # ensure_tool NAME: NAME from PATH, else apt-get (as root) or brew, else the command to run
-  local name=$1
-  command -v "$name" >/dev/null && return
+install() { # install APT_PACKAGE BREW_PACKAGE: with apt-get (as root) or brew, else the command to run
+  local apt=$1 brew=$2
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    echo "$name is missing: installing it with apt-get" >&2
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$name"; } >/dev/null ||
-      die "apt-get install $name failed"
+    echo "$apt is missing: installing it with apt-get" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$apt"; } >/dev/null ||
+      die "apt-get install $apt failed"
   elif command -v brew >/dev/null; then
-    echo "$name is missing: installing it with brew" >&2
-    brew install "$name" >/dev/null || die "brew install $name failed"
+    echo "$brew is missing: installing it with brew" >&2
+    brew install "$brew" >/dev/null || die "brew install $brew failed"
   else
-    die "$name is not installed; install it with: sudo apt-get install -y $name (Debian/Ubuntu) or brew install $name (macOS)"
+    die "$apt is not installed; install it with: sudo apt-get install -y $apt (Debian/Ubuntu) or brew install $brew (macOS)"
   fi
+}
+
+ensure_tool() { # ensure_tool NAME: a load generator, from PATH or installed
+  command -v "$1" >/dev/null || install "$1" "$1"
 }
 
 # -P: the runner and report come from this repository (ROOT, the first argument), never from
@@ -104,7 +107,10 @@ main() {
   needs=$("$python" -P -c "$RUNNER" "$ROOT" --needs "$@") || exit $?
   if [[ $needs != none ]]; then
     ensure_venv requirements.txt
-    for tool in $needs; do ensure_tool "$tool"; done
+    for tool in $needs; do
+      # The runner looked for PostgreSQL where Debian and brew put it (off PATH): it is missing.
+      if [[ $tool == postgresql ]]; then install postgresql postgresql@17; else ensure_tool "$tool"; fi
+    done
     python=$VENV/bin/python
   fi
   # exec: the runner takes this process over, so its pid is the one the lock and a Ctrl-C see.

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import parse, summary
-from .model import DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS
+from .model import DB_POOL, DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS
 
 NOT_REPRODUCED = "not reproduced in this run"
 SAME = 0.10  # two figures this close (of the larger) are "the same" where a run-to-run spread is unknown
@@ -575,3 +575,132 @@ def evaluate(runs: dict, findings=None) -> list[Claim | str]:
         except Missing as missing:
             out.append(f"- *{finding.__name__.replace('_', ' ')}*: {missing} in the committed runs.")
     return out
+
+
+# ---------------------------------------------------------------- the database pool
+
+
+def db_cells(run, **where) -> list[dict]:
+    cells = [g for g in run.groups if all(g.get(k) == v for k, v in where.items())]
+    if not cells:
+        raise Missing(f"db cells with {where}")
+    return cells
+
+
+def db_def_pool(runs) -> Claim:
+    run = runs["db"]
+    held = [g for g in db_cells(run, config="1w x 1t", endpoint="sync-db") if g["connections"] > DB_POOL]
+    raised = find(run.groups, config=f"1w x 1t dbpool {DEFAULT_THREAD_LIMIT}+0", endpoint="sync-db")
+    holds = (all(ok(g) and g["bound_by"].startswith("database pool") and g["db_pool_peak_max"] == DB_POOL
+                 and g["peak_in_handler_max"] == min(g["connections"], DEFAULT_THREAD_LIMIT) for g in held)
+             and ok(raised) and raised["bound_by"].startswith("thread limiter")
+             and raised["db_pool_peak_max"] == DEFAULT_THREAD_LIMIT)
+    return Claim(
+        f"`def` is held to SQLAlchemy's pool ({DB_POOL} connections per worker), not to the {DEFAULT_THREAD_LIMIT} threads.",
+        holds,
+        f"One worker, `/sync-db` (`SELECT pg_sleep({held[0]['sleep_s']:g})` through a session from a yield "
+        f"dependency): " + "; ".join(
+            f"{g['connections']} connections {rng(g, 'requests')} requests (predicted {predicted(g)}), up to "
+            f"{g['peak_in_handler_max']} inside the handler and {g['db_pool_peak_max']} holding a connection"
+            for g in held)
+        + f". The other threads wait in the pool. With the pool raised to {DEFAULT_THREAD_LIMIT} + 0 at "
+        f"{raised['connections']} connections: {rng(raised, 'requests')} (predicted {predicted(raised)}), "
+        f"{raised['db_pool_peak_max']} connections at once: the threads are the limit again.", ("db",))
+
+
+def db_async_pool(runs) -> Claim:
+    run = runs["db"]
+    held = [g for g in db_cells(run, endpoint="async-db") if g["config"] in ("1w x 1t", "4w x 1t")
+            and g["connections"] > DB_POOL * g["workers"]]
+    holds = bool(held) and all(ok(g) and g["bound_by"].startswith("database pool")
+                               and g["db_pool_peak_max"] == DB_POOL for g in held)
+    return Claim(
+        f"`async def` is held to the pool too: {DB_POOL} queries per worker at once, whatever the connections.",
+        holds,
+        "`/async-db` (an `AsyncSession` on asyncpg): " + "; ".join(
+            f"{g['workers']}w at {g['connections']} connections {rng(g, 'requests')} (predicted {predicted(g)}, "
+            f"at most {g['db_pool_peak_max']} connections per worker)" for g in held)
+        + ". The event loop could hold every connection's request; the pool lets "
+        f"{DB_POOL} of them reach PostgreSQL, and the rest queue inside the worker.", ("db",))
+
+
+def db_pool_timeout(runs) -> Claim:
+    run = runs["db"]
+    short = [g for g in run.groups if "dbtimeout" in g["config"]]
+    if not short:
+        raise Missing("the short DB_POOL_TIMEOUT cells")
+    plain = {g["endpoint"]: find(run.groups, config="1w x 1t", endpoint=g["endpoint"], connections=g["connections"])
+             for g in short}
+    rows = [r for r in run.rows if "dbtimeout" in r["config"]]
+    holds = (all(ok(g) and g["non_2xx_min"] > 0 and g["db_refused_max"] == 0 for g in short)
+             and all(r["pool_timeouts"] == r["non_2xx"] for r in rows)
+             and all(ok(p) and p["non_2xx_max"] == 0 for p in plain.values()))
+    timeout = short[0]["config"].split("dbtimeout ")[1]
+    return Claim(
+        "The pool timeout turns waiting into errors.",
+        holds,
+        f"With `DB_POOL_TIMEOUT={timeout}` ({timeout} s against a {short[0]['sleep_s']:g} s query), one worker at "
+        f"{short[0]['connections']} connections: " + "; ".join(
+            f"`/{g['endpoint']}` {rng(g, 'requests_ok')} answered and {rng(g, 'non_2xx')} 503 \"QueuePool limit ... "
+            f"timed out\" (predicted {predicted(g)}), against {rng(plain[g['endpoint']], 'requests_ok')} and no error "
+            "with the default 30 s" for g in short)
+        + ". In every run the app's own count of pool timeouts equals wrk's non-2xx count.", ("db",))
+
+
+def db_max_connections(runs) -> Claim:
+    run = runs["db"]
+    over = [g for g in run.groups if g.get("predicted_errors_uncounted")]
+    if not over:
+        raise Missing("a cell whose pools ask PostgreSQL for more connections than it allows")
+    (g,) = over
+    available = summary.database_available(run.run_dir)
+    fits = [f for f in run.groups if f["endpoint"] == g["endpoint"] and f["workers"] < g["workers"]
+            and f["connections"] == g["connections"]]
+    rows = [r for r in run.rows if r["config"] == g["config"] and r["endpoint"] == g["endpoint"]]
+    holds = (ok(g) and all(r["db_refused"] > 0 and r["db_active_stop"] <= available for r in rows)
+             and bool(fits) and all(f["db_refused_max"] == 0 for f in fits))
+    facts = run.document["database"]
+    return Claim(
+        "Workers × pool must stay below PostgreSQL's `max_connections`.",
+        holds,
+        f"PostgreSQL {facts['postgres_version']} allows {facts['max_connections']} connections, "
+        f"{facts['superuser_reserved_connections']} of them for superusers: {available} for the app's role. "
+        f"{g['workers']} workers x {DB_POOL} = {g['workers'] * DB_POOL} wanted at {g['connections']} connections: "
+        f"{rng(g, 'requests_ok')} answered (predicted {predicted(g)}), {rng(g, 'db_refused')} requests refused "
+        f"(\"remaining connection slots are reserved\", a 503 at once), PostgreSQL's own count of active queries at "
+        f"the end {rng(g, 'db_active_stop')}. With " + ", ".join(f"{f['workers']} workers" for f in fits)
+        + " (" + ", ".join(f"{f['workers'] * DB_POOL}" for f in fits) + " wanted) no request was refused.", ("db",))
+
+
+def db_blocking(runs) -> Claim:
+    run = runs["db"]
+    cells = db_cells(run, endpoint="async-db-blocking")
+    holds = all(ok(g) and g["peak_in_handler_max"] == 1 and g["db_pool_peak_max"] == 1 for g in cells)
+    top = max(cells, key=lambda g: (g["workers"], g["connections"]))
+    return Claim(
+        "A sync session inside `async def` serves one query per worker at a time.",
+        holds,
+        f"`/async-db-blocking` calls the sync session from an `async def`, so the event loop waits in the driver: "
+        f"in all {len(cells)} cells one request at a time per worker (one connection checked out), e.g. "
+        f"{top['workers']} workers at {top['connections']} connections {rng(top, 'requests')} requests "
+        f"(predicted {predicted(top)}), where `/async-db` gives {DB_POOL} per worker.", ("db",))
+
+
+def db_yield_dependency(runs) -> Claim:
+    run = runs["db"]
+    g = max(db_cells(run, config="1w x 1t", endpoint="sync-db"), key=lambda c: c["connections"])
+    fastapi = run.environment["packages"]["fastapi"]
+    holds = ok(g) and g["bound_by"].startswith("database pool") and g["never_answered_max"] is not None
+    return Claim(
+        f"fastapi/fastapi#3205's shape no longer stalls with FastAPI {fastapi}.",
+        holds,
+        f"A `def` endpoint whose session comes from a sync `yield` dependency, one worker, {g['connections']} "
+        f"connections against {DEFAULT_THREAD_LIMIT} threads and a pool of {DB_POOL}: {rng(g, 'requests')} requests "
+        f"(predicted {predicted(g)}), {g['db_pool_peak_max']} connections at most, as with fewer connections. The "
+        "dependency's teardown, which closes the session and so returns its connection, now runs under a limiter "
+        "of its own (`contextmanager_in_threadpool` in `fastapi/concurrency.py`), not on one of the threads that "
+        "the requests waiting for a connection hold.", ("db",))
+
+
+DB_FINDINGS = [db_def_pool, db_async_pool, db_pool_timeout, db_max_connections, db_blocking, db_yield_dependency]
+FINDINGS += DB_FINDINGS

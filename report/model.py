@@ -9,8 +9,11 @@ from collections import deque
 from dataclasses import dataclass
 
 from runner.endpoints import ANYIO_THREAD_LIMIT as DEFAULT_THREAD_LIMIT
-from runner.endpoints import BLOCKING, DEF, ENDPOINTS, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S
+from runner.endpoints import (BLOCKING, DEF, ENDPOINTS, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S,
+                              SQLALCHEMY_MAX_OVERFLOW, SQLALCHEMY_POOL_SIZE, SQLALCHEMY_POOL_TIMEOUT_S)
 from runner.servers import SERVERS
+
+DB_POOL = SQLALCHEMY_POOL_SIZE + SQLALCHEMY_MAX_OVERFLOW  # connections one SQLAlchemy engine opens at most
 
 # wrk's threads look at the stop flag only every RECORD_INTERVAL_MS = 100 ms (src/wrk.c, record_rate),
 # so a run lasts up to 0.1 s past -d and a wave ending right at the duration may be partly counted.
@@ -27,9 +30,9 @@ class Limit:
 
 
 def worker_limit(endpoint: str, workers: int, thread_limit: int = DEFAULT_THREAD_LIMIT,
-                 http_pool: int = HTTPX_MAX_CONNECTIONS, server: str = "gunicorn") -> Limit:
+                 http_pool: int = HTTPX_MAX_CONNECTIONS, server: str = "gunicorn", db_pool: int = DB_POOL) -> Limit:
     """The most requests one worker can hold at once for this endpoint, and why."""
-    limits = [Limit(*limit) for limit in ENDPOINTS[endpoint].limits(thread_limit, http_pool)]
+    limits = [Limit(*limit) for limit in ENDPOINTS[endpoint].limits(thread_limit, http_pool, db_pool)]
     own = SERVERS[server].own_limit(workers) if server in SERVERS else None
     if own:
         limits.append(Limit(*own))
@@ -61,6 +64,9 @@ class Prediction:
     client_connections: int  # what wrk really opens: threads x (connections // threads)
     errors: int = 0  # answers that are errors by design (503 for a pool timeout)
     errors_edge: int = 0
+    # Errors there must be, in a number the model does not give: connections PostgreSQL refuses are
+    # answered at once and asked for again, as fast as the CPU allows.
+    errors_uncounted: bool = False
 
 
 def waves(sleep: float, duration: float) -> tuple[int, bool]:
@@ -72,7 +78,8 @@ def waves(sleep: float, duration: float) -> tuple[int, bool]:
 def predict(endpoint: str, workers: int, connections: int, sleep: float, duration: float,
             thread_limit: int = DEFAULT_THREAD_LIMIT, wrk_threads: int = 4,
             connections_per_worker: list[int] | None = None, http_pool: int = HTTPX_MAX_CONNECTIONS,
-            pool_timeout: float = HTTPX_POOL_TIMEOUT_S, server: str = "gunicorn") -> Prediction:
+            pool_timeout: float = HTTPX_POOL_TIMEOUT_S, server: str = "gunicorn", db_pool: int = DB_POOL,
+            db_pool_timeout: float = SQLALCHEMY_POOL_TIMEOUT_S, db_available: int | None = None) -> Prediction:
     """Little's law for a closed loop: concurrency N, each request S seconds, N/S req/s.
 
     wrk keeps one request in flight per connection and drops those unfinished at the end,
@@ -80,11 +87,18 @@ def predict(endpoint: str, workers: int, connections: int, sleep: float, duratio
     """
     client = wrk_threads * (connections // wrk_threads)
     spread = connections_per_worker if connections_per_worker is not None else even_spread(client, workers)
-    limit = worker_limit(endpoint, workers, thread_limit, http_pool, server)
+    kind = ENDPOINTS[endpoint]
+    limit = worker_limit(endpoint, workers, thread_limit, http_pool, server, db_pool)
     server_concurrency = int(sum(min(c, limit.per_worker) for c in spread))
     even = sum(min(c, limit.per_worker) for c in even_spread(client, workers))
     concurrency = min(client, server_concurrency)
-    if server_concurrency < min(client, even):
+    # Every worker's pool opens connections up to its own limit; PostgreSQL refuses those past
+    # max_connections - superuser_reserved_connections, whichever worker asks.
+    refused = kind.queries_database and db_available is not None and concurrency > db_available
+    if refused:
+        concurrency = db_available
+        bound_by = f"PostgreSQL: {db_available} connections for the app's role"
+    elif server_concurrency < min(client, even):
         bound_by = "connection spread " + format_spread(spread)
     elif client <= server_concurrency:
         bound_by = f"client: {client} connections"
@@ -93,10 +107,11 @@ def predict(endpoint: str, workers: int, connections: int, sleep: float, duratio
     if sleep <= 0:
         return Prediction(None, 0, concurrency, "CPU (no sleep)", client)
     complete, at_edge = waves(sleep, duration)
-    prediction = Prediction(concurrency * complete, concurrency if at_edge else 0, concurrency, bound_by, client)
-    kind = ENDPOINTS[endpoint]
-    pool = min(http_pool, thread_limit) if kind.kind == DEF else http_pool
-    if kind.calls_upstream and limit.name.startswith("HTTP client pool"):
+    prediction = Prediction(concurrency * complete, concurrency if at_edge else 0, concurrency, bound_by, client,
+                            errors_uncounted=refused)
+    pool, pool_timeout = (http_pool, pool_timeout) if kind.calls_upstream else (db_pool, db_pool_timeout)
+    pool = min(pool, thread_limit) if kind.kind == DEF else pool
+    if not refused and limit.name.startswith(("HTTP client pool", "database pool")):
         # Requests wait for a pooled connection, first come first served, and give up after
         # pool_timeout; a `def` endpoint holds at most thread_limit of them at a time.
         for c in spread:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from runner import cell as cells_tsv
 from runner.cell import Cell
+from runner.endpoints import (ASYNC, ENDPOINTS, SQLALCHEMY_MAX_OVERFLOW, SQLALCHEMY_POOL_SIZE,
+                              SQLALCHEMY_POOL_TIMEOUT_S)
 
 from . import parse
 from .model import (DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S, format_spread, offered_capacity, predict,
@@ -50,11 +52,13 @@ def cpu_verdict(row: dict, cpus: int, pinned: bool) -> tuple[bool | None, str]:
         return None, "CPU not measured"
     load_name, busy_polling = row["load"], row["load"] == "httperf"
     upstream = row["upstream_cpu_s"] or 0.0
+    database = row.get("database_cpu_s") or 0.0
     text = (f"server {100 * server / window / cpus:.0f}%"
             + (f", upstream {100 * upstream / window / cpus:.0f}%" if upstream else "")
+            + (f", PostgreSQL {100 * database / window / cpus:.0f}%" if database else "")
             + f", {load_name} {100 * row['load_cpu_s'] / window / cpus:.0f}% of {cpus} cores")
     left_to_servers = cpus - 1 if pinned or busy_polling else cpus
-    machine = (server + upstream + (0 if busy_polling else row["load_cpu_s"])) / window / (
+    machine = (server + upstream + database + (0 if busy_polling else row["load_cpu_s"])) / window / (
         left_to_servers if busy_polling else cpus)
     server_cores = min(row["workers"], left_to_servers)
     server_use = server / window / server_cores
@@ -103,7 +107,39 @@ def server_side(cell_dir: Path, endpoint: str) -> dict:
         "rss_mb_per_worker": [round(s["peak_rss_bytes"] / 2**20, 1) for s in by_connections],
         "upstream_peak": max((s["endpoints"].get("async", {}).get("peak", 0) for s in upstream), default=None),
         "upstream_completed": sum(s["endpoints"].get("async", {}).get("completed", 0) for s in upstream) if upstream else None,
+        **(database_side(cell_dir, endpoint, start, stop, by_connections, delta)
+           if ENDPOINTS[endpoint].queries_database else {}),
     }
+
+
+def database_side(cell_dir: Path, endpoint: str, start: dict, stop: list, by_connections: list, delta) -> dict:
+    """What the workers' SQLAlchemy pools and PostgreSQL itself saw of a database cell."""
+    engine = "async" if ENDPOINTS[endpoint].kind == ASYNC else "sync"
+    samples = {name: (parse.read_json(cell_dir / f"server.{name}.json") or {}).get("database", {})
+               for name in ("start", "stop")}
+    return {
+        "db_pool_peak_per_worker": [s.get("pools", {}).get(engine, {}).get("peak_checked_out") for s in by_connections],
+        "db_overflow_peak_per_worker": [s.get("pools", {}).get(engine, {}).get("peak_overflow") for s in by_connections],
+        "db_refused": sum(delta(s, "db_refused") for s in stop),
+        "db_errors": sum(delta(s, "db_errors") for s in stop),
+        **{f"db_{what}_{name}": sample.get(what) for name, sample in samples.items() for what in ("backends", "active")},
+    }
+
+
+def complete_waves(row: dict) -> int:
+    return round(row["predicted_requests"] / row["predicted_concurrency"])
+
+
+def db_pool(cell: Cell) -> int:
+    """Connections one of the cell's SQLAlchemy engines opens at most: pool_size + max_overflow."""
+    return ((SQLALCHEMY_POOL_SIZE if cell.db_pool_size is None else cell.db_pool_size)
+            + (SQLALCHEMY_MAX_OVERFLOW if cell.db_max_overflow is None else cell.db_max_overflow))
+
+
+def database_available(run_dir: Path) -> int | None:
+    """Connections PostgreSQL gives the app's ordinary role: max_connections - superuser_reserved_connections."""
+    facts = (parse.read_json(run_dir / "run.json") or {}).get("database")
+    return facts["max_connections"] - facts["superuser_reserved_connections"] if facts else None
 
 
 def within(measured: float, low: float, high: float, tolerance: float) -> bool:
@@ -139,12 +175,15 @@ def summarise_cell(run_dir: Path, cell: Cell, cpus: int) -> dict | None:
     }
     row["server_cpu_s"], server_rss = process_cpu(cell_dir, "server")
     row["upstream_cpu_s"], _ = process_cpu(cell_dir, "upstream")
+    if ENDPOINTS[endpoint].queries_database:
+        row["database_cpu_s"], _ = process_cpu(cell_dir, "database")
     row["server_rss_mb"] = round(sum(server_rss) / 2**20, 1) if server_rss else None
     side = server_side(cell_dir, endpoint)
     row.update({key: side.get(key) for key in (
         "connections_per_worker", "peak_in_handler_per_worker", "connections_answered", "received",
         "server_completed", "pool_timeouts", "in_flight_at_stop", "oldest_unanswered_s", "peak_waiting",
         "thread_limit_seen", "worker_cpu_s", "rss_mb_per_worker", "upstream_peak", "upstream_completed")})
+    row.update({key: value for key, value in side.items() if key.startswith("db_")})
     spread = row["connections_per_worker"]
     row["max_share"] = round(max(spread) / sum(spread), 3) if spread and sum(spread) else None
     row["spread_index"] = round(max(spread) / statistics.mean(spread), 2) if spread and sum(spread) else None
@@ -163,6 +202,10 @@ def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit
     model = dict(endpoint=row["endpoint"], workers=row["workers"], connections=cell.connections,
                  sleep=row["sleep_s"], duration=row["duration_s"], thread_limit=thread_limit,
                  wrk_threads=row["wrk_threads"], http_pool=http_pool, pool_timeout=pool_timeout, server=row["server"])
+    database = ENDPOINTS[row["endpoint"]].queries_database
+    if database:
+        model.update(db_pool=db_pool(cell), db_available=database_available(cell_dir.parent),
+                     db_pool_timeout=SQLALCHEMY_POOL_TIMEOUT_S if cell.db_pool_timeout is None else cell.db_pool_timeout)
     predicted = predict(**model)
     answered_ok = wrk["requests"] - wrk["non_2xx_3xx"]
     row.update({
@@ -179,6 +222,9 @@ def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit
         "expected_requests": predicted.requests, "expected_edge": predicted.edge,
         "expected_errors": predicted.errors, "expected_errors_edge": predicted.errors_edge,
     })
+    if database:
+        row["predicted_errors_uncounted"] = row["expected_errors_uncounted"] = predicted.errors_uncounted
+        row["predicted_concurrency"] = predicted.concurrency
     spread = row["connections_per_worker"]
     # Seen connections that never got an answer: wrk's latency and timeouts leave them out.
     if side:
@@ -194,6 +240,16 @@ def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit
         row["bound_by"] = observed.bound_by
         row["expected_requests"], row["expected_edge"] = observed.requests, observed.edge
         row["expected_errors"], row["expected_errors_edge"] = observed.errors, observed.errors_edge
+        if database:
+            row["expected_errors_uncounted"] = observed.errors_uncounted
+    active = row.get("db_active_stop")
+    if row.get("expected_errors_uncounted") and active is not None and active * complete_waves(row) < row["expected_requests"]:
+        # The slots PostgreSQL refuses are held a moment by the attempts it refuses and by connections
+        # being set up or closed: the same model, fed with the queries PostgreSQL itself ran at the stop.
+        row["expected_requests"] = active * complete_waves(row)
+        row["expected_edge"] = active if row["expected_edge"] else 0
+        row["bound_by"] = (f"PostgreSQL: {active} queries running at the stop, of {database_available(cell_dir.parent)} "
+                           f"connections ({row['db_backends_stop']} open)")
     expected = row["expected_requests"]
     row["measured_over_predicted"] = round(answered_ok / predicted.requests, 3) if predicted.requests else None
     if expected is None:  # sleep 0: only a CPU can be the limit
@@ -201,7 +257,9 @@ def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit
         row["bound_by"] = row["cpu"] if row["cpu_bound"] else f"unexplained: no CPU saturated ({row['cpu']})"
         return
     ok = within(answered_ok, expected, expected + row["expected_edge"], CLOSE)
-    if row["expected_errors"] or row["non_2xx"]:
+    if row.get("expected_errors_uncounted"):  # refused connections: some 503s, in no number the model gives
+        ok = ok and row["non_2xx"] > 0
+    elif row["expected_errors"] or row["non_2xx"]:
         ok = ok and within(row["non_2xx"], row["expected_errors"], row["expected_errors"] + row["expected_errors_edge"], CLOSE)
     row["as_predicted"] = ok
     if answered_ok < (1 - CLOSE) * expected:
@@ -267,6 +325,8 @@ MEDIAN_FIELDS = [
     "in_flight_at_stop", "oldest_unanswered_s", "never_answered", "received", "pool_timeouts",
     "server_rss_mb", "max_share", "spread_index", "upstream_peak",
 ]
+DB_MEDIAN_FIELDS = ["db_refused", "db_errors", "pool_timeouts", "db_active_start", "db_active_stop",
+                    "db_backends_stop"]
 FIRST_FIELDS = [
     "config", "endpoint", "connections", "rate", "workers", "sleep_s", "duration_s", "server", "load",
     "predicted_requests", "predicted_edge", "predicted_errors", "predicted_errors_edge",
@@ -308,6 +368,12 @@ def summarise_groups(rows: list[dict], cpus: int) -> list[dict]:
         group["errors_max"] = max(r["errors"] for r in runs)
         group["worker_timeouts"] = sum(r["worker_timeouts"] for r in runs)
         group["thread_limit_seen"] = sorted({t for r in runs for t in (r["thread_limit_seen"] or [])})
+        if "db_refused" in runs[0]:  # database cells only: the other runs' summaries stay as they were
+            for key in DB_MEDIAN_FIELDS:
+                group[f"{key}_median"], group[f"{key}_min"], group[f"{key}_max"] = _stats(runs, key)
+            group["db_pool_peak_max"] = max((p for r in runs for p in r["db_pool_peak_per_worker"] if p is not None),
+                                            default=None)
+            group["predicted_errors_uncounted"] = runs[0]["predicted_errors_uncounted"]
         rss = [x for r in runs for x in (r["rss_mb_per_worker"] or [])]
         group["rss_mb_per_worker_median"] = statistics.median(rss) if rss else None
         cpus_window = [(r["server_cpu_s"], r["load_cpu_s"], r["window_s"]) for r in runs
@@ -353,6 +419,8 @@ def predicted_text(g: dict, spread_seen: bool = True) -> str:
     text = str(g["predicted_requests"]) + (f" (+≤{g['predicted_edge']} edge)" if g["predicted_edge"] else "")
     if g["predicted_errors"] or g["predicted_errors_edge"]:
         text += f"; {g['predicted_errors']}" + (f" (+≤{g['predicted_errors_edge']})" if g["predicted_errors_edge"] else "") + " 503"
+    if g.get("predicted_errors_uncounted"):
+        text += "; some 503 (refused)"
     if spread_seen and any(e != g["predicted_requests"] for e in g["expected_requests"] if e is not None):
         text += f"; with the spread seen: {', '.join(str(e) for e in g['expected_requests'])}"
     return text
@@ -408,6 +476,13 @@ def closed_loop_columns(groups: list[dict]) -> list[tuple[str, callable]]:
         ("busiest worker", lambda g: "-" if g["max_share_median"] is None or g["workers"] == 1
          else format_percent(g["max_share_max"])),
     ]
+    if any("db_refused_median" in g for g in groups):
+        columns.insert(8, ("503 pool timeout / refused", lambda g: "-" if "db_refused_median" not in g else
+                           f"{format_range(g['pool_timeouts_median'], g['pool_timeouts_min'], g['pool_timeouts_max'])} / "
+                           f"{format_range(g['db_refused_median'], g['db_refused_min'], g['db_refused_max'])}"))
+        columns.append(("pool peak per worker", lambda g: str(g.get("db_pool_peak_max", "-"))))
+        columns.append(("PostgreSQL active at stop", lambda g: "-" if "db_active_stop_median" not in g else
+                        format_range(g["db_active_stop_median"], g["db_active_stop_min"], g["db_active_stop_max"])))
     if any(g["upstream_peak_median"] is not None for g in groups):
         columns.insert(8, ("503 pool timeouts", lambda g: format_range(g["non_2xx_median"], g["non_2xx_min"], g["non_2xx_max"])))
         columns.append(("upstream peak", lambda g: format_range(g["upstream_peak_median"], g["upstream_peak_min"], g["upstream_peak_max"])))

@@ -52,6 +52,9 @@ class Cell:
     pool_timeout: float | None = column(None, "default", float)  # httpx pool timeout; None: its default (5 s)
     stats: bool = column(True, read=_flag)  # the workers' counters (STATS_DIR)
     server_args: str = column("")  # GUNICORN_CMD_ARGS as given: flags added by hand
+    db_pool_size: int | None = column(None, "default", int)  # SQLAlchemy's pool_size; None: its default (5)
+    db_max_overflow: int | None = column(None, "default", int)  # its max_overflow; None: its default (10)
+    db_pool_timeout: float | None = column(None, "default", float)  # its pool_timeout; None: its default (30 s)
 
     @property
     def open_loop(self) -> bool:
@@ -67,7 +70,15 @@ class Cell:
         """What the knobs change, as both label() and describe() show it."""
         return ((f" limit {self.thread_limit}" if self.thread_limit is not None else "")
                 + (f" pool {self.http_pool}" if self.http_pool is not None else "")
+                + (f" dbpool {self.db_pool_text()}" if self.db_pool_text() else "")
+                + (f" dbtimeout {self.db_pool_timeout:g}" if self.db_pool_timeout is not None else "")
                 + (f" +{self.server_args}" if self.server_args else ""))
+
+    def db_pool_text(self) -> str:
+        """'40+0': pool_size + max_overflow, when a knob set either."""
+        if self.db_pool_size is None and self.db_max_overflow is None:
+            return ""
+        return f"{self.text('db_pool_size')}+{self.text('db_max_overflow')}".replace("default", "d")
 
     def describe(self) -> str:
         """The line printed as the cell starts: '1 worker x 1 thread limit 2'."""
@@ -92,6 +103,10 @@ class Cell:
             name += f"-limit{self.thread_limit}"
         if self.http_pool is not None:
             name += f"-pool{self.http_pool}"
+        if self.db_pool_text():
+            name += f"-dbpool{self.db_pool_text()}"
+        if self.db_pool_timeout is not None:
+            name += f"-dbtimeout{self.db_pool_timeout:g}"
         if self.sleep != set_sleep:
             name += f"-sleep{self.sleep:g}"
         if numbered_rounds:

@@ -9,10 +9,12 @@ import shutil
 import socket
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from . import sets
 from .cell import LISTING_HEADER
+from .endpoints import ENDPOINTS
 from .knobs import KNOBS, MACHINE_KNOBS, BadInput, given
 from .servers import SERVERS
 
@@ -135,6 +137,8 @@ def command(argv: list[str]) -> int:
         die(str(error))
     open_loop = any(c.open_loop for c in cells)
     tools = {"wrk": tool("WRK", "wrk"), "httperf": tool("HTTPERF", "httperf") if open_loop else ""}
+    if any(ENDPOINTS[c.endpoint].queries_database for c in cells):
+        tools["postgres"] = postgres_bindir(installed=not options["needs"])
     if mode == "list":  # a plan needs neither .venv nor wrk
         if options["needs"]:
             print("none")
@@ -145,10 +149,27 @@ def command(argv: list[str]) -> int:
             print(cell.listing())
         return 0
     if options["needs"]:
-        print(" ".join(name for knob, name in (("WRK", "wrk"), ("HTTPERF", "httperf"))
-                       if tools[name] and not os.environ.get(knob)))
+        print(" ".join([name for knob, name in (("WRK", "wrk"), ("HTTPERF", "httperf"))
+                        if tools[name] and not os.environ.get(knob)]
+                       + (["postgresql"] if tools.get("postgres") == "" else [])))
         return 0
     return run(s, cells, options, tools, argv)
+
+
+def postgres_bindir(installed: bool) -> str:
+    """initdb's and postgres's directory; "" while benchmark.sh is still to install PostgreSQL."""
+    from .database import find_bindir
+
+    given = os.environ.get("PG_BINDIR")
+    found = find_bindir(given)
+    if found:
+        return str(found)
+    if given:
+        die(f"initdb and postgres not found: PG_BINDIR={given}")
+    if installed:
+        die("PostgreSQL's initdb and postgres are not installed; install them with: sudo apt-get install -y "
+            "postgresql (Debian/Ubuntu) or brew install postgresql@17 (macOS)")
+    return ""
 
 
 # ---------------------------------------------------------------- a run
@@ -171,7 +192,7 @@ def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
 
     from . import cell as cells_tsv
     from . import record
-    from .endpoints import ENDPOINTS
+    from .database import cluster, remove_stale_clusters
     from .process import Failed, Interrupted, Lock, LockBusy, raise_on_signals
     from .run import Output, Run, copy_app, drop_app_copy_if_committed
     from .sets import plan_line
@@ -186,10 +207,13 @@ def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
     except LockBusy as error:
         die(str(error))
     run_dir, out = None, Output(options["quiet"])
+    remove_stale_clusters()  # a run killed with SIGKILL left its cluster's directory; the lock stopped its postgres
     try:
         check_port_free(s.host, s.port, "PORT")
         if any(ENDPOINTS[c.endpoint].calls_upstream for c in cells):
             check_port_free(s.host, s.upstream_port, "UPSTREAM_PORT")
+        if "postgres" in tools:
+            check_port_free("127.0.0.1", s.db_port, "DB_PORT")
         results = Path(os.environ.get("RESULTS_DIR") or ROOT / "results")
         run_dir, suffix = results / name, 1
         while run_dir.exists():
@@ -200,18 +224,23 @@ def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
         (run_dir / "INCOMPLETE").write_text(f"started {started}; removed when every cell has run\n")
         app_files = copy_app(run_dir)
         cells_tsv.write_header(run_dir / "cells.tsv")
+        stack = ExitStack()
+        database = (stack.enter_context(cluster(Path(tools["postgres"]), s.db_port, run_dir, lock))
+                    if "postgres" in tools else None)
         parameters = {"set": s.set, "label": options["label"],
                       **{k.lower(): v for k, v in s.text.items() if k not in ("VENV", "PYTHON", "LOCK", "RESULTS_DIR", "WRK", "HTTPERF")},
                       "pin": "1" if s.pin else "0", "cpus": str(os.cpu_count() or 1), "wrk": tools["wrk"],
                       "httperf": tools["httperf"]}
-        document = record.describe(run_dir, [os.environ.get("BENCHMARK_SH", PROGRAM), *argv], parameters,
-                                   given(), tools["wrk"], tools["httperf"], app_files)
-        out.note(plan_line(s, cells))
-        out.note(f"Run directory: {run_dir}")
-        try:
-            Run(s, cells, run_dir, lock, out, tools).run()
-        finally:
-            drop_app_copy_if_committed(run_dir, document["code"]["git_commit"])
+        with stack:
+            document = record.describe(run_dir, [os.environ.get("BENCHMARK_SH", PROGRAM), *argv], parameters,
+                                       given(), tools["wrk"], tools["httperf"], app_files,
+                                       database.facts if database else None)
+            out.note(plan_line(s, cells))
+            out.note(f"Run directory: {run_dir}")
+            try:
+                Run(s, cells, run_dir, lock, out, tools, database).run()
+            finally:
+                drop_app_copy_if_committed(run_dir, document["code"]["git_commit"])
         (run_dir / "INCOMPLETE").unlink()
         record.finish(run_dir, "complete")
         groups = summary.write_summary(run_dir)

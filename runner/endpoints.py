@@ -8,30 +8,40 @@ DEF, ASYNC, BLOCKING = "def", "async def", "blocking async def"
 ANYIO_THREAD_LIMIT = 40  # anyio's default CapacityLimiter for to_thread.run_sync, per event loop
 HTTPX_MAX_CONNECTIONS = 100  # httpx/_config.py: DEFAULT_LIMITS = Limits(max_connections=100, ...)
 HTTPX_POOL_TIMEOUT_S = 5.0  # httpx/_config.py: DEFAULT_TIMEOUT_CONFIG = Timeout(timeout=5.0)
+# SQLAlchemy's QueuePool (create_engine and create_async_engine alike): pool_size, max_overflow, pool_timeout.
+SQLALCHEMY_POOL_SIZE, SQLALCHEMY_MAX_OVERFLOW, SQLALCHEMY_POOL_TIMEOUT_S = 5, 10, 30.0
 
 
 @dataclass(frozen=True)
 class Endpoint:
     kind: str  # DEF runs in anyio's thread pool; ASYNC awaits; BLOCKING blocks the event loop
-    waits_on: str  # "sleep" (SLEEP_SECONDS) or "upstream" (an HTTP call to a second server)
+    # "sleep" (SLEEP_SECONDS), "upstream" (an HTTP call to a second server) or "database"
+    # (SELECT pg_sleep(SLEEP_SECONDS) through SQLAlchemy)
+    waits_on: str
 
     @property
     def calls_upstream(self) -> bool:
         return self.waits_on == "upstream"
 
-    def limits(self, thread_limit: int, http_pool: int) -> list[tuple[float, str]]:
+    @property
+    def queries_database(self) -> bool:
+        return self.waits_on == "database"
+
+    def limits(self, thread_limit: int, http_pool: int, db_pool: int) -> list[tuple[float, str]]:
         """Every per-worker limit of this endpoint: (requests at once, what the summary calls it)."""
         found = []
         if self.kind == DEF:
             found.append((thread_limit, f"thread limiter: {thread_limit}/worker"))
         if self.calls_upstream and self.kind != BLOCKING:
             found.append((http_pool, f"HTTP client pool: {http_pool}/worker"))
+        if self.queries_database and self.kind != BLOCKING:
+            found.append((db_pool, f"database pool: {db_pool}/worker"))
         if self.kind == BLOCKING:  # the event loop is stuck in the call: one request at a time
             found.append((1, "blocked event loop: 1/worker"))
         return found
 
     def pool_waiters(self, connections: int, thread_limit: int) -> int:
-        """Requests of one worker that can wait for the HTTP client's pool at once."""
+        """Requests of one worker that can wait for its pool (the HTTP client's, the database's) at once."""
         return min(connections, thread_limit) if self.kind == DEF else connections
 
 
@@ -42,4 +52,7 @@ ENDPOINTS = {
     "sync-http": Endpoint(DEF, "upstream"),
     "async-http": Endpoint(ASYNC, "upstream"),
     "async-http-blocking": Endpoint(BLOCKING, "upstream"),
+    "sync-db": Endpoint(DEF, "database"),
+    "async-db": Endpoint(ASYNC, "database"),
+    "async-db-blocking": Endpoint(BLOCKING, "database"),
 }

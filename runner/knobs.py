@@ -29,10 +29,14 @@ KNOBS = {
     "THREAD_LIMIT": Knob("default", "anyio thread limit for `def` endpoints per worker (default 40)"),
     "HTTP_POOL": Knob("default", "httpx max_connections per client per worker (default 100)"),
     "HTTP_POOL_TIMEOUT": Knob("default", "seconds a call may wait for a pooled connection (default 5)"),
+    "DB_POOL_SIZE": Knob("default", "SQLAlchemy pool_size for the /*-db endpoints, per worker (default 5)"),
+    "DB_MAX_OVERFLOW": Knob("default", "SQLAlchemy max_overflow (default 10)"),
+    "DB_POOL_TIMEOUT": Knob("default", "seconds a request may wait for a pooled connection (default 30)"),
     "RATES": Knob("0.5 0.9 1.1 2", "openloop: offered rates as fractions of predicted capacity"),
     "HOST": Knob("127.0.0.1", "where the server listens"),
     "PORT": Knob("8000", "its port"),
     "UPSTREAM_PORT": Knob("PORT + 1", "where the upstream for the /*-http endpoints listens"),
+    "DB_PORT": Knob("PORT + 2", "where the PostgreSQL for the /*-db endpoints listens (127.0.0.1)"),
     "SCALE": Knob("1", "divide sleep, duration and timeout by this"),
     "REPEAT": Knob("1", "runs of each cell"),
     "WARMUP": Knob("auto", "seconds of unmeasured load before each cell; auto: 2 s for CPU-bound cells"),
@@ -42,13 +46,15 @@ KNOBS = {
     "RESULTS_DIR": Knob("results", "where run directories go"),
     "WRK": Knob("wrk", "the closed-loop load generator"),
     "HTTPERF": Knob("httperf", "the open-loop load generator"),
+    "PG_BINDIR": Knob("", "where initdb and postgres are (found on PATH, pg_config, /usr/lib/postgresql, brew)"),
     "VENV": Knob(".venv", "the virtual environment benchmark.sh makes and uses"),
     "PYTHON": Knob("newest 3.11+", "the interpreter to make it with (python3.14 ... python3)"),
     "LOCK": Knob("$TMPDIR/...lock", "the lock that keeps two runs off the same cores"),
     "GUNICORN_CMD_ARGS": Knob("", "extra gunicorn flags; the runner's own (-w, --threads, -k, -b) win"),
 }
 # Knobs that say where and with what, not what is measured: left out of "knobs that differ".
-MACHINE_KNOBS = {"HOST", "PORT", "UPSTREAM_PORT", "RESULTS_DIR", "WRK", "HTTPERF", "VENV", "PYTHON", "LOCK"}
+MACHINE_KNOBS = {"HOST", "PORT", "UPSTREAM_PORT", "DB_PORT", "RESULTS_DIR", "WRK", "HTTPERF", "PG_BINDIR", "VENV",
+                 "PYTHON", "LOCK"}
 
 
 def given(environ=os.environ) -> dict[str, str]:
@@ -98,3 +104,12 @@ def optional_int(name: str, text: str) -> int | None:
 
 def optional_number(name: str, text: str) -> float | None:
     return None if text == "default" else number(name, text)
+
+
+def optional_count(name: str, text: str) -> int | None:
+    """A whole number >= 0, or "default"."""
+    if text == "default":
+        return None
+    if not re.fullmatch(r"[0-9]+", text):
+        raise BadInput(f"{name} must be a whole number >= 0, got '{text}'")
+    return int(text)

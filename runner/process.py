@@ -41,11 +41,11 @@ def taskset(cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus] if cpus else []
 
 
-def stop_group(process: subprocess.Popen, grace_s: float = 1.0) -> None:
-    """SIGTERM to the whole session, a moment to finish (the stop snapshot has what we need), then SIGKILL."""
+def stop_group(process: subprocess.Popen, grace_s: float = 1.0, stop_signal: int = signal.SIGTERM) -> None:
+    """STOP_SIGNAL to the whole session, a moment to finish (the stop snapshot has what we need), then SIGKILL."""
     pgid = process.pid
     try:
-        os.killpg(pgid, signal.SIGTERM)
+        os.killpg(pgid, stop_signal)
     except ProcessLookupError:
         pass
     deadline = time.monotonic() + grace_s
@@ -59,9 +59,11 @@ def stop_group(process: subprocess.Popen, grace_s: float = 1.0) -> None:
 
 
 @contextmanager
-def started(command: list[str], log: Path, env: dict, lock: "Lock | None" = None, cpus: str | None = None):
+def started(command: list[str], log: Path, env: dict, lock: "Lock | None" = None, cpus: str | None = None,
+            stop_signal: int = signal.SIGTERM, grace_s: float = 1.0):
     """Start COMMAND in a session of its own (pinned to CPUS with taskset), output to LOG, and stop
-    its whole session on every way out: the end of the block, an exception, a signal."""
+    its whole session on every way out: the end of the block, an exception, a signal (STOP_SIGNAL,
+    GRACE_S to finish, then SIGKILL)."""
     with open(log, "wb") as out:
         process = subprocess.Popen([*taskset(cpus), *command], stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
@@ -70,7 +72,7 @@ def started(command: list[str], log: Path, env: dict, lock: "Lock | None" = None
             lock.add_group(process.pid)
         yield process
     finally:
-        stop_group(process)
+        stop_group(process, grace_s, stop_signal)
         if lock:
             lock.remove_group(process.pid)
 

@@ -102,7 +102,7 @@ def code_state(run_dir: Path) -> dict:
 
 
 def describe(run_dir: Path, argv: list[str], parameters: dict, knobs_given: dict, wrk: str, httperf: str,
-             app_files: dict) -> dict:
+             app_files: dict, database: dict | None = None) -> dict:
     """run.json: the exact command line, the knobs it was given, every parameter, the machine, the code."""
     document = {
         "argv": argv,
@@ -114,6 +114,8 @@ def describe(run_dir: Path, argv: list[str], parameters: dict, knobs_given: dict
         "environment": environment(wrk, httperf),
         "code": {**code_state(run_dir), "app_sha256": app_files},
     }
+    if database:  # the PostgreSQL the run started: its version and its connection limits
+        document["database"] = database
     (run_dir / "run.json").write_text(json.dumps(document, indent=2) + "\n")
     return document
 
@@ -168,7 +170,7 @@ def process_tree(pid: int) -> list[dict]:
     return sampled
 
 
-def snapshot(cell_dir: Path, name: str, workers: int, stats: bool, roles: dict[str, int]) -> None:
+def snapshot(cell_dir: Path, name: str, workers: int, stats: bool, roles: dict[str, int], database=None) -> None:
     """Ask every worker for a snapshot of its counters, sample every server process now, then wait
     for the workers' snapshots (they poll every 20 ms)."""
     if stats:
@@ -176,6 +178,8 @@ def snapshot(cell_dir: Path, name: str, workers: int, stats: bool, roles: dict[s
         if "upstream" in roles:
             (cell_dir / "upstream-stats" / f"snapshot-{name}").touch()
     document = {"time": time.time(), "roles": {role: process_tree(pid) for role, pid in roles.items()}}
+    if database:
+        document["database"] = database.backends()
     (cell_dir / f"server.{name}.json").write_text(json.dumps(document, indent=2) + "\n")
     if not stats:
         return

@@ -29,7 +29,8 @@ from .sets import PER_CELL_OVERHEAD_S, Settings, cell_seconds, minutes
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_FILES = ["app.py", "counters.py"]  # what a run serves: a copy taken at its start
-APP_SETTINGS = {"SLEEP_SECONDS", "THREAD_LIMIT", "HTTP_POOL", "HTTP_POOL_TIMEOUT", "UPSTREAM_URL", "STATS_DIR"}
+APP_SETTINGS = {"SLEEP_SECONDS", "THREAD_LIMIT", "HTTP_POOL", "HTTP_POOL_TIMEOUT", "UPSTREAM_URL", "STATS_DIR",
+                "DATABASE_URL", "DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_POOL_TIMEOUT"}
 READY_TIMEOUT_S = 60
 
 
@@ -44,8 +45,10 @@ class Output:
 
 
 class Run:
-    def __init__(self, s: Settings, cells: list[Cell], run_dir: Path, lock: Lock, out: Output, tools: dict):
+    def __init__(self, s: Settings, cells: list[Cell], run_dir: Path, lock: Lock, out: Output, tools: dict,
+                 database=None):
         self.s, self.cells, self.run_dir, self.lock, self.out, self.tools = s, cells, run_dir, lock, out, tools
+        self.database = database
         self.venv_bin = str(Path(sys.executable).parent)
         self.left_s = 0.0
         self.overhead_seen, self.overhead = 0.0, PER_CELL_OVERHEAD_S
@@ -70,6 +73,11 @@ class Run:
             settings["STATS_DIR"] = str(stats_dir)
         if upstream_url:
             settings["UPSTREAM_URL"] = upstream_url
+        if ENDPOINTS[cell.endpoint].queries_database:
+            settings["DATABASE_URL"] = self.database.url
+            for name in ("db_pool_size", "db_max_overflow", "db_pool_timeout"):
+                if getattr(cell, name) is not None:
+                    settings[name.upper()] = cell.text(name)
         if self.s.server_args:
             settings["GUNICORN_CMD_ARGS"] = self.s.server_args
         return settings
@@ -79,7 +87,9 @@ class Run:
         server = SERVERS[cell.server]
         command = server.command(cell, Where(self.venv_bin, str(self.run_dir), self.s.host, port))
         cpus = self.cpus("server")
-        replay = ["env", *(f"{k}={v}" for k, v in settings.items()), *taskset(cpus), *command]
+        # The database's password is left out: it was random, and its cluster is gone once the run ends.
+        shown = {k: v.replace(self.database.password, "PASSWORD") if self.database else v for k, v in settings.items()}
+        replay = ["env", *(f"{k}={v}" for k, v in shown.items()), *taskset(cpus), *command]
         (cell_dir / f"{what}.cmd").write_text(shlex.join(replay) + "\n")
         env = {k: v for k, v in os.environ.items() if k not in APP_SETTINGS and k != "GUNICORN_CMD_ARGS"}
         log = cell_dir / f"{what}.log"
@@ -183,6 +193,10 @@ class Run:
                 settings = {"SLEEP_SECONDS": f"{cell.sleep:g}", **({"STATS_DIR": str(upstream_stats)} if upstream_stats else {})}
                 roles["upstream"] = self.serve(stack, "upstream", upstream, self.s.upstream_port, settings, cell_dir).pid
                 upstream_url = f"http://{self.s.host}:{self.s.upstream_port}/async"
+            database = self.database if ENDPOINTS[cell.endpoint].queries_database else None
+            if database:  # the last cell's backends are gone: this cell gets every connection
+                database.end_backends()
+                roles["database"] = database.pid
             if stats:
                 stats.mkdir()
             roles["server"] = self.serve(stack, "server", cell, self.s.port, self.app_env(cell, stats, upstream_url),
@@ -190,10 +204,10 @@ class Run:
             if cell.warmup:  # unmeasured: connect storm and first-request costs stay out of the cell
                 self.load(cell_dir, "warmup", self.load_command(cell, cell.warmup), cell.warmup)
                 time.sleep(cell.sleep + 1)  # the warm-up's last requests finish before the measured window
-            record.snapshot(cell_dir, "start", cell.workers, cell.stats, roles)
+            record.snapshot(cell_dir, "start", cell.workers, cell.stats, roles, database)
             self.load(cell_dir, "httperf" if cell.open_loop else "wrk", self.load_command(cell, cell.duration),
                       cell.duration)
-            record.snapshot(cell_dir, "stop", cell.workers, cell.stats, roles)
+            record.snapshot(cell_dir, "stop", cell.workers, cell.stats, roles, database)
         from report import summary
 
         prefix = f"[{index}/{total}] "

@@ -15,7 +15,8 @@ from report.model import offered_capacity
 
 from .cell import Cell
 from .endpoints import ANYIO_THREAD_LIMIT, ENDPOINTS
-from .knobs import (KNOBS, MACHINE_KNOBS, BadInput, flag, number, optional_int, optional_number, positive_int, scaled_seconds)
+from .knobs import (KNOBS, MACHINE_KNOBS, BadInput, flag, number, optional_count, optional_int, optional_number,
+                    positive_int, scaled_seconds)
 from .servers import SERVERS
 
 PER_CELL_OVERHEAD_S = 3  # start, readiness, snapshots and stop, as measured here; refined as cells run
@@ -41,6 +42,9 @@ class Settings:
     thread_limit: int | None
     http_pool: int | None
     pool_timeout: float | None
+    db_pool_size: int | None
+    db_max_overflow: int | None
+    db_pool_timeout: float | None  # scaled like the sleep, so a quick run times out as the full one does
     rates: list
     warmup: str
     pin: bool
@@ -49,6 +53,7 @@ class Settings:
     host: str
     port: int
     upstream_port: int
+    db_port: int
     server_args: str
 
     def cell(self, **fields) -> Cell:
@@ -56,7 +61,8 @@ class Settings:
         base = dict(server=self.server, worker_class=self.worker_class, thread_limit=self.thread_limit,
                     http_pool=self.http_pool, sleep=self.sleep, wrk_threads=self.wrk_threads,
                     duration=self.duration, timeout=self.timeout, pin=self.pin, pool_timeout=self.pool_timeout,
-                    stats=self.stats)
+                    stats=self.stats, db_pool_size=self.db_pool_size, db_max_overflow=self.db_max_overflow,
+                    db_pool_timeout=self.db_pool_timeout)
         return Cell(**{**base, **fields})
 
     def grid(self, **fields) -> list[Cell]:
@@ -122,6 +128,21 @@ def upstream_cells(s: Settings) -> list[Cell]:
                               connections=s.connections[-1])]
 
 
+def db_cells(s: Settings) -> list[Cell]:
+    one = dict(workers=1, threads=1)
+    return s.grid() + [
+        # The pool raised to 40 + 0: the ceiling of `def` moves to the threads.
+        s.cell(**one, endpoint="sync-db", connections=100, db_pool_size=40, db_max_overflow=0),
+        # 8 workers x (5 + 10) = 120 connections, more than PostgreSQL's 100 - 3 for an ordinary role.
+        s.cell(workers=8, threads=1, endpoint="async-db", connections=400),
+        # A short pool timeout (between the first and second wave's wait): waiting turns into errors.
+        *(s.cell(**one, endpoint=e, connections=100, db_pool_timeout=float(f"{1.5 * s.sleep:g}"))
+          for e in ("sync-db", "async-db")),
+        # fastapi/fastapi#3205's shape: `def` with a sync yield dependency, far more connections than threads.
+        s.cell(**one, endpoint="sync-db", connections=1000),
+    ]
+
+
 def openloop_cells(s: Settings) -> list[Cell]:
     return [s.cell(workers=w, threads=t, endpoint=e, connections=None,
                    rate=float(f"{fraction * offered_capacity(e, w, s.sleep, s.thread_limit or ANYIO_THREAD_LIMIT, s.server):g}"))
@@ -147,6 +168,9 @@ SETS = {
     "upstream": Set("a real HTTP call per request to a second server, and the HTTP client's pool",
                     {**FAST, "CONNECTIONS": "10 40 100 400 1000", "CONFIGS": "1x1 4x1",
                      "ENDPOINTS": "sync-http async-http async-http-blocking"}, upstream_cells),
+    "db": Set("a real PostgreSQL behind SQLAlchemy's pool: def, async def and a sync session in async def",
+              {**FAST, "CONNECTIONS": "10 40 100 400", "CONFIGS": "1x1 4x1",
+               "ENDPOINTS": "sync-db async-db async-db-blocking"}, db_cells),
     # httperf spins on a core of its own: pinned, it leaves the other to the server.
     "openloop": Set("a fixed arrival rate (httperf) at RATES x capacity: what users see above capacity",
                     {**FAST, "DURATION": "20s", "TIMEOUT": "3s", "CONFIGS": "1x1 4x1",
@@ -172,8 +196,10 @@ def knob_texts(set_name: str, environ, scale: str | None = None, repeat: str | N
         text["SCALE"] = scale
     if repeat is not None:
         text["REPEAT"] = repeat
-    if "UPSTREAM_PORT" not in environ:
-        text["UPSTREAM_PORT"] = str(int("".join(c for c in text["PORT"] if c.isdigit()) or 0) + 1)
+    port = int("".join(c for c in text["PORT"] if c.isdigit()) or 0)
+    for name, offset in (("UPSTREAM_PORT", 1), ("DB_PORT", 2)):
+        if name not in environ:
+            text[name] = str(port + offset)
     return text
 
 
@@ -188,12 +214,18 @@ def settings(set_name: str, environ=os.environ, scale: str | None = None, repeat
         raise BadInput(f"PORT must be below 65536, got '{t['PORT']}'")
     if upstream_port >= 65536 or upstream_port == port:
         raise BadInput(f"UPSTREAM_PORT must be below 65536 and differ from PORT, got '{t['UPSTREAM_PORT']}'")
+    db_port = positive_int("DB_PORT", t["DB_PORT"])
+    if db_port >= 65536 or db_port in (port, upstream_port):
+        raise BadInput(f"DB_PORT must be below 65536 and differ from PORT and UPSTREAM_PORT, got '{t['DB_PORT']}'")
     if not t["HOST"]:
         raise BadInput("HOST is empty")
     sleep_seconds = number("SLEEP_SECONDS", t["SLEEP_SECONDS"])
     thread_limit = optional_int("THREAD_LIMIT", t["THREAD_LIMIT"])
     http_pool = optional_int("HTTP_POOL", t["HTTP_POOL"])
     pool_timeout = optional_number("HTTP_POOL_TIMEOUT", t["HTTP_POOL_TIMEOUT"])
+    db_pool_size = optional_int("DB_POOL_SIZE", t["DB_POOL_SIZE"])
+    db_max_overflow = optional_count("DB_MAX_OVERFLOW", t["DB_MAX_OVERFLOW"])
+    db_pool_timeout = optional_number("DB_POOL_TIMEOUT", t["DB_POOL_TIMEOUT"])
     stats, latency, pin = (flag(name, t[name]) for name in ("STATS", "LATENCY", "PIN"))
     if not (t["WARMUP"] == "auto" or t["WARMUP"].isdigit()):
         raise BadInput(f"WARMUP must be auto or a whole number of seconds, got '{t['WARMUP']}'")
@@ -231,9 +263,12 @@ def settings(set_name: str, environ=os.environ, scale: str | None = None, repeat
         set=set_name, text=t, scale=scale_n, repeat=repeat_n, sleep=float(f"{sleep_seconds / sleep_scale:g}"),
         duration=duration, timeout=timeout, connections=connections, wrk_threads=wrk_threads, configs=configs,
         endpoints=t["ENDPOINTS"].split(), server=t["SERVER"], worker_class=t["WORKER_CLASS"],
-        thread_limit=thread_limit, http_pool=http_pool, pool_timeout=pool_timeout, rates=rates, warmup=t["WARMUP"],
+        thread_limit=thread_limit, http_pool=http_pool, pool_timeout=pool_timeout, db_pool_size=db_pool_size,
+        db_max_overflow=db_max_overflow,
+        db_pool_timeout=None if db_pool_timeout is None else float(f"{db_pool_timeout / sleep_scale:g}"),
+        rates=rates, warmup=t["WARMUP"],
         pin=pin and pinning_possible(), latency=latency, stats=stats, host=t["HOST"], port=port,
-        upstream_port=upstream_port, server_args=t["GUNICORN_CMD_ARGS"])
+        upstream_port=upstream_port, db_port=db_port, server_args=t["GUNICORN_CMD_ARGS"])
 
 
 def check_open_files(connections: int) -> None:

@@ -259,3 +259,66 @@ def test_the_lock_refuses_while_its_runner_lives_and_records_each_group(tmp_path
     lock.remove_group(os.getpid())
     assert os.readlink(tmp_path / "lock") == f"{os.getpid()} run"
     lock.release()
+
+
+# ---------------------------------------------------------------- the database set
+
+
+def test_db_set_runs_each_pool_limit_once_beside_the_grid():
+    s = sets.settings("db", {})
+    cells = sets.cells(s)
+    grid = [c for c in cells if (c.workers in (1, 4) and c.db_pool_size is None and c.db_pool_timeout is None
+                                 and c.connections in (10, 40, 100, 400))]
+    assert {(c.workers, c.endpoint, c.connections) for c in grid} == {
+        (w, e, n) for w in (1, 4) for e in ("sync-db", "async-db", "async-db-blocking") for n in (10, 40, 100, 400)}
+    extra = [c for c in cells if c not in grid]
+    assert [(c.workers, c.endpoint, c.connections, c.label()) for c in extra] == [
+        (1, "sync-db", 100, "1w x 1t dbpool 40+0"), (8, "async-db", 400, "8w x 1t"),
+        (1, "sync-db", 100, "1w x 1t dbtimeout 1.5"), (1, "async-db", 100, "1w x 1t dbtimeout 1.5"),
+        (1, "sync-db", 1000, "1w x 1t")]
+    quick = sets.cells(sets.settings("db", {}, scale="10"))
+    assert {c.db_pool_timeout for c in quick} == {None, 0.15}  # scaled with the sleep
+
+
+def test_db_knobs_reach_every_cell_and_are_checked():
+    (cell,) = cells_of("seed", CONFIGS="1x1", ENDPOINTS="sync-db", DB_POOL_SIZE=2, DB_MAX_OVERFLOW=0, DB_POOL_TIMEOUT=3)
+    assert (cell.db_pool_size, cell.db_max_overflow, cell.db_pool_timeout) == (2, 0, 3.0)
+    assert cell.directory_name(1, 2, 10.0, False) == "01-1w1t-sync-db-c100-dbpool2+0-dbtimeout3"
+    with pytest.raises(BadInput, match="DB_MAX_OVERFLOW must be a whole number >= 0, got '-1'"):
+        sets.settings("db", {"DB_MAX_OVERFLOW": "-1"})
+    with pytest.raises(BadInput, match="DB_PORT must be below 65536 and differ from PORT and UPSTREAM_PORT"):
+        sets.settings("db", {"DB_PORT": "8001"})
+
+
+@pytest.mark.parametrize("endpoint, workers, connections, pool, expected, bound", [
+    ("sync-db", 1, 100, 15, 15, "database pool: 15/worker"),  # 40 threads, 15 connections
+    ("sync-db", 1, 100, 40, 40, "thread limiter: 40/worker"),  # the pool raised: the threads again
+    ("async-db", 1, 100, 15, 15, "database pool: 15/worker"),
+    ("async-db-blocking", 4, 100, 15, 4, "blocked event loop: 1/worker"),
+    ("async-db", 4, 40, 15, 40, "client: 40 connections"),
+])
+def test_the_model_holds_database_endpoints_to_the_pool(endpoint, workers, connections, pool, expected, bound):
+    p = model.predict(endpoint, workers, connections, sleep=1, duration=10, db_pool=pool, db_available=97)
+    assert (p.concurrency, p.bound_by, p.requests, p.errors) == (expected, bound, 9 * expected, 0)
+
+
+def test_the_model_caps_the_pools_at_what_postgresql_allows_and_expects_refusals():
+    p = model.predict("async-db", 8, 400, sleep=1, duration=10, db_available=97)
+    assert (p.concurrency, p.requests, p.errors_uncounted) == (97, 9 * 97, True)
+    assert "97 connections" in p.bound_by
+    assert not model.predict("async-db", 4, 400, sleep=1, duration=10, db_available=97).errors_uncounted
+
+
+def test_a_short_pool_timeout_turns_waiting_into_errors_in_the_model():
+    waited = model.predict("async-db", 1, 100, sleep=1, duration=10, db_pool_timeout=1.5)
+    assert waited.errors > 0 and waited.requests == 9 * 15
+    assert model.predict("async-db", 1, 100, sleep=1, duration=10).errors == 0  # 30 s: none within 10 s
+
+
+def test_postgres_binaries_are_found_where_pg_bindir_says_or_refused(tmp_path):
+    from runner.database import find_bindir
+
+    assert find_bindir(str(tmp_path)) is None
+    for name in ("initdb", "postgres"):
+        (tmp_path / name).write_text("")
+    assert find_bindir(str(tmp_path)) == tmp_path
