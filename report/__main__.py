@@ -19,6 +19,11 @@ def main(argv: list[str]) -> int:
     brief = commands.add_parser("brief", help="one line of a cell's figures, as the runner prints it")
     brief.add_argument("run_dir", type=Path)
     brief.add_argument("cell")
+    compare = commands.add_parser("compare", help="pair two runs' cells by configuration: did a flag change anything? "
+                                               "(exit 1 when a pair differs beyond the spread)")
+    compare.add_argument("run_a", type=Path)
+    compare.add_argument("run_b", type=Path)
+    compare.add_argument("--out", type=Path, help="also write the comparison as markdown to this file")
     args = parser.parse_args(argv)
     if args.command == "summary":
         if not args.run_dir.is_dir():
@@ -29,6 +34,13 @@ def main(argv: list[str]) -> int:
         from . import readme as generator
 
         return generator.update(check=args.check, allow_unreproduced=args.allow_unreproduced)
+    elif args.command == "compare":
+        from . import compare as comparison
+
+        for run in (args.run_a, args.run_b):
+            if not run.is_dir():
+                parser.error(f"{run} is not a run directory")
+        return comparison.main(args.run_a, args.run_b, args.out)
     else:
         print(summary.brief(args.run_dir, args.cell))
     return 0

@@ -30,6 +30,7 @@ def usage() -> str:
     return f"""\
 Usage: ./benchmark.sh [--quick] [--set NAME] [--repeat N] [--label TEXT] [--quiet]
        ./benchmark.sh --list [--set NAME] | --reference [--list] | --setup | --setup-dev | --help
+       ./benchmark.sh --compare RUN_A RUN_B [--out FILE]
 
 Runs every cell of an experiment set: a fresh server serving app.py, then
 wrk -t WRK_THREADS -c CONNECTIONS -d DURATION --timeout TIMEOUT against one endpoint
@@ -47,6 +48,10 @@ Options:
   --list          print the cells the set would run and how long it should take, then exit
   --reference     run every set the README uses that has no run of the current code yet, one
                   after the other, 3 runs each (with --list: print those commands and their time)
+  --compare A B   pair the cells of two runs (directories, or names under results/) by
+                  configuration and print A vs B; exit 1 when a pair differs beyond what the
+                  repetitions (or, with one run each, the model's band) allow, else 0
+  --out FILE      with --compare: also write the comparison as markdown
   --setup         only create .venv and install wrk and httperf, then exit
   --setup-dev     same, with the test tools (used by the test command)
 
@@ -66,7 +71,7 @@ def die(message: str, status: int = 2):
 
 
 def parse(argv: list[str]) -> dict:
-    options = dict(set="seed", scale=None, repeat=None, label="", quiet=False, mode="run", needs=False)
+    options = dict(set="seed", scale=None, repeat=None, label="", quiet=False, mode="run", needs=False, out=None)
     args = list(argv)
     while args:
         arg = args.pop(0)
@@ -87,6 +92,14 @@ def parse(argv: list[str]) -> dict:
             options["mode"] = "reference-list" if options["mode"] == "reference" else "list"
         elif arg == "--reference":
             options["mode"] = "reference-list" if options["mode"] == "list" else "reference"
+        elif arg == "--compare":
+            if len(args) < 2:
+                die("--compare needs two run directories")
+            options["mode"], options["compare"] = "compare", (args.pop(0), args.pop(0))
+        elif arg == "--out":
+            if not args:
+                die("--out needs a file")
+            options["out"] = args.pop(0)
         elif arg == "--needs":  # benchmark.sh asks what to install before it runs us for real
             options["needs"] = True
         else:
@@ -94,6 +107,14 @@ def parse(argv: list[str]) -> dict:
     if not all(c.isalnum() or c in "._-" for c in options["label"]) or not options["label"].isascii():
         die(f"--label may hold only letters, digits, '.', '_' and '-', got '{options['label']}'")
     return options
+
+
+def run_directory(name: str) -> Path:
+    """A run directory as given, or by its name under RESULTS_DIR."""
+    for candidate in (Path(name), Path(os.environ.get("RESULTS_DIR") or ROOT / "results") / name):
+        if (candidate / "run.json").is_file():
+            return candidate
+    die(f"no run directory '{name}' (a path, or a name under results/, with a run.json)")
 
 
 def tool(knob: str, name: str) -> str:
@@ -125,6 +146,14 @@ def command(argv: list[str]) -> int:
         return 0
     if mode == "setup":
         return 0
+    if mode == "compare":
+        runs = [run_directory(name) for name in options["compare"]]
+        if options["needs"]:
+            print("")  # .venv, nothing more
+            return 0
+        from report import compare
+
+        return compare.main(*runs, Path(options["out"]) if options["out"] else None)
     if mode in ("reference", "reference-list"):
         if options["needs"]:
             print("none")

@@ -1,0 +1,162 @@
+"""Did a flag change anything? Two runs, cell by cell (python -m report compare RUN_A RUN_B).
+
+Cells are paired by their configuration: workers, threads, endpoint and load, and every field a
+knob sets except those whose values the two runs do not share at all, which are the tweak under
+test (GUNICORN_CMD_ARGS, THREAD_LIMIT, the server...). A pair differs when B - A is beyond what the repetitions of A and B already vary by,
+and beyond the model's band (the edge wave and the ✓ tolerance) for a predicted cell, or 10% for
+a cell only the CPU limits. Exit status: 1 when a pair differs, else 0; 2 when the runs cannot be
+compared.
+"""
+
+import statistics
+import sys
+from pathlib import Path
+
+from runner.cell import Cell
+from runner.knobs import KNOBS, MACHINE_KNOBS
+
+from . import parse, summary
+
+ALWAYS_PAIRED_BY = ["workers", "threads", "endpoint", "connections", "rate"]  # the configuration and its load
+# What a knob sets: paired by too, unless the two runs share no value of it (then it is the tweak under test).
+KNOB_FIELDS = ["server", "worker_class", "thread_limit", "http_pool", "pool_timeout", "sleep", "wrk_threads",
+               "duration", "timeout", "db_pool_size", "db_max_overflow", "db_pool_timeout", "server_args"]
+CPU_ONLY_BAND = 0.10  # a cell with no prediction (sleep 0): differences within 10% are noise on a shared machine
+
+
+class NotComparable(Exception):
+    pass
+
+
+def load(run_dir: Path) -> tuple[dict, list[dict], dict[str, Cell]]:
+    document = parse.read_json(run_dir / "run.json")
+    if not document:
+        raise NotComparable(f"{run_dir} has no run.json: not a run directory")
+    rows, _ = summary.summarise_run(run_dir)
+    return document, rows, {c.name: c for c in summary.read_cells(run_dir)}
+
+
+def tweak(a: list[Cell], b: list[Cell]) -> list[str]:
+    """The fields whose values in A and in B have nothing in common."""
+    return [f for f in KNOB_FIELDS if not {getattr(c, f) for c in a} & {getattr(c, f) for c in b}]
+
+
+def knobs_that_differ(a: dict, b: dict) -> list[str]:
+    pa, pb = a["parameters"], b["parameters"]
+    return [f"{name}: {pa.get(name.lower(), '-')!r} -> {pb.get(name.lower(), '-')!r}" for name in KNOBS
+            if name not in MACHINE_KNOBS and pa.get(name.lower()) != pb.get(name.lower())]
+
+
+def figures(rows: list[dict]) -> dict:
+    """Median, min, max over a side's repetitions of a cell: answered, latency, errors."""
+    open_loop = rows[0]["rate"] is not None
+    answered = [r["replies"] if open_loop else r["requests_ok"] for r in rows]
+    latency = [r["latency_median_s" if open_loop else "latency_avg_s"] for r in rows]
+    errors = [r["errors"] + (r["client_timeouts"] if open_loop else 0) for r in rows]  # wrk's count includes non-2xx
+    predicted = rows[0]["predicted_replies" if open_loop else "predicted_requests"]
+    band = (None if predicted is None else
+            (summary.OPEN_CLOSE if open_loop else summary.CLOSE) * predicted + (rows[0].get("predicted_edge") or 0))
+    return {"answered": statistics.median(answered), "low": min(answered), "high": max(answered),
+            "latency": statistics.median([x for x in latency if x is not None] or [0]),
+            "errors": statistics.median(errors), "runs": len(rows), "band": band, "row": rows[0]}
+
+
+def judge(a: dict, b: dict) -> tuple[bool, str]:
+    repetitions = max(a["high"] - a["low"], b["high"] - b["low"])
+    if a["band"] is not None:
+        limit, why = max(repetitions, a["band"], b["band"]), "repetitions and model band"
+    else:
+        limit, why = max(repetitions, CPU_ONLY_BAND * max(a["answered"], b["answered"])), "repetitions and 10%"
+    difference = abs(b["answered"] - a["answered"])
+    return difference > limit, f"±{limit:.0f} ({why})"
+
+
+def compare(run_a: Path, run_b: Path) -> tuple[list[str], list[dict], list[str]]:
+    """The header lines, one dict per pair, and the cells on one side only."""
+    doc_a, rows_a, cells_a = load(run_a)
+    doc_b, rows_b, cells_b = load(run_b)
+    scale_a, scale_b = doc_a["parameters"].get("scale"), doc_b["parameters"].get("scale")
+    if scale_a != scale_b:
+        raise NotComparable(f"{run_a.name} ran at SCALE={scale_a} and {run_b.name} at SCALE={scale_b}: sleep, "
+                            "duration and timeout differ, so their counts do not compare; compare runs of one scale")
+    left_out = tweak(list(cells_a.values()), list(cells_b.values()))
+    key_fields = ALWAYS_PAIRED_BY + [f for f in KNOB_FIELDS if f not in left_out]
+
+    def by_key(rows: list[dict], cells: dict[str, Cell]) -> dict[tuple, list[dict]]:
+        grouped: dict[tuple, list[dict]] = {}
+        for row in rows:
+            cell = cells[row["cell"]]
+            grouped.setdefault(tuple(getattr(cell, f) for f in key_fields), []).append(row)
+        return grouped
+
+    side_a, side_b = by_key(rows_a, cells_a), by_key(rows_b, cells_b)
+    pairs = []
+    for key in side_a:
+        if key in side_b:
+            a, b = figures(side_a[key]), figures(side_b[key])
+            beyond, threshold = judge(a, b)
+            pairs.append({"a": a, "b": b, "beyond": beyond, "threshold": threshold})
+    only = [f"only in {name}: {rows[0]['config']} /{rows[0]['endpoint']} {load_text(rows[0])}"
+            for name, mine, other in (("A", side_a, side_b), ("B", side_b, side_a))
+            for key, rows in mine.items() if key not in other]
+    header = [f"A: {run_a}", f"B: {run_b}"]
+    differ = knobs_that_differ(doc_a, doc_b)
+    header.append("knobs that differ: " + ("; ".join(differ) if differ else "none"))
+    if left_out:
+        header.append("paired across: " + ", ".join(left_out))
+    return header, pairs, only
+
+
+def load_text(row: dict) -> str:
+    return f"c={row['connections']}" if row["rate"] is None else f"{row['rate']:g}/s"
+
+
+def number(x: float) -> str:
+    return f"{x:g}"
+
+
+def table(pairs: list[dict]) -> list[tuple[str, ...]]:
+    lines = [("config (A)", "endpoint", "load", "answered A", "answered B", "B-A", "latency A/B", "errors A/B", "")]
+    for p in pairs:
+        a, b = p["a"], p["b"]
+        spread = lambda s: number(s["answered"]) + (f" ({number(s['low'])}-{number(s['high'])})" if s["low"] != s["high"] else "")
+        lines.append((a["row"]["config"], "/" + a["row"]["endpoint"], load_text(a["row"]), spread(a), spread(b),
+                      f"{b['answered'] - a['answered']:+g}",
+                      f"{summary.format_seconds(a['latency'])}/{summary.format_seconds(b['latency'])}",
+                      f"{number(a['errors'])}/{number(b['errors'])}",
+                      ("beyond " if p["beyond"] else "within ") + p["threshold"]))
+    return lines
+
+
+def text(header: list[str], pairs: list[dict], only: list[str], width: int = summary.COMPACT_WIDTH) -> str:
+    import textwrap
+
+    rows = table(pairs)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = [line for h in header for line in textwrap.wrap(h, width, subsequent_indent="    ")]
+    for r in rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()[:width])
+    out += only
+    differ = sum(p["beyond"] for p in pairs)
+    out.append(f"{differ} of {len(pairs)} paired cells differ beyond the spread")
+    return "\n".join(out) + "\n"
+
+
+def markdown(header: list[str], pairs: list[dict], only: list[str]) -> str:
+    rows = table(pairs)
+    lines = [*(f"- {h}" for h in header), "", "| " + " | ".join(rows[0][:-1]) + " | verdict |",
+             "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines + ([""] + [f"- {o}" for o in only] if only else [])) + "\n"
+
+
+def main(run_a: Path, run_b: Path, out: Path | None = None) -> int:
+    try:
+        header, pairs, only = compare(run_a, run_b)
+    except NotComparable as error:
+        print(f"compare: {error}", file=sys.stderr)
+        return 2
+    print(text(header, pairs, only), end="")
+    if out:
+        out.write_text(markdown(header, pairs, only))
+    return 1 if any(p["beyond"] for p in pairs) else 0

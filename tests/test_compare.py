@@ -1,0 +1,77 @@
+"""compare: two real tiny runs, paired by configuration; the README's worked example as written."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+from conftest import ROOT, benchmark_env, run_benchmark
+
+TINY = dict(CONFIGS="1x1", ENDPOINTS="sync", CONNECTIONS=200, SLEEP_SECONDS=0.5, DURATION="2s", TIMEOUT="2s",
+            WRK_THREADS=2)
+
+
+def compare(*args: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "report", "compare", *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+
+
+def test_a_knob_that_changes_the_result_is_beyond_the_spread_and_the_same_config_is_not(port, tmp_path):
+    runs = {}
+    for label, knobs in (("plain", {}), ("again", {}), ("limit", {"THREAD_LIMIT": 100})):
+        out = run_benchmark(port, tmp_path / label, "--label", label, **TINY, **knobs)
+        assert out.returncode == 0, out.stderr
+        (runs[label],) = (tmp_path / label).iterdir()
+    # 200 connections, 0.5 s: 40 threads give 120 requests in 2 s, 100 threads 300.
+    beyond = compare(runs["plain"], runs["limit"], "--out", tmp_path / "compare.md")
+    assert beyond.returncode == 1, beyond.stdout + beyond.stderr
+    assert "knobs that differ: THREAD_LIMIT: 'default' -> '100'" in beyond.stdout
+    assert "paired across: thread_limit" in beyond.stdout
+    (row,) = [line for line in beyond.stdout.splitlines() if "/sync" in line]
+    assert re.search(r"1w x 1t +/sync +c=200 +1[12]\d +(29\d|30\d) +\+1\d\d .* beyond ", row), row
+    assert "1 of 1 paired cells differ beyond the spread" in beyond.stdout
+    assert all(len(line) <= 100 for line in beyond.stdout.splitlines())
+    assert "| 1w x 1t | /sync | c=200 |" in (tmp_path / "compare.md").read_text()
+    within = compare(runs["plain"], runs["again"])
+    assert within.returncode == 0, within.stdout + within.stderr
+    assert "0 of 1 paired cells differ beyond the spread" in within.stdout and " within " in within.stdout
+
+
+def test_runs_at_different_scales_are_refused_in_one_line(tmp_path):
+    seed = next((ROOT / "results").glob("*-seed-reference"))
+    quick = tmp_path / "quick"
+    shutil.copytree(seed, quick)
+    document = json.loads((quick / "run.json").read_text())
+    document["parameters"]["scale"] = "10"
+    (quick / "run.json").write_text(json.dumps(document))
+    out = compare(seed, quick)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "SCALE=1" in out.stderr and "SCALE=10" in out.stderr
+
+
+def test_cells_on_one_side_only_are_listed(tmp_path):
+    seed = next((ROOT / "results").glob("*-seed-reference"))
+    fewer = tmp_path / "fewer"
+    shutil.copytree(seed, fewer)
+    lines = (fewer / "cells.tsv").read_text().splitlines()
+    (fewer / "cells.tsv").write_text("\n".join(line for line in lines if "-4w4t-" not in line) + "\n")
+    out = compare(seed, fewer)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "only in A: 4w x 4t /sync c=100" in out.stdout and "only in A: 4w x 4t /async c=100" in out.stdout
+    assert "0 of 6 paired cells differ beyond the spread" in out.stdout
+
+
+def test_the_readmes_worked_example_runs_as_written(port, tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Tweak and compare", 1)[1]
+    commands = re.search(r"```sh\n(.*?)```", section, re.S).group(1).strip().splitlines()
+    assert len(commands) == 3 and commands[-1].startswith("./benchmark.sh --compare ")
+    results = tmp_path / "results"
+    env = benchmark_env(port, results)
+    for command in commands:  # in a directory of its own, where results/ is the test's
+        out = subprocess.run(["bash", "-c", command.replace("./benchmark.sh", str(ROOT / "benchmark.sh"))],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        expected = (0, 1) if "--compare" in command else (0,)
+        assert out.returncode in expected, (command, out.stdout, out.stderr)
+    assert "1w x 1t" in out.stdout and "/async" in out.stdout and "c=1000" in out.stdout
