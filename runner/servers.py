@@ -27,7 +27,7 @@ class Server:
     command: Callable  # (cell, where) -> argv
     ready_line: str  # a regular expression each worker prints once it serves
     packages: tuple[str, ...]  # recorded with their versions in run.json
-    ignores: tuple[str, ...] = ("THREADS (the T in WxT)", "WORKER_CLASS", "GUNICORN_CMD_ARGS")
+    ignores: tuple[str, ...] = ("the threads (T in CONFIGS' WxT)", "WORKER_CLASS", "GUNICORN_CMD_ARGS")
     own_limit: Callable = field(default=lambda workers: None)  # (workers) -> (requests/worker, why) or None
     label: Callable = field(default=None)  # (cell) -> the summary's config column; None: "NAME Nw"
     # Worker classes the servers set compares ("-": the server has none, and no --threads either).
@@ -55,7 +55,7 @@ def gunicorn_label(cell) -> str:
 GUNICORN = dict(ready_line=r"Application startup complete|ASGI server listening on",
                 packages=("gunicorn", "uvicorn-worker", "uvicorn", "uvloop", "httptools"),
                 # --threads "only affects the Gthread worker type" (gunicorn config.py): no ASGI worker reads it.
-                ignores=("THREADS (the T in WxT): only gunicorn's gthread worker reads --threads",),
+                ignores=("the threads (T in CONFIGS' WxT): only its gthread worker reads `--threads`",),
                 label=gunicorn_label)
 
 SERVERS = {

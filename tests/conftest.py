@@ -15,12 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 VENV_BIN = Path(sys.executable).parent
 
+from runner.cell import Cell  # noqa: E402 (after the path)
+from runner.servers import SERVERS, Where  # noqa: E402
 
-APP_SETTINGS = {"SLEEP_SECONDS", "STATS_DIR", "THREAD_LIMIT", "HTTP_POOL", "HTTP_POOL_TIMEOUT", "UPSTREAM_URL"}
-# benchmark.sh's knobs: a value left in the caller's shell must not leak into a test's run.
-KNOBS = {"DURATION", "TIMEOUT", "CONNECTIONS", "WRK_THREADS", "CONFIGS", "ENDPOINTS", "SERVER", "WORKER_CLASS",
-         "RATES", "HOST", "PORT", "UPSTREAM_PORT", "SCALE", "REPEAT", "WARMUP", "PIN", "LATENCY", "STATS",
-         "RESULTS_DIR", "WRK", "HTTPERF", "LOCK", "GUNICORN_CMD_ARGS"}
+
+from runner.knobs import KNOBS  # noqa: E402 (the knobs: a value left in the caller's shell must not leak in)
+from runner.run import APP_SETTINGS  # noqa: E402
 
 
 def pytest_configure(config):
@@ -62,18 +62,20 @@ def free_port() -> int:
 
 
 def server_pids(port: int) -> list[int]:
-    """Every live server process (gunicorn, uvicorn, granian: master or worker) started for this port.
+    """Every live server process (any of runner/servers.py's: master or worker) started for this port.
 
     psutil rather than /proc, so that this works on macOS too. Workers that the server spawned
-    (uvicorn, granian) do not carry the port on their command line: their parent does.
+    (uvicorn's, granian's) do not carry the port on their command line: their parent does.
     """
     marks = {f"127.0.0.1:{port}", f"--port {port}", f"--port={port}"}
+    binaries = {Path(server.command(Cell(), Where("bin", "app", "127.0.0.1", port))[0]).name
+                for server in SERVERS.values()}
     masters = set()
     for process in psutil.process_iter(["pid", "cmdline", "status"]):
         try:
             line = " ".join(process.info["cmdline"] or [])
-            if process.info["status"] != psutil.STATUS_ZOMBIE and any(m in line for m in marks) and (
-                    "gunicorn" in line or "uvicorn" in line or "granian" in line):
+            if process.info["status"] != psutil.STATUS_ZOMBIE and any(m in line for m in marks) and any(
+                    b in line for b in binaries):
                 masters.add(process.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
