@@ -242,14 +242,18 @@ def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit
         row["expected_errors"], row["expected_errors_edge"] = observed.errors, observed.errors_edge
         if database:
             row["expected_errors_uncounted"] = observed.errors_uncounted
-    active = row.get("db_active_stop")
-    if row.get("expected_errors_uncounted") and active is not None and active * complete_waves(row) < row["expected_requests"]:
-        # The slots PostgreSQL refuses are held a moment by the attempts it refuses and by connections
-        # being set up or closed: the same model, fed with the queries PostgreSQL itself ran at the stop.
-        row["expected_requests"] = active * complete_waves(row)
-        row["expected_edge"] = active if row["expected_edge"] else 0
-        row["bound_by"] = (f"PostgreSQL: {active} queries running at the stop, of {database_available(cell_dir.parent)} "
-                           f"connections ({row['db_backends_stop']} open)")
+    active, available = row.get("db_active_stop"), database_available(cell_dir.parent)
+    measured_limit = (row.get("expected_errors_uncounted") and active is not None
+                      and row["db_backends_stop"] >= available - 1)
+    if measured_limit:
+        # Every connection PostgreSQL allows was taken, as its own count shows; a slot is also held a moment
+        # by each attempt it refuses and by connections being opened or closed: the same model, fed with the
+        # queries PostgreSQL itself ran at the stop.
+        row["bound_by"] = (f"PostgreSQL: all {available} connections taken ({row['db_backends_stop']} open, "
+                           f"{active} querying at the stop)")
+        if active * complete_waves(row) < row["expected_requests"]:
+            row["expected_requests"] = active * complete_waves(row)
+            row["expected_edge"] = active if row["expected_edge"] else 0
     expected = row["expected_requests"]
     row["measured_over_predicted"] = round(answered_ok / predicted.requests, 3) if predicted.requests else None
     if expected is None:  # sleep 0: only a CPU can be the limit
@@ -267,7 +271,7 @@ def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit
             row["bound_by"] = f"worker killed ({row['worker_timeouts']}x WORKER TIMEOUT)"
         elif row["cpu_bound"]:
             row["bound_by"] = row["cpu"]
-        else:
+        elif not measured_limit:
             row["bound_by"] = f"unexplained: below the prediction, no CPU saturated ({row['cpu']})"
 
 
