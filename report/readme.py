@@ -5,8 +5,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from runner.knobs import KNOBS
-from runner.sets import SETS, changed_knobs
+from runner.knobs import KNOBS, MACHINE_KNOBS
+from runner.servers import SERVERS
+from runner.sets import REFERENCE, SETS, changed_knobs
 
 from . import claims, summary
 from .claims import DEFAULT_THREAD_LIMIT, ORIGINAL, Claim, Missing, Run, find, ok, rng
@@ -36,6 +37,7 @@ def reference_runs(results: Path) -> dict[str, Run]:
 
 
 def answer(runs: dict[str, Run]) -> list[Claim | str]:
+    """Five lines, each a checked claim with its condition, its number and a link to its evidence."""
     def line(build) -> Claim | str:
         try:
             return build()
@@ -46,41 +48,29 @@ def answer(runs: dict[str, Run]) -> list[Claim | str]:
         top, sync = claims.async_beside_sync(runs["concurrency"].groups)
         holds = (ok(sync) and sync["bound_by"].startswith("thread")
                  and top["requests_per_sec_median"] > 2 * sync["requests_per_sec_median"])
-        return Claim("`async def` when everything the endpoint waits on is awaitable.", holds,
-                     f"One worker held {top['peak_in_handler_max']} sleeping requests at once "
-                     f"({top['requests_per_sec_median']:.0f} req/s); the same wait behind `def` managed "
-                     f"{sync['requests_per_sec_median']:.0f} req/s.")
+        return Claim("`def` or `async def`: `async def` when everything the endpoint waits on is awaited,", holds,
+                     "", ("concurrency",),
+                     key=f"because FastAPI runs a `def` endpoint on a pool of {DEFAULT_THREAD_LIMIT} threads per "
+                     f"worker. One worker, {top['connections']} connections, a {top['sleep_s']:g} s wait: `async def` "
+                     f"{top['requests_per_sec_median']:.0f} requests/s, `def` {sync['requests_per_sec_median']:.0f}. "
+                     f"`def` for blocking code, within those threads.")
 
-    def def_line() -> Claim:
-        loop = runs["openloop"].groups
-        over = max((g for g in loop if g["config"] == "1w x 1t" and g["endpoint"] == "sync"), key=lambda g: g["rate"])
-        fine = min((g for g in loop if g["config"] == "1w x 1t" and g["endpoint"] == "sync"), key=lambda g: g["rate"])
-        holds = ok(over) and ok(fine) and over["client_timeouts_median"] > 0 and fine["client_timeouts_median"] == 0
-        return Claim("`def` for blocking code, within its threads.", holds,
-                     f"FastAPI runs it in anyio's thread pool, {DEFAULT_THREAD_LIMIT} at a time per worker: "
-                     f"{over['capacity_per_s']:g} req/s at a {over['sleep_s']:g} s wait. Offered {fine['rate']:g}/s, "
-                     f"every request was answered; offered {over['rate']:g}/s, "
-                     f"{over['client_timeouts_median'] / over['offered_median']:.0%} timed out.")
+    def reword(claim: Claim, title: str) -> Claim:
+        return Claim(title, claim.holds, claim.evidence, claim.sets, claim.key, claim.finding)
 
-    def workers_line() -> Claim:
-        sweep, servers = runs["concurrency"].groups, runs["servers"].rows
-        top = max(g["connections"] for g in sweep)
-        one, four = (find(sweep, config=f"{w}w x 1t", endpoint="sync", connections=top) for w in (1, 4))
-        fixed = [max(r["connections_per_worker"]) / sum(r["connections_per_worker"]) for r in servers
-                 if r["server"] == "gunicorn-reuse-port" and r["sleep_s"] > 0]
-        plain = [max(r["connections_per_worker"]) / sum(r["connections_per_worker"]) for r in servers
-                 if r["config"] == f"{r['workers']}w x 1t" and r["sleep_s"] > 0]
-        holds = claims.workers_for_def(runs).holds and claims.threads_flag(runs).holds and max(fixed) < max(plain)
-        return Claim("Workers multiply `def`'s threads; `--threads` does nothing; `--reuse-port` evens the spread.",
-                     holds,
-                     f"4 workers answered {four['requests_median'] / one['requests_median']:.1f}x what one did for "
-                     f"`def`. With `--reuse-port` the busiest of 4 gunicorn workers took at most {max(fixed):.0%} of "
-                     f"the connections, without it up to {max(plain):.0%}.")
-
-    return [line(async_line), line(def_line), line(workers_line)]
-
-
-# ---------------------------------------------------------------- the other sections
+    lines = [
+        (line(async_line), claims.async_wins),
+        (line(lambda: reword(claims.threads_flag(runs), "gunicorn's `--threads` does nothing for FastAPI's workers:")),
+         claims.threads_flag),
+        (line(lambda: reword(claims.workers_for_def(runs), f"Workers for `def` multiply the {DEFAULT_THREAD_LIMIT} "
+                             f"threads once the clients keep each worker busier than {DEFAULT_THREAD_LIMIT}:")),
+         claims.workers_for_def),
+        (line(lambda: reword(claims.workers_for_async(runs), "Workers for `async def` help only once a CPU is "
+                             "the limit:")), claims.workers_for_async),
+        (line(lambda: reword(claims.blocking_async(runs), "Never block inside `async def`: one request at a "
+                             "time per worker,")), claims.blocking_async),
+    ]
+    return lines
 
 
 def comparison_table(groups: list[dict]) -> str:
@@ -105,32 +95,6 @@ def machine(run: Run) -> str:
     packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
     return (f"{env['cpu_count']} x {env['cpu_model']}, {env['os']}, somaxconn {env.get('somaxconn')}; "
             f"Python {env['python']}; {packages}; {env['wrk']}" + (f"; {env['httperf']}" if env.get("httperf") else ""))
-
-
-def results_section(runs: dict[str, Run]) -> str:
-    parts = []
-    machines = {machine(run) for run in runs.values()}
-    one_machine = len(machines) == 1
-    if one_machine:
-        parts.append(f"Machine and versions for every run: {machines.pop()}.\n")
-    for name in SETS:
-        if name not in runs:
-            parts.append(f"### {name}\n\nNo reference run committed yet: `./benchmark.sh --set {name} --repeat 3 "
-                         f"--label reference`.\n")
-            continue
-        run = runs[name]
-        p = run.parameters
-        scale = "" if p["scale"] == "1" else f", all divided by SCALE={p['scale']}"
-        load = (f"httperf, {p['duration']} per rate, --timeout {p['timeout']}" if name == "openloop"
-                else f"wrk -t {p['wrk_threads']} -d {p['duration']} --timeout {p['timeout']}")
-        parts.append(
-            f"### {name}\n\n{SETS[name].purpose[0].upper() + SETS[name].purpose[1:]}. Run [`{run.run_dir.name}`](results/{run.run_dir.name}/): "
-            f"sleep {p['sleep_seconds']} s, {load}{scale}; {p['repeat']} runs per cell"
-            + (", pinned (load generator on CPU 0)" if p.get("pin") == "1" else "")
-            + ("" if one_machine else f". Machine: {machine(run)}") + ".\n\n"
-            + summary.markdown_table(run.groups)
-            + f"\n![{name}](results/{run.run_dir.name}/plot.png)\n")
-    return "\n".join(parts)
 
 
 def evidence(runs: dict[str, Run]) -> str:
@@ -178,21 +142,6 @@ def never_answered(runs: dict[str, Run]) -> str:
             f"answered requests.")
 
 
-def reproduce(runs: dict[str, Run]) -> str:
-    lines = ["| run | command | started | took |", "|---|---|---|---|"]
-    for name in [*SETS, "worker-killed"]:
-        if name not in runs:
-            continue
-        run = runs[name]
-        started, ended = run.document.get("started"), run.document.get("ended")
-        took = "-"
-        if started and ended:
-            seconds = (datetime.datetime.fromisoformat(ended) - datetime.datetime.fromisoformat(started)).total_seconds()
-            took = f"{seconds / 60:.0f} min"
-        lines.append(f"| [`{run.run_dir.name}`](results/{run.run_dir.name}/) | `{replay(run)}` | {started} | {took} |")
-    return "\n".join(lines) + "\n"
-
-
 def replay(run: Run) -> str:
     """The command that replays a run: the knobs that differ from its set's defaults, then its arguments."""
     texts = {name: run.parameters[name.lower()] for name in KNOBS if name.lower() in run.parameters}
@@ -202,42 +151,142 @@ def replay(run: Run) -> str:
         + shlex.join(argv)
 
 
-def sections(results: Path) -> tuple[dict[str, str], list[Claim]]:
+# ---------------------------------------------------------------- the per-set pages
+
+
+PAGES = [*SETS, "worker-killed"]
+WORKER_KILLED = "gunicorn's heartbeat against an `async def` that blocks its loop again and again"
+GENERATED = "Generated by `python -m report readme` from the committed runs: edit `report/`, not this page."
+
+
+def page_of(name: str) -> str:
+    return f"results/{name}.md"
+
+
+def slug(title: str) -> str:
+    """GitHub's anchor for a heading."""
+    return "".join(c for c in title.lower() if c.isalnum() or c in " -_").replace(" ", "-")
+
+
+def anchor(claim: Claim) -> str:
+    """A short, stable anchor for a finding on its page: its function's name."""
+    return claim.finding.replace("_", "-")
+
+
+def link(claim: Claim) -> str:
+    return f"{page_of(finding_page(claim))}#{anchor(claim)}"
+
+
+def finding_page(claim: Claim) -> str:
+    return claim.sets[0]
+
+
+def took(run: Run) -> str:
+    started, ended = run.document.get("started"), run.document.get("ended")
+    if not (started and ended):
+        return "-"
+    seconds = (datetime.datetime.fromisoformat(ended) - datetime.datetime.fromisoformat(started)).total_seconds()
+    return f"{seconds / 60:.0f} min"
+
+
+def page(name: str, runs: dict[str, Run], found: list[Claim]) -> str:
+    purpose = SETS[name].purpose if name in SETS else WORKER_KILLED
+    head = f"# `{name}`: {purpose}\n\n{GENERATED}\n"
+    if name not in runs:
+        command = next(" ".join([*(f"{k}={v}" for k, v in knobs.items()), ROOT_COMMAND, *args])
+                       for knobs, args in REFERENCE if (name == "worker-killed") == ("worker-killed" in args)
+                       and (name == "worker-killed" or args[args.index("--set") + 1] == name))
+        return head + f"\nNo reference run committed yet: `{command}`.\n"
+    run = runs[name]
+    p = run.parameters
+    load = (f"httperf, {p['duration']} per rate, --timeout {p['timeout']}" if name == "openloop"
+            else f"wrk -t {p['wrk_threads']} -d {p['duration']} --timeout {p['timeout']}")
+    parts = [head, f"Run [`{run.run_dir.name}`]({run.run_dir.name}/): sleep {p['sleep_seconds']} s, {load}"
+             + ("" if p["scale"] == "1" else f", all divided by SCALE={p['scale']}")
+             + f"; {p['repeat']} runs per cell" + (", pinned (load generator on CPU 0)" if p.get("pin") == "1" else "")
+             + f"; started {run.document.get('started')}, took {took(run)}. Reproduce: `{replay(run)}`.\n",
+             f"Machine and versions: {machine(run)}.\n"]
+    mine = [c for c in found if finding_page(c) == name]
+    if mine:
+        parts.append("## Findings\n")
+        for claim in mine:
+            status = "" if claim.holds else f"✗ {claims.NOT_REPRODUCED}: "
+            parts.append(f'<a id="{anchor(claim)}"></a>\n### {claim.title}\n\n{status}{claim.evidence}\n')
+    if name == "seed":
+        parts.append("## Reading wrk's numbers\n\n" + evidence(runs))
+    parts.append("## Every cell\n\n" + summary.markdown_table(run.groups)
+                 + f"\n![{name}]({run.run_dir.name}/plot.png)\n")
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------- README.md
+
+
+def knobs_table() -> str:
+    knobs = ", ".join(f"`{name}` ({knob.default or '-'})" for name, knob in KNOBS.items() if name not in MACHINE_KNOBS)
+    lines = [f"Knobs, with the seed set's defaults (`./benchmark.sh --help` says what each sets): {knobs}.", "",
+             "| `SERVER=` | ignores |", "|---|---|"]
+    lines += [f"| `{name}` | {', '.join(server.ignores)} |" for name, server in SERVERS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def finding_line(claim: Claim | str) -> str:
+    if not isinstance(claim, Claim):
+        return claim
+    status = "" if claim.holds else f" ✗ {claims.NOT_REPRODUCED}:"
+    return f"- **{claim.title}**{status} {claim.key} ([evidence]({link(claim)}))"
+
+
+def sections(results: Path) -> tuple[dict[str, str], dict[str, str], list[Claim]]:
+    """README.md's generated sections, every per-set page, and every claim they print."""
     runs = reference_runs(results)
     found = claims.evaluate(runs)
-    first = answer(runs)
-    checked = [c for c in [*found, *first] if isinstance(c, Claim)]
+    checked = [c for c in found if isinstance(c, Claim)]
+    by_finding = dict(zip(claims.FINDINGS, found))
+    answer_lines = []
+    for text, finding in answer(runs):
+        if isinstance(text, Claim):
+            checked.append(text)
+            status = "" if text.holds else f" ✗ {claims.NOT_REPRODUCED}:"
+            target = by_finding[finding] if isinstance(by_finding.get(finding), Claim) else text
+            answer_lines.append(f"- **{text.title}**{status} {text.key} ([evidence]({link(target)}))")
+        else:
+            answer_lines.append(text)
     text = {
-        "answer": "\n".join(c.markdown() if isinstance(c, Claim) else c for c in first) + "\n",
+        "answer": "\n".join(answer_lines) + "\n",
         "original": comparison_table(runs["seed"].groups) if "seed" in runs else "No seed reference run yet.\n",
-        "findings": "\n".join(c.markdown() if isinstance(c, Claim) else c for c in found) + "\n",
-        "evidence": evidence(runs),
-        "results": results_section(runs),
-        "reproduce": reproduce(runs),
+        "findings": "\n".join(finding_line(c) for c in found) + "\n",
+        "knobs": knobs_table(),
+        "pages": "\n".join(f"- [`{name}`]({page_of(name)}): {SETS[name].purpose if name in SETS else WORKER_KILLED}"
+                           + ("" if name in runs else " (no reference run yet)") for name in PAGES) + "\n",
     }
-    return text, checked
+    pages = {page_of(name): page(name, runs, checked) for name in PAGES}
+    return text, pages, checked
 
 
-def generated(readme: str, results: Path) -> tuple[str, list[Claim]]:
-    text, checked = sections(results)
+def generated(readme: str, text: dict[str, str]) -> str:
     for name, block in text.items():
         begin, end = markers(name)
         start, stop = readme.index(begin) + len(begin), readme.index(end)
         readme = readme[:start] + "\n" + block + readme[stop:]
-    return readme, checked
+    return readme
 
 
 def update(check: bool = False, allow_unreproduced: bool = False, path: Path = ROOT / "README.md",
            results: Path = ROOT / "results") -> int:
-    current = path.read_text()
-    wanted, checked = generated(current, results)
+    """Write (or with check, compare) README.md's generated sections and every per-set page."""
+    text, pages, checked = sections(results)
+    wanted = {path: generated(path.read_text(), text),
+              **{results / Path(name).name: body for name, body in pages.items()}}
     failed = [c for c in checked if not c.holds]
     status = 0
-    if check and current != wanted:
-        print(f"report: {path} is not what the committed runs give: run python -m report readme", file=sys.stderr)
-        status = 1
-    if not check:
-        path.write_text(wanted)
+    for file, body in wanted.items():
+        current = file.read_text() if file.exists() else None
+        if check and current != body:
+            print(f"report: {file} is not what the committed runs give: run python -m report readme", file=sys.stderr)
+            status = 1
+        elif not check:
+            file.write_text(body)
     if failed and not allow_unreproduced:
         for claim in failed:
             print(f"report: {claims.NOT_REPRODUCED}: {claim.title}", file=sys.stderr)

@@ -336,3 +336,29 @@ def test_spread_counts_only_connections_made_after_the_warm_up(tmp_path):
         path.write_text(json.dumps(data))
     (row,), _ = summary.summarise_run(run_dir)
     assert row["connections_per_worker"] == [40, 30, 20, 10]
+
+
+def test_readme_answers_in_its_first_40_lines_within_20_kb():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.encode()) <= 20_000
+    head = text.splitlines()[:40]
+    answers = [line for line in head if line.startswith("- **") and "([evidence](results/" in line]
+    assert len(answers) == 5, answers
+    for line in answers:
+        page, anchor = line.rsplit("([evidence](", 1)[1].rstrip(")").split("#")
+        assert f'<a id="{anchor}"></a>' in (ROOT / page).read_text(), line
+
+
+def test_a_hand_edit_to_a_per_set_page_fails_the_check(tmp_path):
+    from report import readme
+
+    results = tmp_path / "results"
+    seed = next((ROOT / "results").glob("*-seed-reference"))
+    shutil.copytree(seed, results / seed.name)
+    page = tmp_path / "README.md"
+    page.write_text((ROOT / "README.md").read_text())
+    readme.update(path=page, results=results, allow_unreproduced=True)  # writes the pages for this results/
+    assert readme.update(check=True, path=page, results=results, allow_unreproduced=True) == 0
+    with open(results / "seed.md", "a") as f:
+        f.write("a hand edit\n")
+    assert readme.update(check=True, path=page, results=results, allow_unreproduced=True) == 1
