@@ -501,12 +501,17 @@ def test_after_sigkill_the_next_run_stops_what_the_killed_one_left(port, results
     killed = start_in_background(port, results, LOCK=lock, SLEEP_SECONDS=1, DURATION="30s", TIMEOUT="5s",
                                  CONFIGS="2x1", ENDPOINTS="sync", CONNECTIONS=8, WRK_THREADS=2)
     wait_for_load(port, results, killed)
+
+    def load_generators() -> list[int]:
+        return [p.pid for p in psutil.process_iter(["cmdline"]) if f":{port}/" in " ".join(p.info["cmdline"] or [])]
+
+    deadline = time.monotonic() + 10
+    while not load_generators() and time.monotonic() < deadline:  # wrk starts just after the start snapshot
+        time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)  # no clean-up runs: its server and its wrk go on
     killed.wait(timeout=10)
-    left = server_pids(port)
-    assert left, "the killed run's server should still be running"
-    wrk = [p.pid for p in psutil.process_iter(["cmdline"]) if f":{port}/" in " ".join(p.info["cmdline"] or [])]
-    assert wrk
+    left, wrk = server_pids(port), load_generators()
+    assert left and wrk, "the killed run's server and wrk should still be running"
     after = run_benchmark(port, tmp_path / "after", LOCK=lock, SLEEP_SECONDS=0, DURATION="1s", CONFIGS="1x1",
                           ENDPOINTS="async", CONNECTIONS=2, WRK_THREADS=1)
     assert after.returncode == 0, after.stderr
