@@ -220,7 +220,7 @@ async def lifespan(app):
         engines["async"] = create_async_engine(DATABASE_URL.replace("postgresql:", "postgresql+asyncpg:", 1), **pool)
         if stats:
             for name, engine in engines.items():
-                stats.watch_pool(name, engine.pool)
+                stats.watch_pool(name, engine)
     if stats:
         stats.start(limiter.total_tokens)
     yield

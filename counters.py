@@ -128,12 +128,25 @@ class WorkerStats:
         self.thread_limit = thread_limit
         threading.Thread(target=self.dump_forever, daemon=True).start()
 
-    def watch_pool(self, name: str, pool) -> None:
-        """A SQLAlchemy pool's connections checked out, at most, and its overflow (those beyond
-        pool_size) at most, from the pool's own checkout and checkin events."""
+    def watch_pool(self, name: str, engine) -> None:
+        """A SQLAlchemy engine's pool: connections checked out, at most, its overflow (those beyond
+        pool_size) at most, from the pool's own checkout and checkin events; and the connections it
+        opened, with the seconds that took (from the dialect's do_connect to the pool's connect)."""
         from sqlalchemy import event
 
-        counts = self.pools[name] = {"checked_out": 0, "peak_checked_out": 0, "peak_overflow": 0}
+        engine = getattr(engine, "sync_engine", engine)  # an AsyncEngine's events are its sync engine's
+        pool = engine.pool
+        counts = self.pools[name] = {"checked_out": 0, "peak_checked_out": 0, "peak_overflow": 0,
+                                     "connects": 0, "connect_s": 0.0}
+
+        def connecting(dialect, record, *_):
+            record.info["connecting_since"] = time.monotonic()
+
+        def connected(dbapi_connection, record):
+            with self.lock:
+                counts["connects"] += 1
+                counts["connect_s"] = round(counts["connect_s"] + time.monotonic()
+                                            - record.info.pop("connecting_since", time.monotonic()), 6)
 
         def checkout(*_):
             with self.lock:
@@ -147,6 +160,8 @@ class WorkerStats:
 
         event.listen(pool, "checkout", checkout)
         event.listen(pool, "checkin", checkin)
+        event.listen(engine, "do_connect", connecting)
+        event.listen(pool, "connect", connected)
 
     def counted(self, endpoint: str):
         """Count requests inside the handler itself, after any wait for a thread."""

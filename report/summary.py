@@ -115,12 +115,20 @@ def server_side(cell_dir: Path, endpoint: str) -> dict:
 def database_side(cell_dir: Path, endpoint: str, start: dict, stop: list, by_connections: list, delta) -> dict:
     """What the workers' SQLAlchemy pools and PostgreSQL itself saw of a database cell."""
     engine = "async" if ENDPOINTS[endpoint].kind == ASYNC else "sync"
+
+    def pool_delta(worker: dict, key: str) -> float:
+        before = start.get(worker["pid"], {}).get("pools", {}).get(engine, {}).get(key, 0)
+        return worker.get("pools", {}).get(engine, {}).get(key, 0) - before
+
     samples = {name: (parse.read_json(cell_dir / f"server.{name}.json") or {}).get("database", {})
                for name in ("start", "stop")}
     return {
         "db_pool_peak_per_worker": [s.get("pools", {}).get(engine, {}).get("peak_checked_out") for s in by_connections],
         "db_overflow_peak_per_worker": [s.get("pools", {}).get(engine, {}).get("peak_overflow") for s in by_connections],
         "db_refused": sum(delta(s, "db_refused") for s in stop),
+        # Connections the pools opened in the measured window, and the seconds that took in all.
+        "db_connects": sum(pool_delta(s, "connects") for s in stop),
+        "db_connect_s": round(sum(pool_delta(s, "connect_s") for s in stop), 3),
         "db_errors": sum(delta(s, "db_errors") for s in stop),
         **{f"db_{what}_{name}": sample.get(what) for name, sample in samples.items() for what in ("backends", "active")},
     }
@@ -271,6 +279,10 @@ def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit
             row["bound_by"] = f"worker killed ({row['worker_timeouts']}x WORKER TIMEOUT)"
         elif row["cpu_bound"]:
             row["bound_by"] = row["cpu"]
+        elif row.get("db_connects") and not measured_limit:
+            # Not in the model: each new connection costs a TCP connect, SCRAM authentication and a backend.
+            row["bound_by"] = (f"below the prediction, no CPU saturated; the pools opened {row['db_connects']} "
+                               f"connections in the window, {row['db_connect_s']:.2f} s in all ({row['cpu']})")
         elif not measured_limit:
             row["bound_by"] = f"unexplained: below the prediction, no CPU saturated ({row['cpu']})"
 
