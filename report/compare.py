@@ -62,13 +62,16 @@ def figures(rows: list[dict]) -> dict:
 
 
 def judge(a: dict, b: dict) -> tuple[bool, str]:
-    repetitions = max(a["high"] - a["low"], b["high"] - b["low"])
-    if a["band"] is not None:
-        limit, why = max(repetitions, a["band"], b["band"]), "repetitions and model band"
+    """Beyond what the repetitions of A and B vary by (both repeated), else beyond the model's band
+    (edge wave and tolerance), else, for a cell no model predicts, beyond 10%."""
+    if a["runs"] > 1 and b["runs"] > 1:
+        edge = max(a["row"].get("predicted_edge") or 0, b["row"].get("predicted_edge") or 0)
+        limit, why = max(a["high"] - a["low"], b["high"] - b["low"], edge), "repetitions"
+    elif a["band"] is not None or b["band"] is not None:
+        limit, why = max(band for band in (a["band"], b["band"]) if band is not None), "model's band"
     else:
-        limit, why = max(repetitions, CPU_ONLY_BAND * max(a["answered"], b["answered"])), "repetitions and 10%"
-    difference = abs(b["answered"] - a["answered"])
-    return difference > limit, f"±{limit:.0f} ({why})"
+        limit, why = CPU_ONLY_BAND * max(a["answered"], b["answered"]), "10%, no prediction"
+    return abs(b["answered"] - a["answered"]) > limit, f"±{limit:.0f} ({why})"
 
 
 def compare(run_a: Path, run_b: Path) -> tuple[list[str], list[dict], list[str]]:
@@ -115,38 +118,44 @@ def number(x: float) -> str:
     return f"{x:g}"
 
 
-def table(pairs: list[dict]) -> list[tuple[str, ...]]:
-    lines = [("config (A)", "endpoint", "load", "answered A", "answered B", "B-A", "latency A/B", "errors A/B", "")]
-    for p in pairs:
-        a, b = p["a"], p["b"]
-        spread = lambda s: number(s["answered"]) + (f" ({number(s['low'])}-{number(s['high'])})" if s["low"] != s["high"] else "")
-        lines.append((a["row"]["config"], "/" + a["row"]["endpoint"], load_text(a["row"]), spread(a), spread(b),
-                      f"{b['answered'] - a['answered']:+g}",
-                      f"{summary.format_seconds(a['latency'])}/{summary.format_seconds(b['latency'])}",
-                      f"{number(a['errors'])}/{number(b['errors'])}",
-                      ("beyond " if p["beyond"] else "within ") + p["threshold"]))
-    return lines
+def spread(side: dict) -> str:
+    return number(side["answered"]) + (f" ({number(side['low'])}-{number(side['high'])})" if side["low"] != side["high"] else "")
+
+
+def pair_fields(p: dict) -> dict:
+    a, b = p["a"], p["b"]
+    return {
+        "config": a["row"]["config"], "endpoint": "/" + a["row"]["endpoint"], "load": load_text(a["row"]),
+        "answered A": spread(a), "answered B": spread(b), "B-A": f"{b['answered'] - a['answered']:+g}",
+        "latency A/B": f"{summary.format_seconds(a['latency'])} / {summary.format_seconds(b['latency'])}",
+        "latency B-A": ("+" if b["latency"] >= a["latency"] else "-") + summary.format_seconds(abs(b["latency"] - a["latency"])),
+        "errors A/B": f"{number(a['errors'])} / {number(b['errors'])}", "errors B-A": f"{b['errors'] - a['errors']:+g}",
+        "verdict": ("beyond " if p["beyond"] else "within ") + p["threshold"],
+    }
 
 
 def text(header: list[str], pairs: list[dict], only: list[str], width: int = summary.COMPACT_WIDTH) -> str:
+    """Two lines a pair, each within WIDTH: the answered counts and the verdict, then latency and errors."""
     import textwrap
 
-    rows = table(pairs)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = [line for h in header for line in textwrap.wrap(h, width, subsequent_indent="    ")]
-    for r in rows:
-        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()[:width])
+    for p in pairs:
+        f = pair_fields(p)
+        first = (f"{f['config']} {f['endpoint']} {f['load']}: answered {f['answered A']} -> {f['answered B']} "
+                 f"({f['B-A']}), {f['verdict']}")
+        out += textwrap.wrap(first, width, subsequent_indent="    ")
+        out += textwrap.wrap(f"    latency {f['latency A/B']} ({f['latency B-A']}), errors {f['errors A/B']} "
+                             f"({f['errors B-A']})", width, subsequent_indent="    ")
     out += only
-    differ = sum(p["beyond"] for p in pairs)
-    out.append(f"{differ} of {len(pairs)} paired cells differ beyond the spread")
+    out.append(f"{sum(p['beyond'] for p in pairs)} of {len(pairs)} paired cells differ beyond the spread")
     return "\n".join(out) + "\n"
 
 
 def markdown(header: list[str], pairs: list[dict], only: list[str]) -> str:
-    rows = table(pairs)
-    lines = [*(f"- {h}" for h in header), "", "| " + " | ".join(rows[0][:-1]) + " | verdict |",
-             "|" + "---|" * len(rows[0])]
-    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    rows = [pair_fields(p) for p in pairs]
+    names = list(rows[0]) if rows else ["config"]
+    lines = [*(f"- {h}" for h in header), "", "| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    lines += ["| " + " | ".join(r[n] for n in names) + " |" for r in rows]
     return "\n".join(lines + ([""] + [f"- {o}" for o in only] if only else [])) + "\n"
 
 

@@ -50,10 +50,10 @@ def answer(runs: dict[str, Run]) -> list[Claim | str]:
                  and top["requests_per_sec_median"] > 2 * sync["requests_per_sec_median"])
         return Claim("`def` or `async def`: `async def` when everything the endpoint waits on is awaited,", holds,
                      "", ("concurrency",),
-                     key=f"because FastAPI runs a `def` endpoint on a pool of {DEFAULT_THREAD_LIMIT} threads per "
+                     key=f"because FastAPI runs a `def` endpoint on anyio's pool of {DEFAULT_THREAD_LIMIT} threads per "
                      f"worker. One worker, {top['connections']} connections, a {top['sleep_s']:g} s wait: `async def` "
                      f"{top['requests_per_sec_median']:.0f} requests/s, `def` {sync['requests_per_sec_median']:.0f}. "
-                     f"`def` for blocking code, within those threads.")
+                     f"`def` for blocking code, within those threads.", finding="async_wins")
 
     def reword(claim: Claim, title: str) -> Claim:
         return Claim(title, claim.holds, claim.evidence, claim.sets, claim.key, claim.finding)

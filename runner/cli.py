@@ -166,9 +166,9 @@ def command(argv: list[str]) -> int:
         die(str(error))
     open_loop = any(c.open_loop for c in cells)
     tools = {"wrk": tool("WRK", "wrk"), "httperf": tool("HTTPERF", "httperf") if open_loop else ""}
-    if any(ENDPOINTS[c.endpoint].queries_database for c in cells):
+    if mode != "list" and any(ENDPOINTS[c.endpoint].queries_database for c in cells):
         tools["postgres"] = postgres_bindir(installed=not options["needs"])
-    if mode == "list":  # a plan needs neither .venv nor wrk
+    if mode == "list":  # a plan needs neither .venv nor wrk nor PostgreSQL
         if options["needs"]:
             print("none")
             return 0

@@ -33,18 +33,25 @@ def find_bindir(given: str | None = None) -> Path | None:
 
     if given:
         return Path(given) if has_both(given) else None
-    candidates = []
-    if shutil.which("initdb"):
-        candidates.append(Path(shutil.which("initdb")).resolve().parent)
-    for command in (["pg_config", "--bindir"], ["brew", "--prefix", "postgresql@17"]):
-        if shutil.which(command[0]):
-            out = subprocess.run(command, capture_output=True, text=True).stdout.strip()
-            if out:
-                candidates.append(Path(out) / ("bin" if command[0] == "brew" else ""))
-    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
-                    if p.parent.name.isdigit() else 0, reverse=True) if Path("/usr/lib/postgresql").exists() else []
-    candidates += debian
-    return next((c for c in candidates if has_both(c)), None)
+    def output(*command: str) -> str:
+        if not shutil.which(command[0]):
+            return ""
+        return subprocess.run(list(command), capture_output=True, text=True).stdout.strip()
+
+    def newest_debian():
+        found = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if p.parent.name.isdigit()]
+        return max(found, key=lambda p: int(p.parent.name), default=None)
+
+    lookups = [lambda: shutil.which("initdb") and Path(shutil.which("initdb")).resolve().parent,
+               lambda: output("pg_config", "--bindir"),
+               newest_debian,
+               lambda: (output("brew", "--prefix", "postgresql@17") or None) and Path(output("brew", "--prefix",
+                                                                                            "postgresql@17")) / "bin"]
+    for lookup in lookups:  # in this order, each only if the one before found nothing usable
+        found = lookup()
+        if found and has_both(found):
+            return Path(found)
+    return None
 
 
 def unprivileged() -> tuple[list[str], int, int] | None:
@@ -117,15 +124,16 @@ def cluster(bindir: Path, port: int, log_dir: Path, lock: Lock | None = None):
         data, sockets, password_file = base / "data", base / "sockets", base / "password"
         sockets.mkdir(mode=0o700)
         password = secrets.token_urlsafe(24)
-        password_file.write_text(secrets.token_urlsafe(24) + "\n")  # the superuser's; never used over TCP
+        superuser_password = secrets.token_urlsafe(24)
+        password_file.write_text(superuser_password + "\n")
         password_file.chmod(0o600)
         if run_as:
             for path in (base, sockets, password_file):
                 os.chown(path, run_as[1], run_as[2])
-        # No trust on TCP: the socket directory is private, TCP needs the role's random password.
+        # No trust anywhere: a random password for every role, on the private socket and on TCP alike.
         initdb = subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
-                                 "--locale=C", "--no-sync", "--auth-local=trust", "--auth-host=scram-sha-256",
-                                 f"--pwfile={password_file}"], capture_output=True, text=True)
+                                 "--locale=C", "--no-sync", "--auth=scram-sha-256", f"--pwfile={password_file}"],
+                                capture_output=True, text=True)
         (log_dir / "postgres-initdb.log").write_text(initdb.stdout + initdb.stderr)
         if initdb.returncode != 0:
             raise Failed(f"initdb failed (exit {initdb.returncode}):\n{initdb.stderr.strip()}")
@@ -136,7 +144,7 @@ def cluster(bindir: Path, port: int, log_dir: Path, lock: Lock | None = None):
                    "-c", "client_connection_check_interval=100ms"]
         log = log_dir / "postgres.log"
         with started([*prefix, *command], log, dict(os.environ), lock, stop_signal=signal.SIGINT, grace_s=10) as process:
-            monitor = connect_when_ready(psycopg, process, log, sockets, port)
+            monitor = connect_when_ready(psycopg, process, log, sockets, port, superuser_password)
             try:
                 monitor.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(ROLE),
                                                                                      sql.Literal(password)))
@@ -153,14 +161,15 @@ def cluster(bindir: Path, port: int, log_dir: Path, lock: Lock | None = None):
         shutil.rmtree(base, ignore_errors=True)
 
 
-def connect_when_ready(psycopg, process, log: Path, sockets: Path, port: int, timeout_s: float = 30):
+def connect_when_ready(psycopg, process, log: Path, sockets: Path, port: int, password: str, timeout_s: float = 30):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise Failed(f"postgres exited during start-up; last lines of {log}:\n" +
                          "\n".join(log.read_text(errors="replace").splitlines()[-20:]))
         try:
-            return psycopg.connect(host=str(sockets), port=port, user="postgres", dbname="postgres", autocommit=True)
+            return psycopg.connect(host=str(sockets), port=port, user="postgres", password=password, dbname="postgres",
+                                   autocommit=True)
         except psycopg.OperationalError:
             time.sleep(0.05)
     raise Failed(f"postgres did not accept connections within {timeout_s:g} s; see {log}")

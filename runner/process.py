@@ -15,9 +15,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import psutil
-
-
 class Interrupted(Exception):
     """Ctrl-C, SIGTERM or SIGHUP (the terminal closed): clean up and exit 130."""
 
@@ -81,6 +78,8 @@ def started(command: list[str], log: Path, env: dict, lock: "Lock | None" = None
 
 
 def _create_time(pid: int) -> float | None:
+    import psutil  # the runner's .venv has it; `--list` and `--needs` run without one and never get here
+
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:
@@ -148,6 +147,8 @@ class LockBusy(Exception):
 
 
 def _is_runner(pid: int) -> bool:
+    import psutil
+
     try:
         command = " ".join(psutil.Process(pid).cmdline())
     except psutil.Error:
@@ -158,6 +159,8 @@ def _is_runner(pid: int) -> bool:
 def stop_left_behind(groups: list[str], holder: int | None) -> None:
     """Stop the sessions a killed run left running: every live process still in one of them that
     is not older than its leader was (so a recycled process group id is left alone)."""
+    import psutil
+
     left = []
     for word in groups:
         pgid_text, _, started_text = word.partition("@")

@@ -18,8 +18,9 @@ from .servers import SERVERS
 
 ROOT = Path(__file__).resolve().parent.parent
 # The app's own stack, then every server's (runner/servers.py), then what the runner measures with.
-PACKAGES = list(dict.fromkeys(["fastapi", "starlette", "anyio", "httpx", "httpcore",
-                               *(p for server in SERVERS.values() for p in server.packages), "psutil"]))
+PACKAGES = list(dict.fromkeys(["fastapi", "starlette", "anyio", "httpx", "httpcore", "sqlalchemy", "psycopg",
+                               "asyncpg", "greenlet", *(p for server in SERVERS.values() for p in server.packages),
+                               "psutil"]))
 
 
 def now() -> str:

@@ -89,7 +89,8 @@ class Run:
         cpus = self.cpus("server")
         # The database's password is left out: it was random, and its cluster is gone once the run ends.
         shown = {k: v.replace(self.database.password, "PASSWORD") if self.database else v for k, v in settings.items()}
-        replay = ["env", *(f"{k}={v}" for k, v in shown.items()), *taskset(cpus), *command]
+        unset = [f"-u{name}" for name in sorted(APP_SETTINGS | {"GUNICORN_CMD_ARGS"}) if name not in settings]
+        replay = ["env", *unset, *(f"{k}={v}" for k, v in shown.items()), *taskset(cpus), *command]
         (cell_dir / f"{what}.cmd").write_text(shlex.join(replay) + "\n")
         env = {k: v for k, v in os.environ.items() if k not in APP_SETTINGS and k != "GUNICORN_CMD_ARGS"}
         log = cell_dir / f"{what}.log"

@@ -29,10 +29,12 @@ def test_a_knob_that_changes_the_result_is_beyond_the_spread_and_the_same_config
     assert "knobs that differ: THREAD_LIMIT: 'default' -> '100'" in beyond.stdout
     assert "paired across: thread_limit" in beyond.stdout
     (row,) = [line for line in beyond.stdout.splitlines() if "/sync" in line]
-    assert re.search(r"1w x 1t +/sync +c=200 +1[12]\d +(29\d|30\d) +\+1\d\d .* beyond ", row), row
+    assert re.search(r"^1w x 1t /sync c=200: answered 1[12]\d -> (29\d|30\d) \(\+1\d\d\), beyond ±\d+ \(model's band\)$",
+                     row), row
     assert "1 of 1 paired cells differ beyond the spread" in beyond.stdout
     assert all(len(line) <= 100 for line in beyond.stdout.splitlines())
     assert "| 1w x 1t | /sync | c=200 |" in (tmp_path / "compare.md").read_text()
+    assert re.search(r"^    latency [0-9.]+ \w+ / [0-9.]+ \w+ \([+-][0-9.]+ \w+\), errors 0 / 0 \(\+0\)$", beyond.stdout, re.M)
     within = compare(runs["plain"], runs["again"])
     assert within.returncode == 0, within.stdout + within.stderr
     assert "0 of 1 paired cells differ beyond the spread" in within.stdout and " within " in within.stdout
