@@ -10,6 +10,7 @@ from runner.servers import SERVERS
 from runner.sets import REFERENCE, SETS, changed_knobs
 
 from . import claims, summary
+from .model import WRK_STOP_GRANULARITY_S
 from .claims import DEFAULT_THREAD_LIMIT, ORIGINAL, Claim, Missing, Run, find, ok, rng
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,14 +117,15 @@ def evidence(runs: dict[str, Run]) -> str:
         f"- *Per-thread Req/Sec means little at a few requests per second.* wrk's per-thread Req/Sec average there "
         f"is {slow_wrk['thread_req_sec_avg']:g}, times {slow_wrk['threads']} threads "
         f"{slow_wrk['thread_req_sec_avg'] * slow_wrk['threads']:.1f}, against {slow['requests_per_sec']:.2f} "
-        f"Requests/sec overall: wrk samples each thread every 100 ms and only when it saw a response.",
+        f"Requests/sec overall: wrk samples each thread every {WRK_STOP_GRANULARITY_S * 1000:.0f} ms and only when "
+        "it saw a response.",
         never_answered(runs),
         f"- *Requests in flight when wrk stops are dropped.* In `{dropped['cell']}` wrk counts {dropped['requests']}; "
         f"at that moment the server had {dropped['in_flight_at_stop']} requests received and not yet answered (its "
         f"snapshot when wrk exited). benchmark.sh then stops the server, so they are never finished.",
         f"- *The wave that ends exactly at the duration is partly counted.* {fast['sleep_s']:g} s requests and a "
         f"{fast['duration_s']:g} s run: {waves} waves end inside the run and the next ends just as it stops; wrk "
-        f"stops up to 100 ms late, so it counted {fast['requests'] - fast['predicted_requests']} of that wave's "
+        f"stops up to {WRK_STOP_GRANULARITY_S * 1000:.0f} ms late, so it counted {fast['requests'] - fast['predicted_requests']} of that wave's "
         f"{fast['predicted_edge']} in `{fast['cell']}`. The seed cells' counts over all runs: "
         + ", ".join(f"{g['config']} /{g['endpoint']} {rng(g, 'requests')}" for g in seed.groups) + ".",
     ]

@@ -483,7 +483,7 @@ def closed_loop_columns(groups: list[dict]) -> list[tuple[str, callable]]:
         ("errors", lambda g: str(g["errors_max"])),
         ("predicted", predicted_text), ("measured / predicted", verdict), ("bound by", bound_text),
         ("CPU server / client", lambda g: f"{format_percent(g['server_cpu_share'])} / {format_percent(g['load_cpu_share'])}"),
-        ("RSS per worker", lambda g: "-" if g["rss_mb_per_worker_median"] is None else f"{g['rss_mb_per_worker_median']:.0f} MB"),
+        ("RSS per worker", lambda g: "-" if g["rss_mb_per_worker_median"] is None else f"{g['rss_mb_per_worker_median']:.0f} MiB"),
         ("in flight at stop", in_flight_text),
         ("never answered", lambda g: format_range(g["never_answered_median"], g["never_answered_min"], g["never_answered_max"])),
         ("peak waiting", lambda g: "-" if g["peak_waiting_max"] is None else str(g["peak_waiting_max"])),
