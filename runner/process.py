@@ -55,23 +55,43 @@ def stop_group(process: subprocess.Popen, grace_s: float = 1.0, stop_signal: int
     process.wait()
 
 
+ENDING_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def spawn(command: list[str], log: Path, into: list, env: dict | None = None, lock: "Lock | None" = None,
+          cpus: str | None = None) -> subprocess.Popen:
+    """Start COMMAND in a session of its own (pinned to CPUS with taskset), output to LOG, and append
+    it to INTO and its session to the lock before a Ctrl-C, SIGTERM or SIGHUP can interrupt: those
+    are held meanwhile, so one that arrives then is raised only once the caller can stop the process
+    (call this inside the try whose finally stops what INTO holds)."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, ENDING_SIGNALS)
+    try:
+        with open(log, "wb") as out:
+            process = subprocess.Popen([*taskset(cpus), *command], stdout=out, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                       # the child gets the signals back: a mask survives exec
+                                       preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, ENDING_SIGNALS))
+        into.append(process)
+        if lock:
+            lock.add_group(process.pid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    return process
+
+
 @contextmanager
 def started(command: list[str], log: Path, env: dict, lock: "Lock | None" = None, cpus: str | None = None,
             stop_signal: int = signal.SIGTERM, grace_s: float = 1.0):
-    """Start COMMAND in a session of its own (pinned to CPUS with taskset), output to LOG, and stop
-    its whole session on every way out: the end of the block, an exception, a signal (STOP_SIGNAL,
-    GRACE_S to finish, then SIGKILL)."""
-    with open(log, "wb") as out:
-        process = subprocess.Popen([*taskset(cpus), *command], stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    """Start COMMAND (see spawn) and stop its whole session on every way out: the end of the block,
+    an exception, a signal (STOP_SIGNAL, GRACE_S to finish, then SIGKILL)."""
+    processes: list[subprocess.Popen] = []
     try:
-        if lock:
-            lock.add_group(process.pid)
-        yield process
+        yield spawn(command, log, processes, env, lock, cpus)
     finally:
-        stop_group(process, grace_s, stop_signal)
-        if lock:
-            lock.remove_group(process.pid)
+        for process in processes:
+            stop_group(process, grace_s, stop_signal)
+            if lock:
+                lock.remove_group(process.pid)
 
 
 # ---------------------------------------------------------------- the lock

@@ -23,7 +23,7 @@ from . import cell as cells_tsv
 from . import record
 from .cell import Cell
 from .endpoints import ENDPOINTS
-from .process import Failed, Lock, started, taskset
+from .process import Failed, Lock, spawn, started, taskset
 from .servers import SERVERS, UPSTREAM_SERVER, Where
 from .sets import PER_CELL_OVERHEAD_S, Settings, cell_seconds, minutes
 
@@ -132,19 +132,18 @@ class Run:
         if self.out.countdown:
             threading.Thread(target=self.count_down, args=(name, seconds, done), daemon=True).start()
         started_at, began = time.time(), time.perf_counter()
-        with open(cell_dir / f"{name}.txt", "wb") as out:
-            process = subprocess.Popen([*taskset(cpus), *command], stdout=out, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
-        self.lock.add_group(process.pid)
+        processes: list[subprocess.Popen] = []
         try:
+            process = spawn(command, cell_dir / f"{name}.txt", processes, lock=self.lock, cpus=cpus)
             _, status, usage = os.wait4(process.pid, 0)
             process.returncode = os.waitstatus_to_exitcode(status)
         finally:
             done.set()
-            if process.returncode is None:
-                process.kill()
-                process.wait()
-            self.lock.remove_group(process.pid)
+            for process in processes:
+                if process.returncode is None:
+                    process.kill()
+                    process.wait()
+                self.lock.remove_group(process.pid)
         wall = time.perf_counter() - began
         affinity = [int(c) for c in cpus.split(",")] if cpus else (
             sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)

@@ -28,8 +28,13 @@ TINY = dict(SLEEP_SECONDS=0.4, DURATION="3s", TIMEOUT="2s", WRK_THREADS=2)
 
 
 def assert_as_predicted(groups: list[dict]) -> None:
+    """Every group the model predicts is as predicted, and the model predicts every group with a sleep
+    (only a cell with no sleep, where the CPU alone limits, goes without a prediction)."""
+    assert groups
     for group in groups:
-        if group["measured_over_predicted"] is not None:
+        predicted = group["predicted_requests" if group["rate"] is None else "predicted_replies"]
+        assert (predicted is None) == (group["sleep_s"] == 0), group
+        if predicted is not None:
             assert group["as_predicted"] == group["runs"], group
 
 
@@ -384,7 +389,9 @@ def test_servers_set_runs_every_server_and_leaves_nothing(port, results):
     assert {c["config"] for c in cells} == {"2w x 1t", "2w x 1t --reuse-port", "2w x 1t asgi", "uvicorn 2w", "granian 2w"}
     for c in cells:
         assert len(c["connections_per_worker"]) == 2, c["cell"]  # every worker of every server reported
-        assert c["server_cpu_s"] is not None and c["max_share"] >= 0.5
+        assert c["server_cpu_s"] is not None
+        if c["sleep_s"] > 0:  # every connection reached one worker (with no sleep a busy worker may not get to all)
+            assert sum(c["connections_per_worker"]) == c["connections"], c["cell"]
     assert "--reuse-port" in (run_dir / "05-2w1t-sync-c100-gunicorn-reuse-port" / "server.cmd").read_text()
     assert "granian --interface asgi" in (run_dir / "17-2w1t-sync-c100-granian" / "server.cmd").read_text()
 
