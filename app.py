@@ -99,41 +99,36 @@ async def async_blocking_sleep():
 @app.get("/sync-http")
 @counted("sync-http")
 def sync_http():
-    try:
-        return {"upstream": clients["sync"].get(UPSTREAM_URL).status_code}
-    except httpx.HTTPError as error:
-        return upstream_failed("sync-http", error)
+    return {"upstream": clients["sync"].get(UPSTREAM_URL).status_code}
 
 
 @app.get("/async-http")
 @counted("async-http")
 async def async_http():
-    try:
-        return {"upstream": (await clients["async"].get(UPSTREAM_URL)).status_code}
-    except httpx.HTTPError as error:
-        return upstream_failed("async-http", error)
+    return {"upstream": (await clients["async"].get(UPSTREAM_URL)).status_code}
 
 
 @app.get("/async-http-blocking")
 @counted("async-http-blocking")
 async def async_http_blocking():
     # The same mistake with a real client: the sync httpx.Client inside `async def` holds the loop.
-    try:
-        return {"upstream": clients["sync"].get(UPSTREAM_URL).status_code}
-    except httpx.HTTPError as error:
-        return upstream_failed("async-http-blocking", error)
+    return {"upstream": clients["sync"].get(UPSTREAM_URL).status_code}
 
 
-def upstream_failed(endpoint: str, error: httpx.HTTPError) -> JSONResponse:
-    """A pool timeout is the limit under study: answer 503 naming it, instead of a bare 500."""
-    if isinstance(error, httpx.PoolTimeout):
-        if stats:
-            stats.count(endpoint, "pool_timeouts")
-        waited = clients["sync"].timeout.pool
-        return JSONResponse({"error": f"httpx.PoolTimeout: no pooled connection within {waited:g} s"}, status_code=503)
+def failed(request, kind: str, message: str, status: int) -> JSONResponse:
+    """A limit under study (a pool timeout, a refused connection) answers a 503 naming it, not a bare 500,
+    counted by kind for the endpoint that met it."""
     if stats:
-        stats.count(endpoint, "upstream_errors")
-    return JSONResponse({"error": f"upstream call failed: {type(error).__name__}"}, status_code=502)
+        stats.count(request.url.path.removeprefix("/"), kind)
+    return JSONResponse({"error": message}, status_code=status)
+
+
+@app.exception_handler(httpx.HTTPError)
+async def upstream_failed(request, error: httpx.HTTPError) -> JSONResponse:
+    if isinstance(error, httpx.PoolTimeout):
+        waited = clients["sync"].timeout.pool
+        return failed(request, "pool_timeouts", f"httpx.PoolTimeout: no pooled connection within {waited:g} s", 503)
+    return failed(request, "upstream_errors", f"upstream call failed: {type(error).__name__}", 502)
 
 
 if DATABASE_URL:  # the database stack only where a cell queries it: it adds some 35 MB to every worker
@@ -153,44 +148,31 @@ if DATABASE_URL:  # the database stack only where a cell queries it: it adds som
     @app.get("/sync-db")
     @counted("sync-db")
     def sync_db(session: Session = Depends(get_db)):
-        try:
-            session.execute(SLEEP_QUERY, {"seconds": SLEEP_SECONDS})
-        except SQLAlchemyError as error:
-            return database_failed("sync-db", error)
+        session.execute(SLEEP_QUERY, {"seconds": SLEEP_SECONDS})
         return BODY
 
     @app.get("/async-db")
     @counted("async-db")
     async def async_db():
-        try:
-            async with AsyncSession(engines["async"]) as session:
-                await session.execute(SLEEP_QUERY, {"seconds": SLEEP_SECONDS})
-        except SQLAlchemyError as error:
-            return database_failed("async-db", error)
+        async with AsyncSession(engines["async"]) as session:
+            await session.execute(SLEEP_QUERY, {"seconds": SLEEP_SECONDS})
         return BODY
 
     @app.get("/async-db-blocking")
     @counted("async-db-blocking")
     async def async_db_blocking():
         # The mistake people make when they "just add async": the sync session inside `async def`.
-        try:
-            with Session(engines["sync"]) as session:
-                session.execute(SLEEP_QUERY, {"seconds": SLEEP_SECONDS})
-        except SQLAlchemyError as error:
-            return database_failed("async-db-blocking", error)
+        with Session(engines["sync"]) as session:
+            session.execute(SLEEP_QUERY, {"seconds": SLEEP_SECONDS})
         return BODY
 
-    def database_failed(endpoint: str, error: "SQLAlchemyError") -> JSONResponse:
-        """The pool's timeout and PostgreSQL's connection limit are the limits under study: 503s naming them."""
+    @app.exception_handler(SQLAlchemyError)
+    async def database_failed(request, error: SQLAlchemyError) -> JSONResponse:
         if isinstance(error, PoolTimeout):  # "QueuePool limit of size 5 overflow 10 reached, connection timed out"
-            kind, message = "pool_timeouts", str(error).split(" (Background")[0]
-        elif isinstance(error, DBAPIError) and ("too many clients" in str(error) or "connection slots" in str(error)):
-            kind, message = "db_refused", f"database refused the connection: {str(error.orig).strip()}"
-        else:
-            kind, message = "db_errors", f"database call failed: {type(error).__name__}"
-        if stats:
-            stats.count(endpoint, kind)
-        return JSONResponse({"error": message}, status_code=503 if kind != "db_errors" else 502)
+            return failed(request, "pool_timeouts", str(error).split(" (Background")[0], 503)
+        if isinstance(error, DBAPIError) and ("too many clients" in str(error) or "connection slots" in str(error)):
+            return failed(request, "db_refused", f"database refused the connection: {str(error.orig).strip()}", 503)
+        return failed(request, "db_errors", f"database call failed: {type(error).__name__}", 502)
 
 
 # ---------------------------------------------------------------- per worker: limits, clients, counters

@@ -45,13 +45,14 @@ def test_tiny_run_writes_every_raw_file_and_counts_within_the_model(port, result
     assert not (run_dir / "INCOMPLETE").exists()
     for name in ["run.json", "cells.tsv", "summary.csv", "summary.json", "summary.md", "plot.png"]:
         assert (run_dir / name).stat().st_size > 0, name
-    # The run keeps the app it served only where that differs from the recorded commit's.
+    # The run keeps the app it served (both files, served together) only where it differs from the
+    # recorded commit's.
     run = json.loads((run_dir / "run.json").read_text())
+    differs = any(subprocess.run(["git", "-C", str(ROOT), "show", f"{run['code']['git_commit']}:{name}"],
+                                 capture_output=True, text=True).stdout != (ROOT / name).read_text()
+                  for name in ("app.py", "counters.py"))
     for name in ("app.py", "counters.py"):
-        committed = subprocess.run(["git", "-C", str(ROOT), "show", f"{run['code']['git_commit']}:{name}"],
-                                   capture_output=True, text=True).stdout
-        kept = run_dir / name
-        assert kept.exists() == (committed != (ROOT / name).read_text()), name
+        assert (run_dir / name).exists() == differs, name
         assert run["code"]["app_sha256"][name] == hashlib.sha256((ROOT / name).read_bytes()).hexdigest()
     cells = sorted(p.name for p in run_dir.iterdir() if p.is_dir())
     assert cells == ["01-1w1t-sync-c8-limit2", "02-1w1t-async-c8-limit2", "03-2w1t-sync-c8-limit2", "04-2w1t-async-c8-limit2"]
