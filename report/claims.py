@@ -253,7 +253,7 @@ def workers_for_async(runs) -> Claim:
 
 
 def workers_for_def(runs) -> Claim:
-    sweep, concurrency = runs["concurrency"].groups, runs["concurrency"]
+    sweep = runs["concurrency"].groups
     counts = sorted({g["connections"] for g in sweep if g["endpoint"] == "sync"})
     pairs = [(c, find(sweep, config="1w x 1t", endpoint="sync", connections=c),
               find(sweep, config="4w x 1t", endpoint="sync", connections=c)) for c in counts]
@@ -397,7 +397,7 @@ def which_server(runs) -> Claim:
         f"{sum(g['runs'] for g in even)} such runs). At sleep 0, "
         f"{busy[0]['connections']} connections, `/async`: {best['config']} {best['requests_per_sec_median']:.0f} req/s, "
         + ", ".join(f"{g['config']} {g['requests_per_sec_median']:.0f}" for g in rest)
-        + f", each with the machine's CPU saturated; RSS of the whole server: "
+        + ", each with the machine's CPU saturated; RSS of the whole server: "
         + ", ".join(f"{g['config']} {g['server_rss_mb_median']:.0f} MiB" for g in [best, *rest]
                     if g["server_rss_mb_median"] is not None) + ".", ("servers",),
         key=f"sleep 0: {best['config']} {best['requests_per_sec_median']:.0f} req/s, the rest " + ", ".join(f"{g['requests_per_sec_median']:.0f}" for g in rest))

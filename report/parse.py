@@ -177,8 +177,12 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def worker_files(stats_dir: Path, name: str) -> list[Path]:
+    """Each worker's file of snapshot NAME ("" = its last dump, which it writes from the start)."""
+    pattern = f"worker-*.{name}.json" if name else "worker-*.json"
+    return sorted(p for p in stats_dir.glob(pattern) if name or p.name.count(".") == 1)
+
+
 def worker_snapshots(stats_dir: Path, name: str) -> list[dict]:
     """One dict per worker: the counters it wrote when asked for snapshot NAME ("" = its last dump)."""
-    pattern = f"worker-*.{name}.json" if name else "worker-*.json"
-    files = sorted(p for p in stats_dir.glob(pattern) if name or p.name.count(".") == 1)
-    return [json.loads(p.read_text()) for p in files]
+    return [json.loads(p.read_text()) for p in worker_files(stats_dir, name)]

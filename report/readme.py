@@ -11,7 +11,7 @@ from runner.sets import REFERENCE, SETS, changed_knobs
 
 from . import claims, summary
 from .model import WRK_STOP_GRANULARITY_S
-from .claims import DEFAULT_THREAD_LIMIT, ORIGINAL, Claim, Missing, Run, find, ok, rng
+from .claims import DEFAULT_THREAD_LIMIT, ORIGINAL, Claim, Missing, Run, ok, rng
 
 ROOT = Path(__file__).resolve().parent.parent
 ROOT_COMMAND = "./benchmark.sh"

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .process import Failed, Lock, started
+from .process import Failed, Lock, started, tail
 
 PREFIX = "fastapi-benchmark-postgres-"
 ROLE = "bench"  # an ordinary role: it gets max_connections - superuser_reserved_connections
@@ -165,8 +165,7 @@ def connect_when_ready(psycopg, process, log: Path, sockets: Path, port: int, pa
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise Failed(f"postgres exited during start-up; last lines of {log}:\n" +
-                         "\n".join(log.read_text(errors="replace").splitlines()[-20:]))
+            raise Failed(f"postgres exited during start-up; last lines of {log}:\n{tail(log)}")
         try:
             return psycopg.connect(host=str(sockets), port=port, user="postgres", password=password, dbname="postgres",
                                    autocommit=True)

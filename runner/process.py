@@ -55,6 +55,14 @@ def stop_group(process: subprocess.Popen, grace_s: float = 1.0, stop_signal: int
     process.wait()
 
 
+def tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a process's log, for the one-line error that says it did not start."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
 ENDING_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 

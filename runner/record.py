@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from report import parse
+
 from .servers import SERVERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,7 +189,7 @@ def snapshot(cell_dir: Path, name: str, workers: int, stats: bool, roles: dict[s
     wanted = {"stats": workers, "upstream-stats": 1 if "upstream" in roles else 0}
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        if all(len(list((cell_dir / d).glob(f"worker-*.{name}.json"))) >= n for d, n in wanted.items()):
+        if all(len(parse.worker_files(cell_dir / d, name)) >= n for d, n in wanted.items()):
             return
         time.sleep(0.01)
     print(f"benchmark.sh: warning: not every worker wrote its '{name}' snapshot within 5 s", file=sys.stderr)

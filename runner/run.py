@@ -6,7 +6,6 @@ wrk.cmd, wrk.usage.json), the server's (server.log, server.cmd), the servers' pr
 (server.start.json, server.stop.json) and the workers' own counters (stats/).
 """
 
-import datetime
 import os
 import shlex
 import shutil
@@ -19,11 +18,13 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
+from report import parse
+
 from . import cell as cells_tsv
 from . import record
 from .cell import Cell
 from .endpoints import ENDPOINTS
-from .process import Failed, Lock, spawn, started, taskset
+from .process import Failed, Lock, spawn, started, tail, taskset
 from .servers import SERVERS, UPSTREAM_SERVER, Where
 from .sets import PER_CELL_OVERHEAD_S, Settings, cell_seconds, minutes
 
@@ -112,7 +113,7 @@ class Run:
                 answering_since = time.monotonic()
             if answering_since is not None:
                 if stats_dir:
-                    up = sum(1 for p in stats_dir.glob("worker-*.json") if p.name.count(".") == 1) >= workers
+                    up = len(parse.worker_files(stats_dir, "")) >= workers
                 else:
                     up = (server.ready_workers(log.read_text(errors="replace")) >= workers
                           or time.monotonic() - answering_since > 5)
@@ -236,13 +237,6 @@ def answers(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 # ---------------------------------------------------------------- the app a run serves

@@ -4,11 +4,8 @@ line, the names, the plan's time, cells.tsv, and the lock's memory of what a kil
 import os
 import re
 import shlex
-import signal
 import subprocess
 import time
-from dataclasses import replace
-from pathlib import Path
 
 import psutil
 import pytest
