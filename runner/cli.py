@@ -4,7 +4,6 @@ import datetime
 import errno
 import json
 import os
-import shlex
 import shutil
 import socket
 import subprocess
@@ -109,9 +108,13 @@ def parse(argv: list[str]) -> dict:
     return options
 
 
+def results_dir() -> Path:
+    return Path(os.environ.get("RESULTS_DIR") or ROOT / "results")
+
+
 def run_directory(name: str) -> Path:
     """A run directory as given, or by its name under RESULTS_DIR."""
-    for candidate in (Path(name), Path(os.environ.get("RESULTS_DIR") or ROOT / "results") / name):
+    for candidate in (Path(name), results_dir() / name):
         if (candidate / "run.json").is_file():
             return candidate
     die(f"no run directory '{name}' (a path, or a name under results/, with a run.json)")
@@ -243,7 +246,7 @@ def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
             check_port_free(s.host, s.upstream_port, "UPSTREAM_PORT")
         if "postgres" in tools:
             check_port_free("127.0.0.1", s.db_port, "DB_PORT")
-        results = Path(os.environ.get("RESULTS_DIR") or ROOT / "results")
+        results = results_dir()
         run_dir, suffix = results / name, 1
         while run_dir.exists():
             suffix += 1
@@ -253,14 +256,13 @@ def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
         (run_dir / "INCOMPLETE").write_text(f"started {started}; removed when every cell has run\n")
         app_files = copy_app(run_dir)
         cells_tsv.write_header(run_dir / "cells.tsv")
-        stack = ExitStack()
-        database = (stack.enter_context(cluster(Path(tools["postgres"]), s.db_port, run_dir, lock))
-                    if "postgres" in tools else None)
         parameters = {"set": s.set, "label": options["label"],
                       **{k.lower(): v for k, v in s.text.items() if k not in ("VENV", "PYTHON", "LOCK", "RESULTS_DIR", "WRK", "HTTPERF")},
                       "pin": "1" if s.pin else "0", "cpus": str(os.cpu_count() or 1), "wrk": tools["wrk"],
                       "httperf": tools["httperf"]}
-        with stack:
+        with ExitStack() as stack:  # the cluster, when the cells need one, lives as long as the cells run
+            database = (stack.enter_context(cluster(Path(tools["postgres"]), s.db_port, run_dir, lock))
+                        if "postgres" in tools else None)
             document = record.describe(run_dir, [os.environ.get("BENCHMARK_SH", PROGRAM), *argv], parameters,
                                        given(), tools["wrk"], tools["httperf"], app_files,
                                        database.facts if database else None)
@@ -307,15 +309,9 @@ def reference_environment(knobs: dict) -> dict:
     return {**env, **knobs}
 
 
-def reference_directory(args: list[str]) -> str:
-    set_name = args[args.index("--set") + 1] if "--set" in args else "seed"
-    return f"*-{set_name}-{args[args.index('--label') + 1]}"
-
-
-def taken_with_this_code(args: list[str]) -> Path | None:
+def taken_with_this_code(entry: sets.Reference) -> Path | None:
     """A complete run of this entry from a commit whose code (everything outside results/) is HEAD's."""
-    results = Path(os.environ.get("RESULTS_DIR") or ROOT / "results")
-    for run_dir in sorted(results.glob(reference_directory(args)), reverse=True):
+    for run_dir in sorted(results_dir().glob(entry.directories), reverse=True):
         try:
             document = json.loads((run_dir / "run.json").read_text())
         except (OSError, ValueError):
@@ -337,15 +333,13 @@ def reference(listing: bool) -> int:
         if status.returncode != 0 or status.stdout.strip():
             die("reference runs are taken from a committed clean tree: commit or stash first (git status)")
     total = 0
-    for knobs, args in sets.REFERENCE:
-        env = reference_environment(knobs)
-        scale = "10" if "--quick" in args else None
-        set_name = args[args.index("--set") + 1] if "--set" in args else "seed"
-        s = sets.settings(set_name, env, scale, args[args.index("--repeat") + 1])
+    for entry in sets.REFERENCE:
+        env = reference_environment(entry.knobs)
+        s = sets.settings(entry.set, env, repeat="3")
         minutes = max(1, round(sum(sets.cell_seconds(c) for c in sets.cells(s)) * s.repeat / 60))
         total += minutes
-        command = " ".join([*(f"{k}={shlex.quote(v)}" for k, v in knobs.items()), "./benchmark.sh", *args])
-        done = taken_with_this_code(args)
+        command = entry.command()
+        done = taken_with_this_code(entry)
         if listing:
             print(f"{command}   # about {minutes} min" + (f"; taken with this code: {done.name}" if done else ""))
             continue
@@ -353,7 +347,7 @@ def reference(listing: bool) -> int:
             print(f"== {command}: taken with this code already ({done.name})")
             continue
         print(f"== {command}", flush=True)
-        code = subprocess.run([str(ROOT / "benchmark.sh"), *args], env=env).returncode
+        code = subprocess.run([str(ROOT / "benchmark.sh"), *entry.args], env=env).returncode
         if code == 130:
             return 130
         if code != 0:

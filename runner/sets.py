@@ -8,7 +8,7 @@ import re
 import resource
 import shlex
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from report.model import offered_capacity
@@ -177,10 +177,36 @@ SETS = {
                      "ENDPOINTS": "sync async async-blocking", "PIN": "1"}, openloop_cells),
 }
 
-# Every run the README uses: (knobs, arguments). Each is taken with ./benchmark.sh, one at a time.
-REFERENCE = [({}, ["--set", name, "--repeat", "3", "--label", "reference"]) for name in SETS] + [
-    ({"GUNICORN_CMD_ARGS": "--timeout=10", "SLEEP_SECONDS": "2", "DURATION": "40s", "TIMEOUT": "10s",
-      "CONFIGS": "1x1", "ENDPOINTS": "async-blocking", "CONNECTIONS": "20"}, ["--repeat", "3", "--label", "worker-killed"]),
+@dataclass(frozen=True)
+class Reference:
+    """One run the README uses, taken with `KNOBS ./benchmark.sh ARGS`, one at a time, 3 runs a cell."""
+    set: str
+    label: str = "reference"
+    knobs: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Its page, and its key among the committed runs: the set, or the label of a run of its own."""
+        return self.set if self.label == "reference" else self.label
+
+    @property
+    def args(self) -> list[str]:
+        # A run of its own is the seed set's with knobs of its own: its command names no set.
+        return [*(["--set", self.set] if self.label == "reference" else []), "--repeat", "3", "--label", self.label]
+
+    @property
+    def directories(self) -> str:
+        """The glob of its run directories under results/."""
+        return f"*-{self.set}-{self.label}"
+
+    def command(self) -> str:
+        return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in self.knobs.items()), "./benchmark.sh", *self.args])
+
+
+REFERENCE = [Reference(name) for name in SETS] + [
+    Reference("seed", "worker-killed", {"GUNICORN_CMD_ARGS": "--timeout=10", "SLEEP_SECONDS": "2", "DURATION": "40s",
+                                        "TIMEOUT": "10s", "CONFIGS": "1x1", "ENDPOINTS": "async-blocking",
+                                        "CONNECTIONS": "20"}),
 ]
 
 
