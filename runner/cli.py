@@ -258,7 +258,7 @@ def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
         cells_tsv.write_header(run_dir / "cells.tsv")
         parameters = {"set": s.set, "label": options["label"],
                       **{k.lower(): v for k, v in s.text.items() if k not in ("VENV", "PYTHON", "LOCK", "RESULTS_DIR", "WRK", "HTTPERF")},
-                      "pin": "1" if s.pin else "0", "cpus": str(os.cpu_count() or 1), "wrk": tools["wrk"],
+                      "pin": "1" if s.base.pin else "0", "cpus": str(os.cpu_count() or 1), "wrk": tools["wrk"],
                       "httperf": tools["httperf"]}
         with ExitStack() as stack:  # the cluster, when the cells need one, lives as long as the cells run
             database = (stack.enter_context(cluster(Path(tools["postgres"]), s.db_port, run_dir, lock))

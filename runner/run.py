@@ -56,7 +56,7 @@ class Run:
 
     def cpus(self, role: str) -> str | None:
         """taskset's CPU list under PIN=1: the load generator on CPU 0, the servers on the others."""
-        if not self.s.pin:
+        if not self.s.base.pin:
             return None
         return "0" if role == "load" else f"1-{(os.cpu_count() or 2) - 1}"
 
@@ -224,7 +224,7 @@ class Run:
             for cell in self.cells:
                 index += 1
                 cell = replace(cell, round=round_number)
-                cell = replace(cell, name=cell.directory_name(index, digits, self.s.sleep, self.s.repeat > 1))
+                cell = replace(cell, name=cell.directory_name(index, digits, self.s.base.sleep, self.s.repeat > 1))
                 self.left_s -= cell_seconds(cell, self.overhead)
                 self.run_cell(index, total, cell)
                 # The estimate for the cells left, with the start/stop time measured so far.

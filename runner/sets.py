@@ -30,26 +30,15 @@ class Settings:
     text: dict
     scale: int
     repeat: int
-    sleep: float  # each cell's sleep: SLEEP_SECONDS / SCALE (the openloop set keeps it whole)
-    duration: int
-    timeout: int
+    # Every cell's fields as the knobs set them (the sleep and DB_POOL_TIMEOUT divided by SCALE, but
+    # for the openloop set); a set's function changes what its cells vary.
+    base: Cell
     connections: list
-    wrk_threads: int
     configs: list  # (workers, threads)
     endpoints: list
-    server: str
-    worker_class: str
-    thread_limit: int | None
-    http_pool: int | None
-    pool_timeout: float | None
-    db_pool_size: int | None
-    db_max_overflow: int | None
-    db_pool_timeout: float | None  # scaled like the sleep, so a quick run times out as the full one does
     rates: list
     warmup: str
-    pin: bool
     latency: bool
-    stats: bool
     host: str
     port: int
     upstream_port: int
@@ -58,12 +47,7 @@ class Settings:
 
     def cell(self, **fields) -> Cell:
         """A cell with this run's settings, then the fields given."""
-        base = dict(server=self.server, worker_class=self.worker_class, thread_limit=self.thread_limit,
-                    http_pool=self.http_pool, sleep=self.sleep, wrk_threads=self.wrk_threads,
-                    duration=self.duration, timeout=self.timeout, pin=self.pin, pool_timeout=self.pool_timeout,
-                    stats=self.stats, db_pool_size=self.db_pool_size, db_max_overflow=self.db_max_overflow,
-                    db_pool_timeout=self.db_pool_timeout)
-        return Cell(**{**base, **fields})
+        return replace(self.base, **fields)
 
     def grid(self, **fields) -> list[Cell]:
         """CONFIGS x ENDPOINTS x CONNECTIONS."""
@@ -82,7 +66,7 @@ def threads_cells(s: Settings) -> list[Cell]:
     cells = []
     for connections in s.connections:
         cells += [s.cell(endpoint="sync", connections=connections, thread_limit=limit)
-                  for limit in (s.thread_limit, 100, 400)]
+                  for limit in (s.base.thread_limit, 100, 400)]
         cells.append(s.cell(endpoint="sync", connections=connections, threads=4))
     return cells
 
@@ -90,7 +74,7 @@ def threads_cells(s: Settings) -> list[Cell]:
 def workers_cells(s: Settings) -> list[Cell]:
     """Client-bound first, then where the server is the limit (4000 connections; no sleep)."""
     cells = []
-    for worker_class in (s.worker_class, "asgi"):
+    for worker_class in (s.base.worker_class, "asgi"):
         for w, t in s.configs:
             one = dict(server="gunicorn", worker_class=worker_class, workers=w, threads=t)
             cells += [s.cell(**one, endpoint=e, connections=c) for e in s.endpoints for c in s.connections]
@@ -136,7 +120,7 @@ def db_cells(s: Settings) -> list[Cell]:
         # 8 workers x (5 + 10) = 120 connections, more than PostgreSQL's 100 - 3 for an ordinary role.
         s.cell(workers=8, threads=1, endpoint="async-db", connections=400),
         # A short pool timeout (between the first and second wave's wait): waiting turns into errors.
-        *(s.cell(**one, endpoint=e, connections=100, db_pool_timeout=float(f"{1.5 * s.sleep:g}"))
+        *(s.cell(**one, endpoint=e, connections=100, db_pool_timeout=float(f"{1.5 * s.base.sleep:g}"))
           for e in ("sync-db", "async-db")),
         # fastapi/fastapi#3205's shape: `def` with a sync yield dependency, far more connections than threads.
         s.cell(**one, endpoint="sync-db", connections=1000),
@@ -144,8 +128,9 @@ def db_cells(s: Settings) -> list[Cell]:
 
 
 def openloop_cells(s: Settings) -> list[Cell]:
+    b = s.base
     return [s.cell(workers=w, threads=t, endpoint=e, connections=None,
-                   rate=float(f"{fraction * offered_capacity(e, w, s.sleep, s.thread_limit or ANYIO_THREAD_LIMIT, s.server):g}"))
+                   rate=float(f"{fraction * offered_capacity(e, w, b.sleep, b.thread_limit or ANYIO_THREAD_LIMIT, b.server):g}"))
             for w, t in s.configs for e in s.endpoints for fraction in s.rates]
 
 
@@ -285,16 +270,15 @@ def settings(set_name: str, environ=os.environ, scale: str | None = None, repeat
     if set_name == "openloop" and sleep_seconds <= 0:
         raise BadInput("the openloop set needs SLEEP_SECONDS > 0: capacity is threads / sleep")
     check_open_files(max(connections))
-    return Settings(
-        set=set_name, text=t, scale=scale_n, repeat=repeat_n, sleep=float(f"{sleep_seconds / sleep_scale:g}"),
-        duration=duration, timeout=timeout, connections=connections, wrk_threads=wrk_threads, configs=configs,
-        endpoints=t["ENDPOINTS"].split(), server=t["SERVER"], worker_class=t["WORKER_CLASS"],
-        thread_limit=thread_limit, http_pool=http_pool, pool_timeout=pool_timeout, db_pool_size=db_pool_size,
-        db_max_overflow=db_max_overflow,
-        db_pool_timeout=None if db_pool_timeout is None else float(f"{db_pool_timeout / sleep_scale:g}"),
-        rates=rates, warmup=t["WARMUP"],
-        pin=pin and pinning_possible(), latency=latency, stats=stats, host=t["HOST"], port=port,
-        upstream_port=upstream_port, db_port=db_port, server_args=t["GUNICORN_CMD_ARGS"])
+    base = Cell(server=t["SERVER"], worker_class=t["WORKER_CLASS"], thread_limit=thread_limit, http_pool=http_pool,
+                sleep=float(f"{sleep_seconds / sleep_scale:g}"), wrk_threads=wrk_threads, duration=duration,
+                timeout=timeout, pin=pin and pinning_possible(), pool_timeout=pool_timeout, stats=stats,
+                db_pool_size=db_pool_size, db_max_overflow=db_max_overflow,
+                db_pool_timeout=None if db_pool_timeout is None else float(f"{db_pool_timeout / sleep_scale:g}"))
+    return Settings(set=set_name, text=t, scale=scale_n, repeat=repeat_n, base=base, connections=connections,
+                    configs=configs, endpoints=t["ENDPOINTS"].split(), rates=rates, warmup=t["WARMUP"],
+                    latency=latency, host=t["HOST"], port=port, upstream_port=upstream_port, db_port=db_port,
+                    server_args=t["GUNICORN_CMD_ARGS"])
 
 
 def check_open_files(connections: int) -> None:
@@ -373,8 +357,9 @@ def changed_knobs(set_name: str, texts: dict[str, str]) -> dict[str, str]:
 def plan_line(s: Settings, cells: list[Cell]) -> str:
     seconds = sum(cell_seconds(c) for c in cells) * s.repeat
     end = (datetime.datetime.now() + datetime.timedelta(seconds=seconds)).strftime("%H:%M")
-    load = (f"httperf --hog, {s.duration}s per rate, --timeout {s.timeout}s" if s.set == "openloop"
-            else f"wrk -t{s.wrk_threads} -d{s.duration}s --timeout {s.timeout}s")
+    b = s.base
+    load = (f"httperf --hog, {b.duration}s per rate, --timeout {b.timeout}s" if s.set == "openloop"
+            else f"wrk -t{b.wrk_threads} -d{b.duration}s --timeout {b.timeout}s")
     changed = " ".join(f"{k}={shlex.quote(v)}" for k, v in changed_knobs(s.set, s.text).items())
     return (f"set {s.set}: {len(cells)} cells x {s.repeat} run(s), {load}; about {minutes(seconds)} (ends ~{end})"
             + (f"; knobs: {changed}" if changed else ""))
