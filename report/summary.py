@@ -14,8 +14,8 @@ from runner.endpoints import (ASYNC, ENDPOINTS, SQLALCHEMY_MAX_OVERFLOW, SQLALCH
                               SQLALCHEMY_POOL_TIMEOUT_S)
 
 from . import parse
-from .model import (DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S, format_spread, offered_capacity, predict,
-                    predict_open_loop)
+from .model import (DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S, format_spread, offered_capacity,
+                    predict, predict_open_loop, waves)
 
 LARGE_SPREAD = 0.10  # repetitions further apart than this (of the median), edge wave aside, get flagged
 CLOSE = 0.03  # a count within 3% of the predicted band is "as predicted"
@@ -81,13 +81,20 @@ def server_side(cell_dir: Path, endpoint: str) -> dict:
         return {}
     start = {s["pid"]: s for s in parse.worker_snapshots(cell_dir / "stats", "start")}
 
+    def window(worker: dict, *path: str) -> float:
+        """A counter's growth over the measured window: at the stop snapshot less at the start one
+        (a warm-up's requests and connections came before it)."""
+        def at(snapshot: dict) -> float:
+            for key in path[:-1]:
+                snapshot = snapshot.get(key, {})
+            return snapshot.get(path[-1], 0)
+        return at(worker) - at(start.get(worker["pid"], {}))
+
     def delta(worker: dict, key: str) -> int:
-        before = start.get(worker["pid"], {}).get("endpoints", {}).get(endpoint, {}).get(key, 0)
-        return worker["endpoints"].get(endpoint, {}).get(key, 0) - before
+        return window(worker, "endpoints", endpoint, key)
 
     def new(worker: dict, key: str) -> int:
-        """Connections first seen in the measured window (a warm-up's connections came before it)."""
-        return worker[key] - start.get(worker["pid"], {}).get(key, 0)
+        return window(worker, key)
 
     by_connections = sorted(stop, key=lambda s: new(s, "connections"), reverse=True)
     upstream = parse.worker_snapshots(cell_dir / "upstream-stats", "stop")
@@ -107,35 +114,27 @@ def server_side(cell_dir: Path, endpoint: str) -> dict:
         "rss_mb_per_worker": [round(s["peak_rss_bytes"] / 2**20, 1) for s in by_connections],
         "upstream_peak": max((s["endpoints"].get("async", {}).get("peak", 0) for s in upstream), default=None),
         "upstream_completed": sum(s["endpoints"].get("async", {}).get("completed", 0) for s in upstream) if upstream else None,
-        **(database_side(cell_dir, endpoint, start, stop, by_connections, delta)
+        **(database_side(cell_dir, endpoint, stop, by_connections, window)
            if ENDPOINTS[endpoint].queries_database else {}),
     }
 
 
-def database_side(cell_dir: Path, endpoint: str, start: dict, stop: list, by_connections: list, delta) -> dict:
+def database_side(cell_dir: Path, endpoint: str, stop: list, by_connections: list, window) -> dict:
     """What the workers' SQLAlchemy pools and PostgreSQL itself saw of a database cell."""
     engine = "async" if ENDPOINTS[endpoint].kind == ASYNC else "sync"
-
-    def pool_delta(worker: dict, key: str) -> float:
-        before = start.get(worker["pid"], {}).get("pools", {}).get(engine, {}).get(key, 0)
-        return worker.get("pools", {}).get(engine, {}).get(key, 0) - before
 
     samples = {name: (parse.read_json(cell_dir / f"server.{name}.json") or {}).get("database", {})
                for name in ("start", "stop")}
     return {
         "db_pool_peak_per_worker": [s.get("pools", {}).get(engine, {}).get("peak_checked_out") for s in by_connections],
         "db_overflow_peak_per_worker": [s.get("pools", {}).get(engine, {}).get("peak_overflow") for s in by_connections],
-        "db_refused": sum(delta(s, "db_refused") for s in stop),
+        "db_refused": sum(window(s, "endpoints", endpoint, "db_refused") for s in stop),
         # Connections the pools opened in the measured window, and the seconds that took in all.
-        "db_connects": sum(pool_delta(s, "connects") for s in stop),
-        "db_connect_s": round(sum(pool_delta(s, "connect_s") for s in stop), 3),
-        "db_errors": sum(delta(s, "db_errors") for s in stop),
+        "db_connects": sum(window(s, "pools", engine, "connects") for s in stop),
+        "db_connect_s": round(sum(window(s, "pools", engine, "connect_s") for s in stop), 3),
+        "db_errors": sum(window(s, "endpoints", endpoint, "db_errors") for s in stop),
         **{f"db_{what}_{name}": sample.get(what) for name, sample in samples.items() for what in ("backends", "active")},
     }
-
-
-def complete_waves(row: dict) -> int:
-    return round(row["predicted_requests"] / row["predicted_concurrency"])
 
 
 def db_pool(cell: Cell) -> int:
@@ -232,7 +231,6 @@ def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit
     })
     if database:
         row["predicted_errors_uncounted"] = row["expected_errors_uncounted"] = predicted.errors_uncounted
-        row["predicted_concurrency"] = predicted.concurrency
     spread = row["connections_per_worker"]
     # Seen connections that never got an answer: wrk's latency and timeouts leave them out.
     if side:
@@ -259,8 +257,9 @@ def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit
         # queries PostgreSQL itself ran at the stop.
         row["bound_by"] = (f"PostgreSQL: all {available} connections taken ({row['db_backends_stop']} open, "
                            f"{active} querying at the stop)")
-        if active * complete_waves(row) < row["expected_requests"]:
-            row["expected_requests"] = active * complete_waves(row)
+        complete, _ = waves(row["sleep_s"], row["duration_s"])
+        if active * complete < row["expected_requests"]:
+            row["expected_requests"] = active * complete
             row["expected_edge"] = active if row["expected_edge"] else 0
     expected = row["expected_requests"]
     row["measured_over_predicted"] = round(answered_ok / predicted.requests, 3) if predicted.requests else None
