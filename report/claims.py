@@ -762,9 +762,10 @@ def db_blocking(runs) -> Claim:
 
 def db_yield_dependency(runs) -> Claim:
     run = runs["db"]
-    g = max(db_cells(run, config="1w x 1t", endpoint="sync-db"), key=lambda c: c["connections"])
+    cells = db_cells(run, config="1w x 1t", endpoint="sync-db")
+    g = max(cells, key=lambda c: c["connections"])
     fastapi = run.environment["packages"]["fastapi"]
-    fewer = [c for c in db_cells(run, config="1w x 1t", endpoint="sync-db") if DB_POOL < c["connections"] < g["connections"]]
+    fewer = [c for c in cells if DB_POOL < c["connections"] < g["connections"]]
     holds = (ok(g) and g["bound_by"].startswith("database pool") and g["db_pool_peak_max"] == DB_POOL and bool(fewer)
              and all(c["requests_median"] == g["requests_median"] for c in fewer))
     return Claim(

@@ -143,51 +143,52 @@ def test_pool_cpu_claim_fails_when_the_queued_cells_cost_no_more_cpu(tmp_path):
 # ---------------------------------------------------------------- the database set
 
 
+def refuted(tmp_path: Path, finding, alter) -> claims.Claim:
+    """FINDING holds on the committed db run; on a copy that ALTER changed, what does it say?"""
+    assert finding(RUNS).holds
+    alter(copy_of(tmp_path, "db"))
+    return evaluate(tmp_path / "results", finding)
+
+
 def test_db_def_claim_fails_when_a_worker_held_one_connection_more_than_the_pool(tmp_path):
-    assert claims.db_def_pool(RUNS).holds
-    run = copy_of(tmp_path, "db")
-    cell = sorted(run.glob("*-1w1t-sync-db-c100-r*"))[0]
-    edit_stats(cell, lambda data, i: data["pools"]["sync"].update(peak_checked_out=16))
-    claim = evaluate(tmp_path / "results", claims.db_def_pool)
+    def alter(run):
+        edit_stats(sorted(run.glob("*-1w1t-sync-db-c100-r*"))[0],
+                   lambda data, i: data["pools"]["sync"].update(peak_checked_out=16))
+    claim = refuted(tmp_path, claims.db_def_pool, alter)
     assert not claim.holds and f"✗ {claims.NOT_REPRODUCED}:" in claim.markdown()
 
 
 def test_db_async_claim_fails_when_async_answers_more_than_the_pool_allows(tmp_path):
-    assert claims.db_async_pool(RUNS).holds
-    run = copy_of(tmp_path, "db")
-    for cell in run.glob("*-1w1t-async-db-c400-r*"):  # every repetition, so the median moves
-        scale_wrk_requests(cell, 1.5)
-    assert not evaluate(tmp_path / "results", claims.db_async_pool).holds
+    def alter(run):
+        for cell in run.glob("*-1w1t-async-db-c400-r*"):  # every repetition, so the median moves
+            scale_wrk_requests(cell, 1.5)
+    assert not refuted(tmp_path, claims.db_async_pool, alter).holds
 
 
 def test_db_timeout_claim_fails_when_the_app_counted_no_pool_timeout(tmp_path):
-    assert claims.db_pool_timeout(RUNS).holds
-    run = copy_of(tmp_path, "db")
-    cell = sorted(run.glob("*-1w1t-async-db-c100-dbtimeout*"))[0]
-    edit_stats(cell, lambda data, i: data["endpoints"]["async-db"].update(pool_timeouts=0))
-    assert not evaluate(tmp_path / "results", claims.db_pool_timeout).holds
+    def alter(run):
+        edit_stats(sorted(run.glob("*-1w1t-async-db-c100-dbtimeout*"))[0],
+                   lambda data, i: data["endpoints"]["async-db"].update(pool_timeouts=0))
+    assert not refuted(tmp_path, claims.db_pool_timeout, alter).holds
 
 
 def test_db_max_connections_claim_fails_when_nothing_was_refused(tmp_path):
-    assert claims.db_max_connections(RUNS).holds
-    run = copy_of(tmp_path, "db")
-    cell = sorted(run.glob("*-8w1t-async-db-c400-r*"))[0]
-    edit_stats(cell, lambda data, i: data["endpoints"]["async-db"].update(db_refused=0))
-    assert not evaluate(tmp_path / "results", claims.db_max_connections).holds
+    def alter(run):
+        edit_stats(sorted(run.glob("*-8w1t-async-db-c400-r*"))[0],
+                   lambda data, i: data["endpoints"]["async-db"].update(db_refused=0))
+    assert not refuted(tmp_path, claims.db_max_connections, alter).holds
 
 
 def test_db_blocking_claim_fails_when_two_requests_ran_at_once(tmp_path):
-    assert claims.db_blocking(RUNS).holds
-    run = copy_of(tmp_path, "db")
-    cell = sorted(run.glob("*-4w1t-async-db-blocking-c100-r*"))[0]
-    edit_stats(cell, lambda data, i: data["endpoints"]["async-db-blocking"].update(peak=2))
-    assert not evaluate(tmp_path / "results", claims.db_blocking).holds
+    def alter(run):
+        edit_stats(sorted(run.glob("*-4w1t-async-db-blocking-c100-r*"))[0],
+                   lambda data, i: data["endpoints"]["async-db-blocking"].update(peak=2))
+    assert not refuted(tmp_path, claims.db_blocking, alter).holds
 
 
 def test_db_yield_dependency_claim_fails_when_the_def_endpoint_stalls(tmp_path):
-    assert claims.db_yield_dependency(RUNS).holds
-    run = copy_of(tmp_path, "db")
-    for cell in run.glob("*-1w1t-sync-db-c1000-r*"):
-        scale_wrk_requests(cell, 0.3)
-    claim = evaluate(tmp_path / "results", claims.db_yield_dependency)
+    def alter(run):
+        for cell in run.glob("*-1w1t-sync-db-c1000-r*"):
+            scale_wrk_requests(cell, 0.3)
+    claim = refuted(tmp_path, claims.db_yield_dependency, alter)
     assert not claim.holds and "no longer stalls" in claim.title
