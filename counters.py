@@ -39,6 +39,11 @@ class WorkerStats:
         self.counted_paths: set[str] = set()  # the endpoints wrapped by counted()
         self.thread_limit: int | None = None  # anyio's, as the worker's lifespan found it
         self.pools: dict[str, dict[str, int]] = {}  # SQLAlchemy's: connections checked out now, and peaks
+        # New connections by the whole second after the "start" snapshot in which each sent its first
+        # request: the load generator opens all of its connections at once, so one that comes a second
+        # or more late waited in the kernel (a full accept queue drops the handshake; the client retries).
+        self.window_began: float | None = None
+        self.connection_starts: dict[int, int] = {}
 
     def _counts(self, endpoint: str) -> dict[str, int]:
         return self.endpoints.setdefault(endpoint, {
@@ -48,8 +53,11 @@ class WorkerStats:
 
     def arrive(self, endpoint: str, client, key: int) -> None:
         with self.lock:
-            if client:
+            if client and tuple(client) not in self.clients:
                 self.clients.add(tuple(client))
+                if self.window_began is not None:
+                    second = int(time.monotonic() - self.window_began)
+                    self.connection_starts[second] = self.connection_starts.get(second, 0) + 1
             counts = self._counts(endpoint)
             counts["received"] += 1
             counts["peak_waiting"] = max(counts["peak_waiting"], counts["received"] - counts["entered"])
@@ -98,6 +106,7 @@ class WorkerStats:
                 "thread_limit": self.thread_limit,
                 "endpoints": {name: {k: v for k, v in c.items() if k != "running"} for name, c in self.endpoints.items()},
                 "pools": {name: dict(p) for name, p in self.pools.items()},
+                "connection_starts": {str(k): v for k, v in sorted(self.connection_starts.items())},
             }
 
     def write(self, name: str) -> None:
@@ -113,6 +122,9 @@ class WorkerStats:
             if name not in self.snapshots_taken:
                 self.snapshots_taken.add(name)
                 self.write(f"worker-{{pid}}.{name}.json")
+                if name == "start":
+                    with self.lock:
+                        self.window_began = time.monotonic()
 
     def dump_forever(self) -> None:
         next_dump = 0.0

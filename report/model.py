@@ -21,6 +21,16 @@ WRK_STOP_GRANULARITY_S = 0.1
 # In the simulations a request takes its sleep plus this: a real one always ends a little after
 # its sleep, which decides the ties (a slot freed at 5.000 s vs a wait that expires at 5.000 s).
 SERVICE_OVERHEAD_S = 1e-3
+# A handshake dropped because the listen queue was full is retried by the client after its initial
+# retransmission timeout: 1 s on Linux (TCP_TIMEOUT_INIT, RFC 6298).
+SYN_RETRY_S = 1.0
+
+
+def effective_backlog(cell, somaxconn: int | None) -> int:
+    """Connections the kernel holds for the server before it accepts them: each listening socket's
+    backlog, capped at somaxconn, summed over the sockets."""
+    sockets, backlog = SERVERS[cell.server].listen(cell) if cell.server in SERVERS else (1, math.inf)
+    return sockets * (min(backlog, somaxconn) if somaxconn else backlog)
 
 
 @dataclass
@@ -67,6 +77,9 @@ class Prediction:
     # Errors there must be, in a number the model does not give: connections PostgreSQL refuses are
     # answered at once and asked for again, as fast as the CPU allows.
     errors_uncounted: bool = False
+    # More connections than the listen backlog holds: those the server has not accepted in time may
+    # start one SYN retry late, and the requests could be as few as this.
+    late_requests: int | None = None
 
 
 def waves(sleep: float, duration: float) -> tuple[int, bool]:
@@ -79,7 +92,8 @@ def predict(endpoint: str, workers: int, connections: int, sleep: float, duratio
             thread_limit: int = DEFAULT_THREAD_LIMIT, wrk_threads: int = 4,
             connections_per_worker: list[int] | None = None, http_pool: int = HTTPX_MAX_CONNECTIONS,
             pool_timeout: float = HTTPX_POOL_TIMEOUT_S, server: str = "gunicorn", db_pool: int = DB_POOL,
-            db_pool_timeout: float = SQLALCHEMY_POOL_TIMEOUT_S, db_available: int | None = None) -> Prediction:
+            db_pool_timeout: float = SQLALCHEMY_POOL_TIMEOUT_S, db_available: int | None = None,
+            backlog: float = math.inf, connection_starts: dict[int, int] | None = None) -> Prediction:
     """Little's law for a closed loop: concurrency N, each request S seconds, N/S req/s.
 
     wrk keeps one request in flight per connection and drops those unfinished at the end,
@@ -109,6 +123,18 @@ def predict(endpoint: str, workers: int, connections: int, sleep: float, duratio
     complete, at_edge = waves(sleep, duration)
     prediction = Prediction(concurrency * complete, concurrency if at_edge else 0, concurrency, bound_by, client,
                             errors_uncounted=refused)
+    if client > backlog:
+        # Connections past the backlog start late: as measured (the whole second after the load began
+        # in which each sent its first request), or else all but the backlog's worth one SYN retry late.
+        # The first `concurrency` to start are served; the rest would only queue behind them.
+        at_once = int(min(client, backlog))
+        starts = sorted((connection_starts or {0: at_once, SYN_RETRY_S: client - at_once}).items())
+        slots, late = concurrency, 0
+        for second, count in starts:
+            served = min(count, slots)
+            slots -= served
+            late += served * waves(sleep, duration - second)[0] if duration > second else 0
+        prediction.late_requests = late
     pool, pool_timeout = (http_pool, pool_timeout) if kind.calls_upstream else (db_pool, db_pool_timeout)
     pool = min(pool, thread_limit) if kind.kind == DEF else pool
     if not refused and limit.name.startswith(("HTTP client pool", "database pool")):

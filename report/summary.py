@@ -12,15 +12,23 @@ from runner import cell as cells_tsv
 from runner.cell import Cell
 from runner.endpoints import (ASYNC, ENDPOINTS, SQLALCHEMY_MAX_OVERFLOW, SQLALCHEMY_POOL_SIZE,
                               SQLALCHEMY_POOL_TIMEOUT_S)
+from runner.servers import SERVERS
 
 from . import parse
-from .model import (DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S, format_spread, offered_capacity,
-                    predict, predict_open_loop, waves)
+from .model import (DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S, SYN_RETRY_S,
+                    effective_backlog, format_spread, offered_capacity, predict, predict_open_loop, waves)
 
 LARGE_SPREAD = 0.10  # repetitions further apart than this (of the median), edge wave aside, get flagged
 CLOSE = 0.03  # a count within 3% of the predicted band is "as predicted"
 OPEN_CLOSE = 0.05  # open loop: replies and timeouts within 5% of the offered requests
 SATURATED = 0.90  # a CPU this busy (of what it can use) is the limit
+# Why a worker goes mid-cell, as the servers log it (gunicorn arbiter.py and workers/, uvicorn server.py
+# and supervisors/multiprocess.py).
+RESTART_REASONS = {
+    "WORKER TIMEOUT": ("WORKER TIMEOUT",),
+    "max-requests": ("Autorestarting worker after current request", "Maximum request limit of"),
+    "exited": ("exited with code", "was sent SIG", "] died"),
+}
 
 
 def read_cells(run_dir: Path) -> list[Cell]:
@@ -80,6 +88,8 @@ def server_side(cell_dir: Path, endpoint: str) -> dict:
     if not stop:
         return {}
     start = {s["pid"]: s for s in parse.worker_snapshots(cell_dir / "stats", "start")}
+    exited = exited_workers(cell_dir, stop)
+    stop = stop + exited
 
     def window(worker: dict, *path: str) -> float:
         """A counter's growth over the measured window: at the stop snapshot less at the start one
@@ -100,6 +110,7 @@ def server_side(cell_dir: Path, endpoint: str) -> dict:
     upstream = parse.worker_snapshots(cell_dir / "upstream-stats", "stop")
     return {
         "workers_reporting": len(stop),
+        "workers_exited": len(exited),
         "connections_per_worker": [new(s, "connections") for s in by_connections],
         "peak_in_handler_per_worker": [s["endpoints"].get(endpoint, {}).get("peak", 0) for s in by_connections],
         "connections_answered": sum(new(s, "connections_answered") for s in stop),
@@ -110,6 +121,7 @@ def server_side(cell_dir: Path, endpoint: str) -> dict:
         "oldest_unanswered_s": max((s["oldest_unanswered_s"] or 0 for s in stop), default=None),
         "peak_waiting": max(s["endpoints"].get(endpoint, {}).get("peak_waiting", 0) for s in stop),
         "thread_limit_seen": sorted({s["thread_limit"] for s in stop}),
+        "connection_starts": connection_starts(stop),
         "worker_cpu_s": round(sum(s["cpu_s"] - start.get(s["pid"], {}).get("cpu_s", 0) for s in stop), 3),
         "rss_mb_per_worker": [round(s["peak_rss_bytes"] / 2**20, 1) for s in by_connections],
         "upstream_peak": max((s["endpoints"].get("async", {}).get("peak", 0) for s in upstream), default=None),
@@ -117,6 +129,35 @@ def server_side(cell_dir: Path, endpoint: str) -> dict:
         **(database_side(cell_dir, endpoint, stop, by_connections, window)
            if ENDPOINTS[endpoint].queries_database else {}),
     }
+
+
+def connection_starts(snapshots: list[dict]) -> dict[int, int]:
+    """New connections by the whole second after the load began in which each sent its first request."""
+    starts: dict[int, int] = {}
+    for snapshot in snapshots:
+        for second, count in snapshot.get("connection_starts", {}).items():
+            starts[int(second)] = starts.get(int(second), 0) + count
+    return dict(sorted(starts.items()))
+
+
+def exited_workers(cell_dir: Path, stop: list[dict]) -> list[dict]:
+    """Workers that served in the measured window but were gone at its end (max-requests, a WORKER
+    TIMEOUT, a crash): their last file, written at shutdown or within 0.2 s of the end, stands in
+    for the stop snapshot they never wrote. Those gone before the window are left out."""
+    began = (parse.read_json(cell_dir / "server.start.json") or {}).get("time")
+    if began is None:
+        return []
+    stopped = {s["pid"] for s in stop}
+    return [s for s in parse.worker_snapshots(cell_dir / "stats", "") if s["pid"] not in stopped and s["time"] > began]
+
+
+def restarts(log_text: str, server: str, workers: int, exited: int) -> tuple[int, str]:
+    """Workers started beyond the first WORKERS (from the server's log, or the workers that exited
+    in the window where the log does not show start-ups), and why they went, as the log says."""
+    started_up = SERVERS[server].ready_workers(log_text) if server in SERVERS else 0
+    count = max(started_up - workers, exited, 0)
+    reasons = {why: sum(log_text.count(line) for line in lines) for why, lines in RESTART_REASONS.items()}
+    return count, ", ".join(f"{n}x {why}" for why, n in reasons.items() if n)
 
 
 def database_side(cell_dir: Path, endpoint: str, stop: list, by_connections: list, window) -> dict:
@@ -149,6 +190,15 @@ def database_available(run_dir: Path) -> int | None:
     return facts["max_connections"] - facts["superuser_reserved_connections"] if facts else None
 
 
+def listen_overflows(cell_dir: Path) -> int | None:
+    """Handshakes the kernel dropped over the cell because a listen queue was full (Linux only)."""
+    start, stop = (((parse.read_json(cell_dir / f"server.{name}.json") or {}).get("listen_queue") or {})
+                   for name in ("start", "stop"))
+    if "ListenOverflows" not in start or "ListenOverflows" not in stop:
+        return None
+    return stop["ListenOverflows"] - start["ListenOverflows"]
+
+
 def within(measured: float, low: float, high: float, tolerance: float) -> bool:
     return (1 - tolerance) * low <= measured <= (1 + tolerance) * high
 
@@ -175,7 +225,7 @@ def summarise_cell(run_dir: Path, cell: Cell, cpus: int) -> dict | None:
         "thread_limit": cell.text("thread_limit"), "http_pool": cell.text("http_pool"), "endpoint": endpoint,
         "sleep_s": sleep, "duration_s": duration, "load": raw.stem, "wrk_threads": cell.wrk_threads,
         "warmup_s": float(cell.warmup), "pinned": cell.pin,
-        "worker_timeouts": log_text.count("WORKER TIMEOUT"),
+        "worker_timeouts": log_text.count(RESTART_REASONS["WORKER TIMEOUT"][0]),
         "threads_ignored": cell.threads > 1,  # no server here runs gunicorn's gthread worker
         "window_s": usage.get("wall_s"), "load_cpu_s": usage.get("cpu_s"),
         "load_maxrss_mb": round(usage["maxrss_bytes"] / 2**20, 1) if usage.get("maxrss_bytes") else None,
@@ -189,8 +239,17 @@ def summarise_cell(run_dir: Path, cell: Cell, cpus: int) -> dict | None:
     row.update({key: side.get(key) for key in (
         "connections_per_worker", "peak_in_handler_per_worker", "connections_answered", "received",
         "server_completed", "pool_timeouts", "in_flight_at_stop", "oldest_unanswered_s", "peak_waiting",
-        "thread_limit_seen", "worker_cpu_s", "rss_mb_per_worker", "upstream_peak", "upstream_completed")})
+        "thread_limit_seen", "worker_cpu_s", "rss_mb_per_worker", "upstream_peak", "upstream_completed",
+        "connection_starts")})
+    # Those whose first request came a SYN retry or more after the load began.
+    row["connections_started_late"] = sum(n for second, n in (row["connection_starts"] or {}).items()
+                                          if second >= SYN_RETRY_S)
+    row["listen_backlog"] = effective_backlog(cell, (parse.read_json(run_dir / "run.json") or {})
+                                              .get("environment", {}).get("somaxconn"))
+    row["listen_overflows"] = listen_overflows(cell_dir)
     row.update({key: value for key, value in side.items() if key.startswith("db_")})
+    row["workers_restarted"], row["restart_reasons"] = restarts(log_text, cell.server, workers,
+                                                                side.get("workers_exited", 0))
     spread = row["connections_per_worker"]
     row["max_share"] = round(max(spread) / sum(spread), 3) if spread and sum(spread) else None
     row["spread_index"] = round(max(spread) / statistics.mean(spread), 2) if spread and sum(spread) else None
@@ -208,7 +267,8 @@ def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit
     pool_timeout = HTTPX_POOL_TIMEOUT_S if cell.pool_timeout is None else cell.pool_timeout
     model = dict(endpoint=row["endpoint"], workers=row["workers"], connections=cell.connections,
                  sleep=row["sleep_s"], duration=row["duration_s"], thread_limit=thread_limit,
-                 wrk_threads=row["wrk_threads"], http_pool=http_pool, pool_timeout=pool_timeout, server=row["server"])
+                 wrk_threads=row["wrk_threads"], http_pool=http_pool, pool_timeout=pool_timeout, server=row["server"],
+                 backlog=row["listen_backlog"])
     database = ENDPOINTS[row["endpoint"]].queries_database
     if database:
         model.update(db_pool=db_pool(cell), db_available=database_available(cell_dir.parent),
@@ -241,11 +301,15 @@ def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit
     # The same model, fed with how the connections really landed on the workers, when every
     # worker reported and every connection reached the app (an overloaded worker may not have
     # started a request from each of its connections yet).
+    if row["connections_started_late"]:
+        model["connection_starts"] = row["connection_starts"]
+    late = predict(**model).late_requests
     if spread and len(spread) == row["workers"] and sum(spread) >= predicted.client_connections:
         observed = predict(**model, connections_per_worker=spread)
         row["bound_by"] = observed.bound_by
         row["expected_requests"], row["expected_edge"] = observed.requests, observed.edge
         row["expected_errors"], row["expected_errors_edge"] = observed.errors, observed.errors_edge
+        late = observed.late_requests
         if database:
             row["expected_errors_uncounted"] = observed.errors_uncounted
     active, available = row.get("db_active_stop"), database_available(cell_dir.parent)
@@ -267,15 +331,26 @@ def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit
         row["as_predicted"] = None
         row["bound_by"] = row["cpu"] if row["cpu_bound"] else f"unexplained: no CPU saturated ({row['cpu']})"
         return
-    ok = within(answered_ok, expected, expected + row["expected_edge"], CLOSE)
+    # The accept queue overflowed (the kernel's count, or connections that came a retry late): the
+    # model's band reaches down to all but the backlog's worth starting one SYN retry late.
+    row["predicted_late_requests"] = predicted.late_requests
+    overflowed = bool(row["listen_overflows"] or row["connections_started_late"])
+    low = expected
+    if overflowed and late is not None:
+        low = min(expected, late)
+    row["expected_low"] = low
+    ok = within(answered_ok, low, expected + row["expected_edge"], CLOSE)
     if row.get("expected_errors_uncounted"):  # refused connections: some 503s, in no number the model gives
         ok = ok and row["non_2xx"] > 0
     elif row["expected_errors"] or row["non_2xx"]:
         ok = ok and within(row["non_2xx"], row["expected_errors"], row["expected_errors"] + row["expected_errors_edge"], CLOSE)
     row["as_predicted"] = ok
-    if answered_ok < (1 - CLOSE) * expected:
+    if answered_ok < (1 - CLOSE) * low:
         if row["worker_timeouts"]:
             row["bound_by"] = f"worker killed ({row['worker_timeouts']}x WORKER TIMEOUT)"
+        elif row["workers_restarted"]:
+            row["bound_by"] = (f"{row['workers_restarted']} worker(s) restarted mid-cell "
+                               f"({row['restart_reasons'] or 'no reason in the log'}): the model keeps its workers")
         elif row["cpu_bound"]:
             row["bound_by"] = row["cpu"]
         elif row.get("db_connects") and not measured_limit:
@@ -284,6 +359,11 @@ def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit
                                f"connections in the window, {row['db_connect_s']:.2f} s in all ({row['cpu']})")
         elif not measured_limit:
             row["bound_by"] = f"unexplained: below the prediction, no CPU saturated ({row['cpu']})"
+    if overflowed:
+        dropped = "?" if row["listen_overflows"] is None else row["listen_overflows"]
+        row["bound_by"] += (f"; accept queue overflowed: {dropped} handshakes dropped, "
+                            f"{row['connections_started_late'] or 0} connections started ≥{SYN_RETRY_S:g} s late "
+                            f"(backlog {row['listen_backlog']:g})")
 
 
 def _open_loop(row: dict, cell: Cell, cell_dir: Path, thread_limit: int) -> None:
@@ -376,12 +456,14 @@ def summarise_groups(rows: list[dict], cpus: int) -> list[dict]:
         group["as_predicted"] = sum(bool(r["as_predicted"]) for r in runs)
         group["cpu_bound"] = sum(bool(r["cpu_bound"]) for r in runs)
         for key in ("connections_per_worker", "peak_in_handler_per_worker", "rss_mb_per_worker",
-                    "server_completed", "expected_requests", "expected_replies"):
+                    "server_completed", "expected_requests", "expected_replies", "expected_low"):
             group[key] = [r.get(key) for r in runs]
         group["peak_in_handler_max"] = max((max(p) for p in group["peak_in_handler_per_worker"] if p), default=None)
         group["peak_waiting_max"] = max((r["peak_waiting"] for r in runs if r["peak_waiting"] is not None), default=None)
         group["errors_max"] = max(r["errors"] for r in runs)
         group["worker_timeouts"] = sum(r["worker_timeouts"] for r in runs)
+        group["workers_restarted"] = sum(r["workers_restarted"] for r in runs)
+        group["restart_reasons"] = "; ".join(sorted({r["restart_reasons"] for r in runs if r["restart_reasons"]}))
         group["thread_limit_seen"] = sorted({t for r in runs for t in (r["thread_limit_seen"] or [])})
         if "db_refused" in runs[0]:  # database cells only: the other runs' summaries stay as they were
             for key in DB_MEDIAN_FIELDS:
@@ -438,6 +520,9 @@ def predicted_text(g: dict, spread_seen: bool = True) -> str:
         text += "; some 503 (refused)"
     if spread_seen and any(e != g["predicted_requests"] for e in g["expected_requests"] if e is not None):
         text += f"; with the spread seen: {', '.join(str(e) for e in g['expected_requests'])}"
+    lows = [(low, e) for low, e in zip(g["expected_low"], g["expected_requests"]) if low is not None]
+    if spread_seen and any(low < e for low, e in lows):
+        text += f"; down to {', '.join(str(low) for low, _ in lows)} with the late starts seen"
     return text
 
 
@@ -451,6 +536,10 @@ def verdict(g: dict) -> str:
 
 def bound_text(g: dict) -> str:
     extra = f"; {g['worker_timeouts']}x WORKER TIMEOUT" if g["worker_timeouts"] and "killed" not in g["bound_by"] else ""
+    if g["workers_restarted"] and "restarted" not in g["bound_by"]:
+        extra += (f"; {g['workers_restarted']} worker restart(s) mid-cell"
+                  + (f" in {g['runs']} runs" if g["runs"] > 1 else "")
+                  + (f" ({g['restart_reasons']})" if g["restart_reasons"] else ""))
     return g["bound_by"] + extra
 
 

@@ -59,6 +59,20 @@ def somaxconn() -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def listen_queue_counters() -> dict[str, int] | None:
+    """The kernel's count of handshakes dropped because a listen queue was full, since boot (Linux
+    /proc/net/netstat TcpExt ListenOverflows and ListenDrops; None elsewhere). For the whole machine:
+    nothing else here listens under load, so the growth over a cell is the cell's."""
+    netstat = Path("/proc/net/netstat")
+    if not netstat.exists():
+        return None
+    lines = [line.split() for line in netstat.read_text().splitlines() if line.startswith("TcpExt:")]
+    if len(lines) != 2:
+        return None
+    values = dict(zip(lines[0][1:], lines[1][1:]))
+    return {name: int(values[name]) for name in ("ListenOverflows", "ListenDrops") if name in values}
+
+
 def _version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)
@@ -180,7 +194,8 @@ def snapshot(cell_dir: Path, name: str, workers: int, stats: bool, roles: dict[s
         (cell_dir / "stats" / f"snapshot-{name}").touch()
         if "upstream" in roles:
             (cell_dir / "upstream-stats" / f"snapshot-{name}").touch()
-    document = {"time": time.time(), "roles": {role: process_tree(pid) for role, pid in roles.items()}}
+    document = {"time": time.time(), "roles": {role: process_tree(pid) for role, pid in roles.items()},
+                "listen_queue": listen_queue_counters()}
     if database:
         document["database"] = database.backends()
     (cell_dir / f"server.{name}.json").write_text(json.dumps(document, indent=2) + "\n")

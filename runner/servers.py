@@ -6,11 +6,24 @@ pin in requirements.in.
 """
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Callable
 
 DEFAULT_WORKER_CLASS = "uvicorn_worker.UvicornWorker"
 GRANIAN_BACKLOG = 1024  # granian/cli.py --backlog; --backpressure defaults to backlog // workers
+LISTEN_BACKLOG = 2048  # gunicorn config.py Backlog and uvicorn config.py: the listen() backlog they ask for
+
+
+def flag(server_args: str, name: str, default: int) -> int:
+    """An integer flag's value in GUNICORN_CMD_ARGS (`--name N` or `--name=N`), the last one winning."""
+    value, words = default, shlex.split(server_args or "")
+    for i, word in enumerate(words):
+        if word == name and i + 1 < len(words):
+            value = int(words[i + 1])
+        elif word.startswith(name + "="):
+            value = int(word.split("=", 1)[1])
+    return value
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,8 @@ class Server:
     label: Callable = field(default=None)  # (cell) -> the summary's config column; None: "NAME Nw"
     # Worker classes the servers set compares ("-": the server has none, and no --threads either).
     worker_classes: tuple[str, ...] = ("-",)
+    # (cell) -> (listening sockets, the backlog each asks listen() for); the kernel caps it at somaxconn.
+    listen: Callable = field(default=lambda cell: (1, LISTEN_BACKLOG))
 
     def ready_workers(self, log_text: str) -> int:
         return len(re.findall(self.ready_line, log_text))
@@ -52,11 +67,16 @@ def gunicorn_label(cell) -> str:
     return name
 
 
+def gunicorn_listen(cell) -> tuple[int, int]:
+    backlog = flag(cell.server_args, "--backlog", LISTEN_BACKLOG)
+    return (cell.workers if cell.server == "gunicorn-reuse-port" else 1), backlog
+
+
 GUNICORN = dict(ready_line=r"Application startup complete|ASGI server listening on",
                 packages=("gunicorn", "uvicorn-worker", "uvicorn", "uvloop", "httptools"),
                 # --threads "only affects the Gthread worker type" (gunicorn config.py): no ASGI worker reads it.
                 ignores=("the threads (T in CONFIGS' WxT): only its gthread worker reads `--threads`",),
-                label=gunicorn_label)
+                label=gunicorn_label, listen=gunicorn_listen)
 
 SERVERS = {
     "gunicorn": Server(command=gunicorn, worker_classes=(DEFAULT_WORKER_CLASS, "asgi"), **GUNICORN),
@@ -72,7 +92,7 @@ SERVERS = {
         command=lambda cell, where: [f"{where.venv_bin}/granian", "--interface", "asgi", "--working-dir",
                                      where.app_dir, "--host", where.host, "--port", str(where.port),
                                      "--workers", str(cell.workers), "--no-access-log", "app:app"],
-        ready_line=r"Started worker-", packages=("granian",),
+        ready_line=r"Started worker-", packages=("granian",), listen=lambda cell: (1, GRANIAN_BACKLOG),
         own_limit=lambda workers: (max(1, GRANIAN_BACKLOG // workers),
                                    f"granian backpressure: {max(1, GRANIAN_BACKLOG // workers)}/worker")),
 }

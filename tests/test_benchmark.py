@@ -624,3 +624,31 @@ def test_ctrl_c_during_a_db_run_stops_postgresql_and_removes_its_cluster(port, r
     os.killpg(process.pid, signal.SIGINT)
     assert process.wait(timeout=30) == 130
     assert server_pids(port) == [] and postgres_state() == before
+
+
+# ---------------------------------------------------------------- flags people add by hand
+
+
+def test_max_requests_restarts_are_counted_and_the_gone_workers_connections_kept(port, results):
+    out = run_benchmark(port, results, "--quick", GUNICORN_CMD_ARGS="--max-requests 100", CONFIGS="4x1",
+                        ENDPOINTS="sync")
+    assert out.returncode == 0, out.stderr
+    run_dir = only_run_dir(results)
+    (row,) = json.loads((run_dir / "summary.json").read_text())["cells"]
+    log = (run_dir / row["cell"] / "server.log").read_text()
+    assert row["workers_restarted"] >= 1 and "max-requests" in row["restart_reasons"], row
+    assert row["workers_restarted"] == log.count("Application startup complete") - 4
+    # Every connection is on some worker's count, the gone workers' included.
+    assert len(row["connections_per_worker"]) == 4 + row["workers_restarted"]
+    assert sum(row["connections_per_worker"]) >= 100
+
+
+@pytest.mark.skipif(not Path("/proc/net/netstat").exists(), reason="the kernel's listen counters are Linux's")
+def test_a_short_backlog_overflows_the_accept_queue_and_the_summary_shows_it(port, results):
+    out = run_benchmark(port, results, "--quick", GUNICORN_CMD_ARGS="--backlog 64", CONFIGS="1x1",
+                        ENDPOINTS="async", CONNECTIONS=1000)
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads((only_run_dir(results) / "summary.json").read_text())["cells"]
+    assert row["listen_backlog"] == 64 and row["listen_overflows"] > 0 and row["connections_started_late"] > 0
+    assert row["expected_low"] < row["expected_requests"] and row["as_predicted"], row
+    assert "accept queue overflowed" in row["bound_by"]

@@ -208,6 +208,27 @@ def test_pool_timeouts_by_hand():
     assert (p.errors, p.errors_edge) == (500, 500)
 
 
+def test_connections_past_the_listen_backlog_may_start_a_syn_retry_late():
+    # 1000 connections, backlog 64, 1 s sleep, 6 s: at worst 64 start at once (5 waves each) and
+    # 936 a second later (4 waves each, the 5th ending as wrk stops).
+    p = model.predict("async", 1, 1000, 1, 6, backlog=64)
+    assert (p.requests, p.late_requests) == (5000, 64 * 5 + 936 * 4)
+    # As measured: 176 at once, 603 a second late, 213 two, 8 four seconds late.
+    measured = model.predict("async", 1, 1000, 1, 6, backlog=64, connection_starts={0: 176, 1: 603, 2: 213, 4: 8})
+    assert measured.late_requests == 176 * 5 + 603 * 4 + 213 * 3 + 8 * 1
+    # Where the threads hold fewer than the backlog, a late start costs nothing.
+    assert model.predict("sync", 1, 1000, 1, 6, backlog=64).late_requests == 40 * 5
+    assert model.predict("async", 1, 1000, 1, 6).late_requests is None  # the default backlog holds them
+
+
+def test_the_effective_backlog_is_the_flag_capped_at_somaxconn_per_socket():
+    cell = Cell(workers=4, server_args="--backlog 64")
+    assert model.effective_backlog(cell, somaxconn=4096) == 64
+    assert model.effective_backlog(Cell(workers=4), somaxconn=4096) == 2048
+    assert model.effective_backlog(Cell(workers=4), somaxconn=128) == 128
+    assert model.effective_backlog(Cell(workers=4, server="gunicorn-reuse-port"), somaxconn=4096) == 4 * 2048
+
+
 def test_granian_backpressure_is_a_limit_per_worker():
     limit = model.worker_limit("async", 4, server="granian")
     assert (limit.per_worker, limit.name) == (256, "granian backpressure: 256/worker")
@@ -301,6 +322,34 @@ def test_summary_uses_the_spread_the_workers_reported(tmp_path):
     assert row["as_predicted"]  # wrk counted 201: one worker's 40 threads, as if it were alone
     assert row["max_share"] == 1.0 and row["spread_index"] == 4.0
     assert "with the spread seen: 200" in summary.markdown_table([group])
+
+
+def test_a_worker_gone_mid_cell_is_counted_from_its_last_file(tmp_path):
+    # gunicorn --max-requests: two workers restarted; the survivors reported 57 and 43, the two that
+    # went 32 and 25 in their last files, their replacements none.
+    run_dir = make_run(tmp_path, [57, 43, 32, 25, 0, 0], cpu=(20.0, 4.0))
+    stats = run_dir / "01-4w1t-sync-c100" / "stats"
+    for pid in (2, 3):
+        stop = stats / f"worker-{pid}.stop.json"
+        stop.rename(stats / f"worker-{pid}.json")
+    (stats / "worker-4.start.json").unlink()
+    (stats / "worker-5.start.json").unlink()
+    for name, time_s in (("start", 100.0), ("stop", 160.0)):
+        path = run_dir / "01-4w1t-sync-c100" / f"server.{name}.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "time": time_s}))
+    for pid in (2, 3):  # written at 130 s, inside the window
+        path = stats / f"worker-{pid}.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "time": 130.0}))
+    # A worker that went before the window (its last file at 90 s) is not one of the cell's.
+    (stats / "worker-9.json").write_text(json.dumps({**json.loads((stats / "worker-2.json").read_text()),
+                                                      "pid": 9, "time": 90.0, "connections": 99}))
+    (run_dir / "01-4w1t-sync-c100" / "server.log").write_text(
+        "Application startup complete\n" * 6 + "Maximum request limit of 100 exceeded. Terminating process.\n" * 2)
+    (row,), (group,) = summary.summarise_run(run_dir)
+    assert row["connections_per_worker"] == [57, 43, 32, 25, 0, 0]
+    assert (row["workers_restarted"], row["restart_reasons"]) == (2, "2x max-requests")
+    # wrk's 201 are below the 500 predicted: the restarts are named, not the spread of the survivors.
+    assert summary.bound_text(group) == "2 worker(s) restarted mid-cell (2x max-requests): the model keeps its workers"
 
 
 def test_below_prediction_without_a_cpu_figure_is_not_called_cpu(tmp_path):
