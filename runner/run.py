@@ -3,7 +3,8 @@
 A run directory holds run.json (the command, the knobs, the machine, the code), cells.tsv (one
 Cell per line) and a directory per cell: the load generator's output and command (wrk.txt,
 wrk.cmd, wrk.usage.json), the server's (server.log, server.cmd), the servers' process samples
-(server.start.json, server.stop.json) and the workers' own counters (stats/).
+(server.start.json, server.stop.json), the workers' own counters (stats/) and, under PROFILE=1,
+py-spy's flame graphs of the cells that came out CPU-bound or unexplained (profile-*.svg).
 """
 
 import os
@@ -33,6 +34,8 @@ APP_FILES = ["app.py", "counters.py"]  # what a run serves: a copy taken at its 
 APP_SETTINGS = {"SLEEP_SECONDS", "THREAD_LIMIT", "HTTP_POOL", "HTTP_POOL_TIMEOUT", "UPSTREAM_URL", "STATS_DIR",
                 "DATABASE_URL", "DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_POOL_TIMEOUT"}
 READY_TIMEOUT_S = 60
+# py-spy samples without pausing the servers (--nonblocking), at a rate that keeps its own CPU small.
+PROFILE_RATE_HZ = 50
 
 
 class Output:
@@ -53,6 +56,7 @@ class Run:
         self.venv_bin = str(Path(sys.executable).parent)
         self.left_s = 0.0
         self.overhead_seen, self.overhead = 0.0, PER_CELL_OVERHEAD_S
+        self.profiling = s.profile  # until py-spy cannot attach: said once, then the run goes on without
 
     def cpus(self, role: str) -> str | None:
         """taskset's CPU list under PIN=1: the load generator on CPU 0, the servers on the others."""
@@ -172,6 +176,39 @@ class Run:
                 "--timeout", f"{cell.timeout}s", *(["--latency"] if self.s.latency else []),
                 f"http://{self.s.host}:{self.s.port}/{cell.endpoint}"]
 
+    # ------------------------------------------------------------ profiles (PROFILE=1)
+
+    def profile(self, stack: ExitStack, cell_dir: Path, server_pid: int, seconds: int) -> list:
+        """A py-spy per server process (the workers and the main process that started them), sampling
+        over the measured window into profile-<main|worker>-<pid>.svg."""
+        profilers = []
+        for process in record.process_tree(server_pid):
+            role = "main" if process["pid"] == server_pid else "worker"
+            svg = cell_dir / f"profile-{role}-{process['pid']}.svg"
+            command = [f"{self.venv_bin}/py-spy", "record", "--nonblocking", "--rate", str(PROFILE_RATE_HZ),
+                       "--duration", str(seconds), "--format", "flamegraph", "--output", str(svg),
+                       "--pid", str(process["pid"])]
+            log = svg.with_suffix(".log")
+            profilers.append((stack.enter_context(started(command, log, dict(os.environ), self.lock)), svg, log))
+        return profilers
+
+    def profiles_written(self, profilers: list) -> None:
+        """Wait for each py-spy to write its flame graph; one that could not attach is one line, not a failure."""
+        deadline = time.monotonic() + 30
+        for process, svg, log in profilers:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            if svg.exists():
+                log.unlink()
+            elif self.profiling:
+                why = next((line for line in reversed(log.read_text(errors="replace").splitlines()) if line.strip()),
+                           "no output")
+                print(f"PROFILE=1: py-spy could not profile pid {svg.stem.split('-')[-1]} ({why}); it needs root or "
+                      "ptrace rights on Linux, sudo on macOS: going on without profiles", file=sys.stderr)
+                self.profiling = False
+
     # ------------------------------------------------------------ one cell
 
     def run_cell(self, index: int, total: int, cell: Cell) -> None:
@@ -206,13 +243,20 @@ class Run:
                 self.load(cell_dir, "warmup", self.load_command(cell, cell.warmup), cell.warmup)
                 time.sleep(cell.sleep + 1)  # the warm-up's last requests finish before the measured window
             record.snapshot(cell_dir, "start", cell.workers, cell.stats, roles, database)
+            profilers = self.profile(stack, cell_dir, roles["server"], cell.duration) if self.profiling else []
             self.load(cell_dir, "httperf" if cell.open_loop else "wrk", self.load_command(cell, cell.duration),
                       cell.duration)
             record.snapshot(cell_dir, "stop", cell.workers, cell.stats, roles, database)
+            self.profiles_written(profilers)
         from report import summary
 
         prefix = f"[{index}/{total}] "
         print(prefix + summary.brief(self.run_dir, cell.name, summary.COMPACT_WIDTH - len(prefix)), flush=True)
+        if self.s.profile:  # what py-spy wrote, kept only where the model does not account for the cell
+            row = summary.summarise_cell(self.run_dir, cell, summary.machine_cpus(self.run_dir))
+            if not (row["cpu_bound"] or "unexplained" in row["bound_by"]):  # the model accounts for it
+                for svg in cell_dir.glob("profile-*"):
+                    svg.unlink()
         self.overhead_seen += time.monotonic() - began - cell.duration - cell.warmup
 
     def run(self) -> None:

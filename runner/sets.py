@@ -39,6 +39,7 @@ class Settings:
     rates: list
     warmup: str
     latency: bool
+    profile: bool
     host: str
     port: int
     upstream_port: int
@@ -188,10 +189,13 @@ class Reference:
         return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in self.knobs.items()), "./benchmark.sh", *self.args])
 
 
-REFERENCE = [Reference(name) for name in SETS] + [
-    Reference("seed", "worker-killed", {"GUNICORN_CMD_ARGS": "--timeout=10", "SLEEP_SECONDS": "2", "DURATION": "40s",
-                                        "TIMEOUT": "10s", "CONFIGS": "1x1", "ENDPOINTS": "async-blocking",
-                                        "CONNECTIONS": "20"}),
+# Every reference run profiles its servers: a cell that comes out CPU-bound or unexplained keeps the
+# flame graphs of its own measured window (py-spy samples without pausing the servers).
+PROFILED = {"PROFILE": "1"}
+REFERENCE = [Reference(name, knobs=PROFILED) for name in SETS] + [
+    Reference("seed", "worker-killed", {**PROFILED, "GUNICORN_CMD_ARGS": "--timeout=10", "SLEEP_SECONDS": "2",
+                                        "DURATION": "40s", "TIMEOUT": "10s", "CONFIGS": "1x1",
+                                        "ENDPOINTS": "async-blocking", "CONNECTIONS": "20"}),
 ]
 
 
@@ -237,7 +241,7 @@ def settings(set_name: str, environ=os.environ, scale: str | None = None, repeat
     db_pool_size = optional_int("DB_POOL_SIZE", t["DB_POOL_SIZE"])
     db_max_overflow = optional_count("DB_MAX_OVERFLOW", t["DB_MAX_OVERFLOW"])
     db_pool_timeout = optional_number("DB_POOL_TIMEOUT", t["DB_POOL_TIMEOUT"])
-    stats, latency, pin = (flag(name, t[name]) for name in ("STATS", "LATENCY", "PIN"))
+    stats, latency, pin, profile = (flag(name, t[name]) for name in ("STATS", "LATENCY", "PIN", "PROFILE"))
     if not (t["WARMUP"] == "auto" or t["WARMUP"].isdigit()):
         raise BadInput(f"WARMUP must be auto or a whole number of seconds, got '{t['WARMUP']}'")
     if t["SERVER"] not in SERVERS:
@@ -277,7 +281,7 @@ def settings(set_name: str, environ=os.environ, scale: str | None = None, repeat
                 db_pool_timeout=None if db_pool_timeout is None else float(f"{db_pool_timeout / sleep_scale:g}"))
     return Settings(set=set_name, text=t, scale=scale_n, repeat=repeat_n, base=base, connections=connections,
                     configs=configs, endpoints=t["ENDPOINTS"].split(), rates=rates, warmup=t["WARMUP"],
-                    latency=latency, host=t["HOST"], port=port, upstream_port=upstream_port, db_port=db_port,
+                    latency=latency, profile=profile, host=t["HOST"], port=port, upstream_port=upstream_port, db_port=db_port,
                     server_args=t["GUNICORN_CMD_ARGS"])
 
 

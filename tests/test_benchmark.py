@@ -12,6 +12,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -652,3 +653,41 @@ def test_a_short_backlog_overflows_the_accept_queue_and_the_summary_shows_it(por
     assert row["listen_backlog"] == 64 and row["listen_overflows"] > 0 and row["connections_started_late"] > 0
     assert row["expected_low"] < row["expected_requests"] and row["as_predicted"], row
     assert "accept queue overflowed" in row["bound_by"]
+
+
+# ---------------------------------------------------------------- PROFILE=1
+
+PTRACE = sys.platform == "linux" and os.geteuid() == 0  # py-spy attaches as root here; elsewhere it may not
+
+
+@pytest.mark.skipif(not PTRACE, reason="py-spy needs root or ptrace rights")
+def test_profile_keeps_flame_graphs_of_cpu_bound_cells_only(port, results):
+    out = run_benchmark(port, results, "--set", "overhead", "--quick", PROFILE=1, ENDPOINTS="async")
+    assert out.returncode == 0 and "PROFILE=1: py-spy could not" not in out.stderr, out.stderr
+    run_dir = only_run_dir(results)
+    (cell,) = [d for d in run_dir.iterdir() if d.is_dir()]
+    main, workers = list(cell.glob("profile-main-*.svg")), list(cell.glob("profile-worker-*.svg"))
+    assert len(main) == 1 and len(workers) == 1, list(cell.iterdir())  # one worker and its gunicorn
+    assert "<svg" in workers[0].read_text() and not list(cell.glob("profile-*.log"))
+    shutil.rmtree(run_dir)
+    # A sleeping cell that the model accounts for keeps none.
+    out = run_benchmark(port, results, PROFILE=1, CONFIGS="1x1", ENDPOINTS="async", CONNECTIONS=4, **TINY)
+    assert out.returncode == 0, out.stderr
+    assert not list(only_run_dir(results).glob("*/profile-*")), list(only_run_dir(results).glob("*/*"))
+
+
+def test_a_profiler_that_cannot_attach_is_one_line_and_the_run_goes_on(tmp_path, capsys):
+    from runner.process import started
+    from runner.run import Run
+
+    run = Run.__new__(Run)  # only what profiles_written reads
+    run.profiling = True
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    svg = tmp_path / f"profile-worker-{gone.pid}.svg"
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(gone.pid), "--output", str(svg)]
+    with started(command, svg.with_suffix(".log"), dict(os.environ)) as profiler:
+        run.profiles_written([(profiler, svg, svg.with_suffix(".log"))] * 2)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"PROFILE=1: py-spy could not profile pid {gone.pid} ("), lines
+    assert not run.profiling and not svg.exists()
