@@ -43,22 +43,13 @@ def answer(runs: dict[str, Run]) -> list[Claim | str]:
         except (KeyError, Missing) as missing:
             return f"- *(needs the committed runs: {missing})*"
 
-    def async_line() -> Claim:
-        top, sync = claims.async_beside_sync(runs["concurrency"].groups)
-        holds = (ok(sync) and sync["bound_by"].startswith("thread")
-                 and top["requests_per_sec_median"] > 2 * sync["requests_per_sec_median"])
-        return Claim("`def` or `async def`: `async def` when everything the endpoint waits on is awaited,", holds,
-                     "", ("concurrency",),
-                     key=f"because FastAPI runs a `def` endpoint on anyio's pool of {DEFAULT_THREAD_LIMIT} threads per "
-                     f"worker. One worker, {top['connections']} connections, a {top['sleep_s']:g} s wait: `async def` "
-                     f"{top['requests_per_sec_median']:.0f} requests/s, `def` {sync['requests_per_sec_median']:.0f}. "
-                     f"`def` for blocking code, within those threads.", finding="async_wins")
-
     def reword(claim: Claim, title: str) -> Claim:
         return Claim(title, claim.holds, claim.evidence, claim.sets, claim.key, claim.finding)
 
     lines = [
-        (line(async_line), claims.async_wins),
+        (line(lambda: reword(claims.async_wins(runs), f"`def` or `async def`: FastAPI runs `def` on anyio's "
+                             f"{DEFAULT_THREAD_LIMIT} threads per worker, so `async def` answered more wherever more "
+                             f"than {DEFAULT_THREAD_LIMIT} requests waited at once:")), claims.async_wins),
         (line(lambda: reword(claims.threads_flag(runs), "gunicorn's `--threads` does nothing for FastAPI's workers:")),
          claims.threads_flag),
         (line(lambda: reword(claims.workers_for_def(runs), f"Workers for `def` multiply the {DEFAULT_THREAD_LIMIT} "
@@ -210,11 +201,73 @@ def page(name: str, runs: dict[str, Run], found: list[Claim]) -> str:
         for claim in mine:
             status = "" if claim.holds else f"✗ {claims.NOT_REPRODUCED}: "
             parts.append(f'<a id="{anchor(claim)}"></a>\n### {claim.title}\n\n{status}{claim.evidence}\n')
+    if how(name, run):
+        parts.append(how(name, run))
+    questions = open_questions(run)
+    if questions:
+        parts.append(f'<a id="open-questions"></a>\n## Open questions\n\n{OPEN}\n\n' + "\n".join(questions) + "\n")
     if name == "seed":
         parts.append("## Reading wrk's numbers\n\n" + evidence(runs))
     parts.append("## Every cell\n\n" + summary.markdown_table(run.groups)
                  + f"\n![{name}]({run.run_dir.name}/plot.png)\n")
     return "\n".join(parts)
+
+
+def how(name: str, run: Run) -> str:
+    """What a set's findings rest on that the README leaves to its page."""
+    if name == "upstream":
+        version = run.environment["packages"].get("httpcore") or ""
+        return ("## How the pool works\n\nEvery time a request joins or leaves httpx's pool, httpcore "
+                f"{version} walks every queued request and every connection (`_assign_requests_to_connections`, "
+                "`httpcore/_async/connection_pool.py`; known upstream: encode/httpcore#1035), so the CPU a request "
+                "costs grows with the queue: the findings above measure how much. Size the pool for the "
+                "concurrency you expect per worker.\n")
+    if name == "worker-killed":
+        sleep = float(run.parameters["sleep_seconds"])
+        timeout = float(run.parameters["gunicorn_cmd_args"].split("=")[-1])
+        return ("## Why a blocked worker is killed\n\ngunicorn's arbiter kills a worker silent for `--timeout` "
+                "(`arbiter.py`, `murder_workers`). UvicornWorker notifies from uvicorn's loop, which checks only "
+                "every tenth 0.1 s tick (`uvicorn/server.py`, `on_tick`) and only once `timeout / 2` has passed "
+                f"(`spawn_worker`): when every request blocks the loop for {sleep:g} s, ten ticks take "
+                f"{10 * sleep:g} s, {'longer than' if 10 * sleep > timeout else 'within'} the {timeout:g} s timeout, "
+                "though no single block reached it.\n")
+    if name == "db":
+        return ("## How the database is run\n\nThe `db` set starts its own PostgreSQL (found on PATH, by "
+                "`pg_config`, in `/usr/lib/postgresql/*/bin` or brew's `postgresql@17`, else installed): a throwaway "
+                "cluster made once per run in a temporary directory, as `postgres` (else `nobody`) when run as root, "
+                "on a private socket and on 127.0.0.1 with a random password, removed on every way out. Each endpoint "
+                "runs `SELECT pg_sleep(SLEEP_SECONDS)` through SQLAlchemy 2: `/sync-db` a `def` with a session from a "
+                "`yield` dependency (psycopg 3), `/async-db` an `AsyncSession` (asyncpg), `/async-db-blocking` the "
+                "sync session inside `async def`.\n")
+    return ""
+
+
+OPEN = ("Cells below the model's prediction with no CPU measured saturated: neither the model nor the CPU "
+        "accounts for them, and why is not known yet. py-spy's flame graphs of the server processes over each "
+        "such run's measured window are linked where the run recorded them (`PROFILE=1`).")
+
+
+def unexplained(run: Run) -> list[tuple[dict, list[dict]]]:
+    """Each group with a run that the model and the measured CPU leave unexplained, with those runs."""
+    out = []
+    for g in run.groups:
+        rows = [r for r in run.rows if summary.group_key(r) == summary.group_key(g) and "unexplained" in r["bound_by"]]
+        if rows:
+            out.append((g, rows))
+    return out
+
+
+def open_questions(run: Run) -> list[str]:
+    lines = []
+    for g, rows in unexplained(run):
+        svgs = [path for r in rows for path in sorted((run.run_dir / r["cell"]).glob("profile-*.svg"))]
+        profiles = (", ".join(f"[{path.parent.name}/{path.stem.rsplit('-', 1)[0]}]({run.run_dir.name}/"
+                              f"{path.parent.name}/{path.name})" for path in svgs) if svgs
+                    else "none recorded" + ("" if run.parameters.get("profile") == "1" else " (taken without PROFILE=1)"))
+        load = f"{g['connections']} connections" if g["rate"] is None else f"{g['rate']:g}/s"
+        lines.append(f"- {g['config']} `/{g['endpoint']}`, {load}, sleep {g['sleep_s']:g} s: {len(rows)} of "
+                     f"{g['runs']} runs {rows[0]['bound_by']}. Profiles: {profiles}.")
+    return lines
 
 
 # ---------------------------------------------------------------- README.md
@@ -257,9 +310,17 @@ def sections(results: Path) -> tuple[dict[str, str], dict[str, str], list[Claim]
         "knobs": knobs_table(),
         "pages": "\n".join(f"- [`{name}`]({page_of(name)}): {SETS[name].purpose if name in SETS else WORKER_KILLED}"
                            + ("" if name in runs else " (no reference run yet)") for name in PAGES) + "\n",
+        "open": open_summary(runs),
     }
     pages = {page_of(name): page(name, runs, checked) for name in PAGES}
     return text, pages, checked
+
+
+def open_summary(runs: dict[str, Run]) -> str:
+    counts = [(name, len(unexplained(runs[name]))) for name in PAGES if name in runs]
+    listed = ", ".join(f"[{name}: {n}]({page_of(name)}#open-questions)" for name, n in counts if n)
+    return (f"Open questions, cells neither the model nor a saturated CPU explains: {listed}.\n" if listed
+            else "Open questions: none; every cell is explained by the model or a saturated CPU.\n")
 
 
 def generated(readme: str, text: dict[str, str]) -> str:

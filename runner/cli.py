@@ -310,7 +310,9 @@ def reference_environment(knobs: dict) -> dict:
 
 
 def taken_with_this_code(entry: sets.Reference) -> Path | None:
-    """A complete run of this entry from a commit whose code (everything outside results/) is HEAD's."""
+    """A complete run of this entry from a commit whose code is HEAD's: everything but results/ and
+    README.md, which are made from the runs (a run's results and the README regenerated from them
+    are committed after it)."""
     for run_dir in sorted(results_dir().glob(entry.directories), reverse=True):
         try:
             document = json.loads((run_dir / "run.json").read_text())
@@ -320,7 +322,7 @@ def taken_with_this_code(entry: sets.Reference) -> Path | None:
         if document.get("status") != "complete" or code.get("git_dirty") or not code.get("git_commit"):
             continue
         same = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", code["git_commit"], "HEAD", "--", ".",
-                               ":(exclude)results"], capture_output=True)
+                               ":(exclude)results", ":(exclude)README.md"], capture_output=True)
         if same.returncode == 0:
             return run_dir
     return None
