@@ -1,9 +1,12 @@
-"""The README's findings are claims the committed data can refute: alter one raw file of a copy of
-a committed run and the matching finding must turn into "not reproduced in this run"."""
+"""The README's findings are claims the committed data can refute: for every finding (and so for
+every answer line, each a finding reworded), a copy of its committed runs with raw files altered
+the way that would make its sentence false must turn it into "not reproduced in this run"."""
 
 import json
 import re
 import shutil
+
+import pytest
 from pathlib import Path
 
 from conftest import ROOT
@@ -28,9 +31,12 @@ def evaluate(results: Path, finding) -> claims.Claim:
 
 
 def scale_wrk_requests(cell: Path, factor: float) -> None:
+    """wrk's request count and its requests per second, both times FACTOR."""
     wrk = cell / "wrk.txt"
-    wrk.write_text(re.sub(r"^(\s+)(\d+) requests in", lambda m: f"{m.group(1)}{int(int(m.group(2)) * factor)} requests in",
-                          wrk.read_text(), flags=re.M))
+    text = re.sub(r"^(\s+)(\d+) requests in", lambda m: f"{m.group(1)}{int(int(m.group(2)) * factor)} requests in",
+                  wrk.read_text(), flags=re.M)
+    wrk.write_text(re.sub(r"^Requests/sec:(\s+)([0-9.]+)", lambda m: f"Requests/sec:{m.group(1)}{float(m.group(2)) * factor:.2f}",
+                          text, flags=re.M))
 
 
 def rate_of(cell: Path) -> float:
@@ -44,52 +50,243 @@ def edit_stats(cell: Path, change) -> None:
         path.write_text(json.dumps(data))
 
 
-def test_threads_claim_fails_when_threads_4_answers_three_times_as_many(tmp_path):
-    assert claims.threads_flag(RUNS).holds
-    run = copy_of(tmp_path, "threads")
-    copy_of(tmp_path, "seed")
-    for cell in run.glob("*-1w4t-sync-*"):
+def scale_httperf_replies(cell: Path, factor: float) -> None:
+    text = (cell / "httperf.txt").read_text()
+    replies = int(re.search(r"2xx=(\d+)", text).group(1))
+    (cell / "httperf.txt").write_text(text.replace(f"2xx={replies}", f"2xx={int(replies * factor)}"))
+
+
+def spent_nothing(cell: Path) -> None:
+    """The server's processes spent no CPU over the window: the stop sample is the start's."""
+    stop, start = cell / "server.stop.json", json.loads((cell / "server.start.json").read_text())
+    stop.write_text(json.dumps({**json.loads(stop.read_text()), "roles": start["roles"]}))
+
+
+def every(run: Path, pattern: str) -> list[Path]:
+    cells = sorted(run.glob(pattern))
+    assert cells, pattern
+    return cells
+
+
+# ---------------------------------------------------------------- one alteration per finding
+
+FLIPS = {}  # finding -> alter(copies: {set: run directory}), which makes its sentence false
+
+
+def flip(finding):
+    def register(alter):
+        FLIPS[finding] = alter
+        return alter
+    return register
+
+
+@flip(claims.client_bound_async)
+def _(runs):  # the single worker answered half the waves: the client was not the limit
+    for cell in every(runs["seed"], "*-1w1t-async-*"):
+        scale_wrk_requests(cell, 0.5)
+
+
+@flip(claims.one_worker_def)
+def _(runs):  # 80 inside the handler at once: more than anyio's 40 threads
+    for cell in every(runs["seed"], "*-1w1t-sync-*"):
+        edit_stats(cell, lambda data, i: data["endpoints"]["sync"].update(peak=80))
+
+
+@flip(claims.threads_flag)
+def _(runs):  # --threads 4 answered three times as many
+    for cell in every(runs["threads"], "*-1w4t-sync-*"):
         scale_wrk_requests(cell, 3)
-    claim = evaluate(tmp_path / "results", claims.threads_flag)
+
+
+@flip(claims.thread_limiter_knob)
+def _(runs):  # THREAD_LIMIT 400 answered no more than 100 did
+    for cell in every(runs["threads"], "*-limit400-*"):
+        scale_wrk_requests(cell, 0.25)
+
+
+@flip(claims.spread_caps_def)
+def _(runs):  # in one run every worker had one more inside the handler than its connections or threads allow
+    edit_stats(every(runs["seed"], "*-4w1t-sync-*")[0],
+               lambda data, i: data["endpoints"]["sync"].update(peak=data["endpoints"]["sync"]["peak"] + 1))
+
+
+@flip(claims.async_wins)
+def _(runs):  # above 40 connections `def` answered more than `async def`
+    for cell in every(runs["concurrency"], "*-1w1t-sync-c100-r*"):
+        scale_wrk_requests(cell, 3)
+
+
+@flip(claims.workers_for_async)
+def _(runs):  # at 4000 connections 4 workers answered less than one
+    for cell in every(runs["concurrency"], "*-4w1t-async-c4000-r*"):
+        scale_wrk_requests(cell, 0.6)
+
+
+@flip(claims.workers_for_def)
+def _(runs):  # a worker ran 41 at once: more than its 40 threads
+    edit_stats(every(runs["concurrency"], "*-4w1t-sync-c1000-r*")[0],
+               lambda data, i: data["endpoints"]["sync"].update(peak=41))
+
+
+@flip(claims.blocking_async)
+def _(runs):  # the blocking endpoint answered more than `def` at 10 connections
+    for cell in every(runs["concurrency"], "*-1w1t-async-blocking-c10-r*"):
+        scale_wrk_requests(cell, 10)
+
+
+@flip(claims.worker_killed)
+def _(runs):  # one run without a WORKER TIMEOUT
+    log = every(runs["worker-killed"], "*-r1")[0] / "server.log"
+    log.write_text(log.read_text().replace("WORKER TIMEOUT", "worker timeout"))
+
+
+@flip(claims.thread_hop)
+def _(runs):  # one `async def` run answered fewer than the `def` runs
+    scale_wrk_requests(every(runs["overhead"], "*-1w1t-async-*")[0], 0.5)
+
+
+@flip(claims.worker_class)
+def _(runs):  # the `asgi` worker answered twice as many at 4000 connections
+    for cell in every(runs["workers"], "*-c4000-asgi-*"):
+        scale_wrk_requests(cell, 2)
+
+
+@flip(claims.reuse_port)
+def _(runs):  # with --reuse-port one worker took 70 of 100 connections
+    edit_stats(every(runs["servers"], "*-sync-c100-gunicorn-reuse-port*")[0],
+               lambda data, i: data.update(connections=[70, 10, 10, 10][i], connections_answered=10))
+
+
+@flip(claims.which_server)
+def _(runs):  # at no sleep one server's CPU was not the limit
+    spent_nothing(every(runs["servers"], "*-async-c256-granian-sleep0-*")[0])
+
+
+@flip(claims.pool_limit)
+def _(runs):  # the upstream saw one call more than the pool allows
+    cell = every(runs["upstream"], "*-4w1t-async-http-c400-*")[0]
+    for path in (cell / "upstream-stats").glob("worker-*.stop.json"):
+        data = json.loads(path.read_text())
+        data["endpoints"]["async"]["peak"] += 1
+        path.write_text(json.dumps(data))
+
+
+@flip(claims.pool_queue_costs_cpu)
+def _(runs):  # the queued cells cost no more CPU than a full pool
+    for cell in every(runs["upstream"], "*-1w1t-async-http-c400-*"):
+        spent_nothing(cell)
+
+
+@flip(claims.sync_http)
+def _(runs):  # the upstream saw one call more than the 40 threads allow
+    cell = every(runs["upstream"], "*-1w1t-sync-http-c400-*")[0]
+    for path in (cell / "upstream-stats").glob("worker-*.stop.json"):
+        data = json.loads(path.read_text())
+        data["endpoints"]["async"]["peak"] += 1
+        path.write_text(json.dumps(data))
+
+
+@flip(claims.pool_raised)
+def _(runs):  # HTTP_POOL=400 answered no more than the default pool
+    for cell in every(runs["upstream"], "*-pool400-*"):
+        scale_wrk_requests(cell, 0.3)
+
+
+@flip(claims.upstream_agrees)
+def _(runs):  # the upstream answered 1000 calls the front never made
+    cell = every(runs["upstream"], "*-1w1t-async-http-c100-*")[0]
+    for path in (cell / "upstream-stats").glob("worker-*.stop.json"):
+        data = json.loads(path.read_text())
+        data["endpoints"]["async"]["completed"] += 1000
+        path.write_text(json.dumps(data))
+
+
+@flip(claims.open_loop)
+def _(runs):  # `async def` left half the requests unanswered at the lowest rate
+    lowest = min(rate_of(c) for c in every(runs["openloop"], "*-1w1t-async-rate*"))
+    for cell in every(runs["openloop"], "*-1w1t-async-rate*"):
+        if rate_of(cell) == lowest:
+            scale_httperf_replies(cell, 0.5)
+
+
+@flip(claims.open_loop_spread)
+def _(runs):  # timeouts below capacity although the workers took the connections evenly
+    below = sorted({rate_of(c) for c in every(runs["openloop"], "*-4w1t-sync-rate*")})[1]  # 90% of capacity
+    for cell in every(runs["openloop"], "*-4w1t-sync-rate*"):
+        if rate_of(cell) == below:
+            def even(data: dict, index: int, cell=cell) -> None:  # the stop count, so the start's stays
+                start = json.loads((cell / "stats" / f"worker-{data['pid']}.start.json").read_text())
+                data["connections"] = start["connections"] + 720
+            edit_stats(cell, even)
+
+
+@flip(claims.db_def_pool)
+def _(runs):  # a worker held one connection more than the pool
+    edit_stats(every(runs["db"], "*-1w1t-sync-db-c100-r*")[0],
+               lambda data, i: data["pools"]["sync"].update(peak_checked_out=16))
+
+
+@flip(claims.db_async_pool)
+def _(runs):  # `async def` answered more than the pool allows
+    for cell in every(runs["db"], "*-1w1t-async-db-c400-r*"):
+        scale_wrk_requests(cell, 1.5)
+
+
+@flip(claims.db_pool_timeout)
+def _(runs):  # the app counted no pool timeout
+    edit_stats(every(runs["db"], "*-1w1t-async-db-c100-dbtimeout*")[0],
+               lambda data, i: data["endpoints"]["async-db"].update(pool_timeouts=0))
+
+
+@flip(claims.db_max_connections)
+def _(runs):  # nothing was refused
+    edit_stats(every(runs["db"], "*-8w1t-async-db-c400-r*")[0],
+               lambda data, i: data["endpoints"]["async-db"].update(db_refused=0))
+
+
+@flip(claims.db_blocking)
+def _(runs):  # two requests ran at once in a worker
+    edit_stats(every(runs["db"], "*-4w1t-async-db-blocking-c100-r*")[0],
+               lambda data, i: data["endpoints"]["async-db-blocking"].update(peak=2))
+
+
+@flip(claims.db_yield_dependency)
+def _(runs):  # the `def` endpoint stalled at 1000 connections
+    for cell in every(runs["db"], "*-1w1t-sync-db-c1000-r*"):
+        scale_wrk_requests(cell, 0.3)
+
+
+def copies(tmp_path: Path, finding) -> dict[str, Path]:
+    """A copy of every committed run FINDING reads, each alone in one results folder."""
+    return {name: copy_of(tmp_path, name) for name in finding(RUNS).sets}
+
+
+@pytest.mark.parametrize("finding", FLIPS, ids=lambda f: f.__name__)
+def test_each_finding_turns_not_reproduced_when_its_data_say_otherwise(tmp_path, finding):
+    assert finding(RUNS).holds
+    FLIPS[finding](copies(tmp_path, finding))
+    claim = evaluate(tmp_path / "results", finding)
     assert not claim.holds and f"✗ {claims.NOT_REPRODUCED}:" in claim.markdown()
 
 
-def test_def_claim_fails_when_the_handler_ran_more_than_the_thread_limit(tmp_path):
-    assert claims.one_worker_def(RUNS).holds
-    run = copy_of(tmp_path, "seed")
-    for cell in run.glob("*-1w1t-sync-*"):
-        edit_stats(cell, lambda data, i: data["endpoints"]["sync"].update(peak=80))
+def test_every_finding_and_every_answer_line_has_a_flip():
+    assert set(FLIPS) == set(claims.FINDINGS), {f.__name__ for f in set(claims.FINDINGS) ^ set(FLIPS)}
+    assert all(finding in FLIPS for _, finding in readme.answer(RUNS))
+
+
+@pytest.mark.parametrize("index", range(len(readme.answer(RUNS))))
+def test_each_answer_line_turns_not_reproduced_with_its_finding(tmp_path, index):
+    line, finding = readme.answer(RUNS)[index]
+    assert isinstance(line, claims.Claim) and line.holds, line
+    FLIPS[finding](copies(tmp_path, finding))
+    after, _ = readme.answer(readme.reference_runs(tmp_path / "results"))[index]
+    assert isinstance(after, claims.Claim) and not after.holds, after
+
+
+def test_the_def_claim_prints_what_the_altered_data_say(tmp_path):
+    FLIPS[claims.one_worker_def](copies(tmp_path, claims.one_worker_def))
     claim = evaluate(tmp_path / "results", claims.one_worker_def)
-    assert not claim.holds and "never had more than 80 requests inside the handler" in claim.evidence
-
-
-def test_client_bound_claim_fails_when_async_answers_half_the_waves(tmp_path):
-    assert claims.client_bound_async(RUNS).holds
-    run = copy_of(tmp_path, "seed")
-    for cell in run.glob("*-1w1t-async-*"):
-        scale_wrk_requests(cell, 0.5)
-    assert not evaluate(tmp_path / "results", claims.client_bound_async).holds
-
-
-def test_reuse_port_claim_fails_when_one_worker_takes_most_connections(tmp_path):
-    assert claims.reuse_port(RUNS).holds
-    run = copy_of(tmp_path, "servers")
-    cells = [c for c in run.glob("*-sync-c100-gunicorn-reuse-port*")]
-    assert cells
-    edit_stats(cells[0], lambda data, i: data.update(connections=[70, 10, 10, 10][i], connections_answered=10))
-    assert not evaluate(tmp_path / "results", claims.reuse_port).holds
-
-
-def test_open_loop_claim_fails_when_async_leaves_requests_unanswered(tmp_path):
-    assert claims.open_loop(RUNS).holds
-    run = copy_of(tmp_path, "openloop")
-    lowest = min(rate_of(c) for c in run.glob("*-1w1t-async-rate*"))
-    for cell in run.glob("*-1w1t-async-rate*"):  # every repetition, so the median moves
-        if rate_of(cell) == lowest:
-            text = (cell / "httperf.txt").read_text()
-            replies = int(re.search(r"2xx=(\d+)", text).group(1))
-            (cell / "httperf.txt").write_text(text.replace(f"2xx={replies}", f"2xx={replies // 2}"))
-    assert not evaluate(tmp_path / "results", claims.open_loop).holds
+    assert "never had more than 80 requests inside the handler" in claim.evidence
 
 
 def test_readme_check_fails_on_a_claim_not_reproduced_unless_allowed(tmp_path, capsys):
@@ -102,93 +299,3 @@ def test_readme_check_fails_on_a_claim_not_reproduced_unless_allowed(tmp_path, c
     assert f"report: {claims.NOT_REPRODUCED}: The original `/async` numbers" in capsys.readouterr().err
     assert claims.NOT_REPRODUCED in page.read_text()
     assert readme.update(check=True, allow_unreproduced=True, path=page, results=tmp_path / "results") == 0
-
-
-def test_pool_claim_fails_when_the_upstream_saw_one_call_more_than_the_pool_allows(tmp_path):
-    assert claims.pool_limit(RUNS).holds
-    run = copy_of(tmp_path, "upstream")
-    cell = sorted(run.glob("*-4w1t-async-http-c400-*"))[0]
-    for path in (cell / "upstream-stats").glob("worker-*.stop.json"):
-        data = json.loads(path.read_text())
-        data["endpoints"]["async"]["peak"] += 1
-        path.write_text(json.dumps(data))
-    claim = evaluate(tmp_path / "results", claims.pool_limit)
-    assert not claim.holds and f"✗ {claims.NOT_REPRODUCED}:" in claim.markdown()
-
-
-def test_spread_claim_fails_when_timeouts_come_with_an_even_spread(tmp_path):
-    assert claims.open_loop_spread(RUNS).holds
-    run = copy_of(tmp_path, "openloop")
-    below = sorted({rate_of(c) for c in run.glob("*-4w1t-sync-rate*")})[1]  # 90% of capacity
-
-    for cell in run.glob("*-4w1t-sync-rate*"):
-        if rate_of(cell) == below:
-            def even(data: dict, index: int, cell=cell) -> None:  # the stop count, so the start's stays
-                start = json.loads((cell / "stats" / f"worker-{data['pid']}.start.json").read_text())
-                data["connections"] = start["connections"] + 720
-            edit_stats(cell, even)
-    assert not evaluate(tmp_path / "results", claims.open_loop_spread).holds
-
-
-def test_pool_cpu_claim_fails_when_the_queued_cells_cost_no_more_cpu(tmp_path):
-    assert claims.pool_queue_costs_cpu(RUNS).holds
-    run = copy_of(tmp_path, "upstream")
-    copy_of(tmp_path, "concurrency")
-    for cell in run.glob("*-1w1t-async-http-c400-*"):  # every repetition: the server spent what it spent at start
-        stop, start = cell / "server.stop.json", json.loads((cell / "server.start.json").read_text())
-        stop.write_text(json.dumps({**json.loads(stop.read_text()), "roles": start["roles"]}))
-    assert not evaluate(tmp_path / "results", claims.pool_queue_costs_cpu).holds
-
-
-# ---------------------------------------------------------------- the database set
-
-
-def refuted(tmp_path: Path, finding, alter) -> claims.Claim:
-    """FINDING holds on the committed db run; on a copy that ALTER changed, what does it say?"""
-    assert finding(RUNS).holds
-    alter(copy_of(tmp_path, "db"))
-    return evaluate(tmp_path / "results", finding)
-
-
-def test_db_def_claim_fails_when_a_worker_held_one_connection_more_than_the_pool(tmp_path):
-    def alter(run):
-        edit_stats(sorted(run.glob("*-1w1t-sync-db-c100-r*"))[0],
-                   lambda data, i: data["pools"]["sync"].update(peak_checked_out=16))
-    claim = refuted(tmp_path, claims.db_def_pool, alter)
-    assert not claim.holds and f"✗ {claims.NOT_REPRODUCED}:" in claim.markdown()
-
-
-def test_db_async_claim_fails_when_async_answers_more_than_the_pool_allows(tmp_path):
-    def alter(run):
-        for cell in run.glob("*-1w1t-async-db-c400-r*"):  # every repetition, so the median moves
-            scale_wrk_requests(cell, 1.5)
-    assert not refuted(tmp_path, claims.db_async_pool, alter).holds
-
-
-def test_db_timeout_claim_fails_when_the_app_counted_no_pool_timeout(tmp_path):
-    def alter(run):
-        edit_stats(sorted(run.glob("*-1w1t-async-db-c100-dbtimeout*"))[0],
-                   lambda data, i: data["endpoints"]["async-db"].update(pool_timeouts=0))
-    assert not refuted(tmp_path, claims.db_pool_timeout, alter).holds
-
-
-def test_db_max_connections_claim_fails_when_nothing_was_refused(tmp_path):
-    def alter(run):
-        edit_stats(sorted(run.glob("*-8w1t-async-db-c400-r*"))[0],
-                   lambda data, i: data["endpoints"]["async-db"].update(db_refused=0))
-    assert not refuted(tmp_path, claims.db_max_connections, alter).holds
-
-
-def test_db_blocking_claim_fails_when_two_requests_ran_at_once(tmp_path):
-    def alter(run):
-        edit_stats(sorted(run.glob("*-4w1t-async-db-blocking-c100-r*"))[0],
-                   lambda data, i: data["endpoints"]["async-db-blocking"].update(peak=2))
-    assert not refuted(tmp_path, claims.db_blocking, alter).holds
-
-
-def test_db_yield_dependency_claim_fails_when_the_def_endpoint_stalls(tmp_path):
-    def alter(run):
-        for cell in run.glob("*-1w1t-sync-db-c1000-r*"):
-            scale_wrk_requests(cell, 0.3)
-    claim = refuted(tmp_path, claims.db_yield_dependency, alter)
-    assert not claim.holds and "no longer stalls" in claim.title

@@ -1,6 +1,7 @@
 """report: the parsers on real outputs, the model on hand-worked cases, the summary and README."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -260,6 +261,30 @@ def test_open_loop_with_an_uneven_spread_overloads_one_worker():
 
 
 COMMITTED = sorted(p for p in (ROOT / "results").glob("*-*") if (p / "summary.json").exists())
+
+
+@pytest.mark.skipif(not COMMITTED, reason="no reference run committed")
+@pytest.mark.parametrize("run_dir", COMMITTED, ids=lambda p: p.name)
+def test_summary_figures_match_the_raw_files_read_another_way(run_dir):
+    """Not the report's own parser: wrk's count by a regular expression, each worker's connections
+    straight from its counters (stop less start), the servers' CPU from the process samples."""
+    for row in json.loads((run_dir / "summary.json").read_text())["cells"]:
+        cell = run_dir / row["cell"]
+        if (cell / "wrk.txt").exists():
+            (count,) = re.findall(r"^\s+(\d+) requests in", (cell / "wrk.txt").read_text(), flags=re.M)
+            assert row["requests"] == int(count), row["cell"]
+        if (cell / "stats").is_dir() and row["connections_per_worker"]:
+            start = {json.loads(p.read_text())["pid"]: json.loads(p.read_text())["connections"]
+                     for p in (cell / "stats").glob("worker-*.start.json")}
+            stops = [json.loads(p.read_text()) for p in (cell / "stats").glob("worker-*.stop.json")]
+            seen = sorted((s["connections"] - start.get(s["pid"], 0) for s in stops), reverse=True)
+            assert row["connections_per_worker"][:len(seen)] == seen or row["workers_restarted"], row["cell"]
+        samples = {name: json.loads((cell / f"server.{name}.json").read_text()) for name in ("start", "stop")
+                   if (cell / f"server.{name}.json").exists()}
+        if len(samples) == 2 and row["server_cpu_s"] is not None:
+            before = {p["pid"]: p["cpu_s"] for p in samples["start"]["roles"]["server"]}
+            spent = sum(p["cpu_s"] - before.get(p["pid"], 0) for p in samples["stop"]["roles"]["server"])
+            assert abs(row["server_cpu_s"] - spent) < 1e-6, row["cell"]
 
 
 @pytest.mark.skipif(not COMMITTED, reason="no reference run committed")
