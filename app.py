@@ -131,7 +131,7 @@ async def upstream_failed(request, error: httpx.HTTPError) -> JSONResponse:
     return failed(request, "upstream_errors", f"upstream call failed: {type(error).__name__}", 502)
 
 
-if DATABASE_URL:  # the database stack only where a cell queries it: it adds some 35 MB to every worker
+if DATABASE_URL:  # the database stack only where a cell queries it: it adds to every worker's memory
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
     from sqlalchemy.exc import TimeoutError as PoolTimeout

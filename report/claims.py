@@ -456,8 +456,8 @@ def which_server(runs) -> Claim:
         f"{here(run)} (wrk {pinned}), each with the machine's CPU saturated in every run: "
         + ", ".join(f"{g['config']} {rng(g, 'requests_per_sec')}" for g in busy)
         + f" req/s. Every run of one above every run of the other: {differ}. RSS of the whole server: "
-        + ", ".join(f"{g['config']} {g['server_rss_mb_median']:.0f} MiB" for g in busy
-                    if g["server_rss_mb_median"] is not None) + ".", ("servers",),
+        + ", ".join(f"{g['config']} {g['server_rss_mib_median']:.0f} MiB" for g in busy
+                    if g["server_rss_mib_median"] is not None) + ".", ("servers",),
         key=f"sleep 0: {tops[0]} above every other server in every run" if len(tops) == 1 and len(above[tops[0]]) == len(busy) - 1
             else f"sleep 0, every run apart: {differ}")
 

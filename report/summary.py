@@ -123,7 +123,7 @@ def server_side(cell_dir: Path, endpoint: str) -> dict:
         "thread_limit_seen": sorted({s["thread_limit"] for s in stop}),
         "connection_starts": connection_starts(stop),
         "worker_cpu_s": round(sum(s["cpu_s"] - start.get(s["pid"], {}).get("cpu_s", 0) for s in stop), 3),
-        "rss_mb_per_worker": [round(s["peak_rss_bytes"] / 2**20, 1) for s in by_connections],
+        "rss_mib_per_worker": [round(s["peak_rss_bytes"] / 2**20, 1) for s in by_connections],
         "upstream_peak": max((s["endpoints"].get("async", {}).get("peak", 0) for s in upstream), default=None),
         "upstream_completed": sum(s["endpoints"].get("async", {}).get("completed", 0) for s in upstream) if upstream else None,
         **(database_side(cell_dir, endpoint, stop, by_connections, window)
@@ -228,18 +228,18 @@ def summarise_cell(run_dir: Path, cell: Cell, cpus: int) -> dict | None:
         "worker_timeouts": log_text.count(RESTART_REASONS["WORKER TIMEOUT"][0]),
         "threads_ignored": cell.threads > 1,  # no server here runs gunicorn's gthread worker
         "window_s": usage.get("wall_s"), "load_cpu_s": usage.get("cpu_s"),
-        "load_maxrss_mb": round(usage["maxrss_bytes"] / 2**20, 1) if usage.get("maxrss_bytes") else None,
+        "load_maxrss_mib": round(usage["maxrss_bytes"] / 2**20, 1) if usage.get("maxrss_bytes") else None,
     }
     row["server_cpu_s"], server_rss = process_cpu(cell_dir, "server")
     row["upstream_cpu_s"], _ = process_cpu(cell_dir, "upstream")
     if ENDPOINTS[endpoint].queries_database:
         row["database_cpu_s"], _ = process_cpu(cell_dir, "database")
-    row["server_rss_mb"] = round(sum(server_rss) / 2**20, 1) if server_rss else None
+    row["server_rss_mib"] = round(sum(server_rss) / 2**20, 1) if server_rss else None
     side = server_side(cell_dir, endpoint)
     row.update({key: side.get(key) for key in (
         "connections_per_worker", "peak_in_handler_per_worker", "connections_answered", "received",
         "server_completed", "pool_timeouts", "in_flight_at_stop", "oldest_unanswered_s", "peak_waiting",
-        "thread_limit_seen", "worker_cpu_s", "rss_mb_per_worker", "upstream_peak", "upstream_completed",
+        "thread_limit_seen", "worker_cpu_s", "rss_mib_per_worker", "upstream_peak", "upstream_completed",
         "connection_starts")})
     # Those whose first request came a SYN retry or more after the load began.
     row["connections_started_late"] = sum(n for second, n in (row["connection_starts"] or {}).items()
@@ -418,7 +418,7 @@ MEDIAN_FIELDS = [
     "requests", "requests_ok", "requests_per_sec", "latency_avg_s", "latency_median_s", "timeouts",
     "client_timeouts", "offered", "replies", "non_2xx", "server_cpu_s", "load_cpu_s", "window_s",
     "in_flight_at_stop", "oldest_unanswered_s", "never_answered", "received", "pool_timeouts",
-    "server_rss_mb", "max_share", "spread_index", "upstream_peak",
+    "server_rss_mib", "max_share", "spread_index", "upstream_peak",
 ]
 DB_MEDIAN_FIELDS = ["db_refused", "db_errors", "pool_timeouts", "db_active_start", "db_active_stop",
                     "db_backends_stop"]
@@ -455,7 +455,7 @@ def summarise_groups(rows: list[dict], cpus: int) -> list[dict]:
         group["measured_over_predicted"] = round(measured / predicted, 3) if predicted else None
         group["as_predicted"] = sum(bool(r["as_predicted"]) for r in runs)
         group["cpu_bound"] = sum(bool(r["cpu_bound"]) for r in runs)
-        for key in ("connections_per_worker", "peak_in_handler_per_worker", "rss_mb_per_worker",
+        for key in ("connections_per_worker", "peak_in_handler_per_worker", "rss_mib_per_worker",
                     "server_completed", "expected_requests", "expected_replies", "expected_low"):
             group[key] = [r.get(key) for r in runs]
         group["peak_in_handler_max"] = max((max(p) for p in group["peak_in_handler_per_worker"] if p), default=None)
@@ -471,8 +471,8 @@ def summarise_groups(rows: list[dict], cpus: int) -> list[dict]:
             group["db_pool_peak_max"] = max((p for r in runs for p in r["db_pool_peak_per_worker"] if p is not None),
                                             default=None)
             group["predicted_errors_uncounted"] = runs[0]["predicted_errors_uncounted"]
-        rss = [x for r in runs for x in (r["rss_mb_per_worker"] or [])]
-        group["rss_mb_per_worker_median"] = statistics.median(rss) if rss else None
+        rss = [x for r in runs for x in (r["rss_mib_per_worker"] or [])]
+        group["rss_mib_per_worker_median"] = statistics.median(rss) if rss else None
         cpus_window = [(r["server_cpu_s"], r["load_cpu_s"], r["window_s"]) for r in runs
                        if None not in (r["server_cpu_s"], r["load_cpu_s"], r["window_s"])]
         group["server_cpu_share"] = (statistics.median(s / w / cpus for s, _, w in cpus_window) if cpus_window else None)
@@ -571,7 +571,7 @@ def closed_loop_columns(groups: list[dict]) -> list[tuple[str, callable]]:
         ("errors", lambda g: str(g["errors_max"])),
         ("predicted", predicted_text), ("measured / predicted", verdict), ("bound by", bound_text),
         ("CPU server / client", lambda g: f"{format_percent(g['server_cpu_share'])} / {format_percent(g['load_cpu_share'])}"),
-        ("RSS per worker", lambda g: "-" if g["rss_mb_per_worker_median"] is None else f"{g['rss_mb_per_worker_median']:.0f} MiB"),
+        ("RSS per worker", lambda g: "-" if g["rss_mib_per_worker_median"] is None else f"{g['rss_mib_per_worker_median']:.0f} MiB"),
         ("in flight at stop", in_flight_text),
         ("never answered", lambda g: format_range(g["never_answered_median"], g["never_answered_min"], g["never_answered_max"])),
         ("peak waiting", lambda g: "-" if g["peak_waiting_max"] is None else str(g["peak_waiting_max"])),

@@ -83,11 +83,11 @@ def test_tiny_run_writes_every_raw_file_and_counts_within_the_model(port, result
     assert {(g["config"], g["endpoint"]): g["predicted_requests"] for g in groups} == predicted
     assert_as_predicted(groups)
     for cell in json.loads((run_dir / "summary.json").read_text())["cells"]:
-        for figure in ("server_cpu_s", "load_cpu_s", "window_s", "rss_mb_per_worker", "received",
+        for figure in ("server_cpu_s", "load_cpu_s", "window_s", "rss_mib_per_worker", "received",
                        "in_flight_at_stop", "never_answered", "peak_waiting"):
             assert cell[figure] is not None, (cell["cell"], figure)
         assert cell["peak_in_handler_per_worker"][0] <= (2 if cell["endpoint"] == "sync" else 8)
-        assert 20 < cell["rss_mb_per_worker"][0] < 500
+        assert 20 < cell["rss_mib_per_worker"][0] < 500
         assert 0 < cell["load_cpu_s"] < cell["window_s"] * 2
 
 
