@@ -243,8 +243,8 @@ def how(name: str, run: Run) -> str:
 
 
 OPEN = ("Cells below the model's prediction with no CPU measured saturated: neither the model nor the CPU "
-        "accounts for them, and why is not known yet. py-spy's flame graphs of the server processes over each "
-        "such run's measured window are linked where the run recorded them (`PROFILE=1`).")
+        "accounts for them, and why is not known yet. py-spy's flame graph of the server processes over the "
+        "measured window of one such run (`PROFILE=1`) is linked where the run recorded it.")
 
 
 def unexplained(run: Run) -> list[tuple[dict, list[dict]]]:
@@ -260,9 +260,10 @@ def unexplained(run: Run) -> list[tuple[dict, list[dict]]]:
 def open_questions(run: Run) -> list[str]:
     lines = []
     for g, rows in unexplained(run):
-        svgs = [path for r in rows for path in sorted((run.run_dir / r["cell"]).glob("profile-*.svg"))]
-        profiles = (", ".join(f"[{path.parent.name}/{path.stem.rsplit('-', 1)[0]}]({run.run_dir.name}/"
-                              f"{path.parent.name}/{path.name})" for path in svgs) if svgs
+        cells = [r["cell"] for r in run.rows if summary.group_key(r) == summary.group_key(g)]
+        svgs = [run.run_dir / c / "profile.svg" for c in cells if (run.run_dir / c / "profile.svg").exists()]
+        profiles = (", ".join(f"[`{path.parent.name}`]({run.run_dir.name}/{path.parent.name}/{path.name})"
+                              for path in svgs) if svgs
                     else "none recorded" + ("" if run.parameters.get("profile") == "1" else " (taken without PROFILE=1)"))
         load = f"{g['connections']} connections" if g["rate"] is None else f"{g['rate']:g}/s"
         lines.append(f"- {g['config']} `/{g['endpoint']}`, {load}, sleep {g['sleep_s']:g} s: {len(rows)} of "

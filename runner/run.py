@@ -4,7 +4,8 @@ A run directory holds run.json (the command, the knobs, the machine, the code), 
 Cell per line) and a directory per cell: the load generator's output and command (wrk.txt,
 wrk.cmd, wrk.usage.json), the server's (server.log, server.cmd), the servers' process samples
 (server.start.json, server.stop.json), the workers' own counters (stats/) and, under PROFILE=1,
-py-spy's flame graphs of the cells that came out CPU-bound or unexplained (profile-*.svg).
+py-spy's flame graph of each cell that came out CPU-bound or unexplained, in the first
+repetition that did (profile.svg).
 """
 
 import os
@@ -57,6 +58,7 @@ class Run:
         self.left_s = 0.0
         self.overhead_seen, self.overhead = 0.0, PER_CELL_OVERHEAD_S
         self.profiling = s.profile  # until py-spy cannot attach: said once, then the run goes on without
+        self.profiled: set[Cell] = set()  # cells whose profile one repetition kept already
 
     def cpus(self, role: str) -> str | None:
         """taskset's CPU list under PIN=1: the load generator on CPU 0, the servers on the others."""
@@ -179,18 +181,14 @@ class Run:
     # ------------------------------------------------------------ profiles (PROFILE=1)
 
     def profile(self, stack: ExitStack, cell_dir: Path, server_pid: int, seconds: int) -> list:
-        """A py-spy per server process (the workers and the main process that started them), sampling
-        over the measured window into profile-<main|worker>-<pid>.svg."""
-        profilers = []
-        for process in record.process_tree(server_pid):
-            role = "main" if process["pid"] == server_pid else "worker"
-            svg = cell_dir / f"profile-{role}-{process['pid']}.svg"
-            command = [f"{self.venv_bin}/py-spy", "record", "--nonblocking", "--rate", str(PROFILE_RATE_HZ),
-                       "--duration", str(seconds), "--format", "flamegraph", "--output", str(svg),
-                       "--pid", str(process["pid"])]
-            log = svg.with_suffix(".log")
-            profilers.append((stack.enter_context(started(command, log, dict(os.environ), self.lock)), svg, log))
-        return profilers
+        """One py-spy on the server's main process and, through --subprocesses, on each of its workers,
+        sampling over the measured window into profile.svg (each process a tower of its own, by function)."""
+        svg = cell_dir / "profile.svg"
+        command = [f"{self.venv_bin}/py-spy", "record", "--nonblocking", "--subprocesses", "--function",
+                   "--rate", str(PROFILE_RATE_HZ), "--duration", str(seconds), "--format", "flamegraph",
+                   "--output", str(svg), "--pid", str(server_pid)]
+        log = svg.with_suffix(".log")
+        return [(stack.enter_context(started(command, log, dict(os.environ), self.lock)), svg, log)]
 
     def profiles_written(self, profilers: list) -> None:
         """Wait for each py-spy to write its flame graph; one that could not attach is one line, not a failure."""
@@ -205,7 +203,7 @@ class Run:
             elif self.profiling:
                 why = next((line for line in reversed(log.read_text(errors="replace").splitlines()) if line.strip()),
                            "no output")
-                print(f"PROFILE=1: py-spy could not profile pid {svg.stem.split('-')[-1]} ({why}); it needs root or "
+                print(f"PROFILE=1: py-spy could not profile the server ({why}); it needs root or "
                       "ptrace rights on Linux, sudo on macOS: going on without profiles", file=sys.stderr)
                 self.profiling = False
 
@@ -252,10 +250,14 @@ class Run:
 
         prefix = f"[{index}/{total}] "
         print(prefix + summary.brief(self.run_dir, cell.name, summary.COMPACT_WIDTH - len(prefix)), flush=True)
-        if self.s.profile:  # what py-spy wrote, kept only where the model does not account for the cell
+        if self.s.profile:
+            # Kept where the model does not account for the cell, once per cell over the repetitions.
             row = summary.summarise_cell(self.run_dir, cell, summary.machine_cpus(self.run_dir))
-            if not (row["cpu_bound"] or "unexplained" in row["bound_by"]):  # the model accounts for it
-                for svg in cell_dir.glob("profile-*"):
+            same_cell = replace(cell, round=1, name="")
+            if (row["cpu_bound"] or "unexplained" in row["bound_by"]) and same_cell not in self.profiled:
+                self.profiled.add(same_cell)
+            else:
+                for svg in cell_dir.glob("profile.*"):
                     svg.unlink()
         self.overhead_seen += time.monotonic() - began - cell.duration - cell.warmup
 
