@@ -331,10 +331,13 @@ def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit
         row["as_predicted"] = None
         row["bound_by"] = row["cpu"] if row["cpu_bound"] else f"unexplained: no CPU saturated ({row['cpu']})"
         return
-    # The accept queue overflowed (the kernel's count, or connections that came a retry late): the
-    # model's band reaches down to all but the backlog's worth starting one SYN retry late.
+    # The accept queue overflowed: the kernel counted dropped handshakes (Linux), or, where it keeps no
+    # such count, more connections than the backlog holds and some started a SYN retry late (alone that
+    # proves nothing: a blocked event loop reads a new connection's first request late too). The
+    # model's band then reaches down to the late starts seen.
     row["predicted_late_requests"] = predicted.late_requests
-    overflowed = bool(row["listen_overflows"] or row["connections_started_late"])
+    overflowed = (bool(row["listen_overflows"]) if row["listen_overflows"] is not None
+                  else bool(row["connections_started_late"]) and predicted.late_requests is not None)
     low = expected
     if overflowed and late is not None:
         low = min(expected, late)

@@ -377,6 +377,24 @@ def test_a_worker_gone_mid_cell_is_counted_from_its_last_file(tmp_path):
     assert summary.bound_text(group) == "2 worker(s) restarted mid-cell (2x max-requests): the model keeps its workers"
 
 
+@pytest.mark.parametrize("dropped, overflowed", [(0, False), (12, True)])
+def test_late_connections_are_an_overflow_only_with_the_kernels_count(tmp_path, dropped, overflowed):
+    # A blocked event loop reads a new connection's first request late too: late starts alone say nothing.
+    run_dir = make_run(tmp_path, [25, 25, 25, 25], cpu=(20.0, 4.0))
+    cell = run_dir / "01-4w1t-sync-c100"
+    for name, count in (("start", 1000), ("stop", 1000 + dropped)):
+        path = cell / f"server.{name}.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "listen_queue": {"ListenOverflows": count}}))
+    edit = lambda data, i: data.update(connection_starts={"0": 20, "1": 5})
+    for path in (cell / "stats").glob("worker-*.stop.json"):
+        data = json.loads(path.read_text())
+        edit(data, 0)
+        path.write_text(json.dumps(data))
+    (row,), _ = summary.summarise_run(run_dir)
+    assert row["connections_started_late"] == 20 and row["listen_overflows"] == dropped
+    assert ("accept queue overflowed" in row["bound_by"]) == overflowed, row["bound_by"]
+
+
 def test_below_prediction_without_a_cpu_figure_is_not_called_cpu(tmp_path):
     # An overloaded worker has not yet seen a request from every connection: no evidence to use.
     (row,), _ = summary.summarise_run(make_run(tmp_path, [30, 20, 10, 0]))
