@@ -46,7 +46,8 @@ Options:
   --quiet         print only each cell's result line and the final paths
   --list          print the cells the set would run and how long it should take, then exit
   --reference     run every set the README uses that has no run of the current code yet, one
-                  after the other, 3 runs each (with --list: print those commands and their time)
+                  after the other, 3 runs each, committing each run as it ends (git; from a clean
+                  tree, so an interruption costs one set) (with --list: the commands and their time)
   --compare A B   pair the cells of two runs (directories, or names under results/) by
                   configuration and print A vs B; exit 1 when a pair differs beyond what the
                   repetitions (or, with one run each, the model's band) allow, else 0
@@ -328,6 +329,22 @@ def taken_with_this_code(entry: sets.Reference) -> Path | None:
     return None
 
 
+def commit_results(run_dir: Path, message: str, repo: Path = ROOT) -> None:
+    """Commit one finished reference run by itself, between sets: nothing is measuring now, and the
+    next set starts from a clean tree again (a run directory outside the repository is left as is)."""
+    try:
+        path = str(run_dir.resolve().relative_to(repo.resolve()))
+    except ValueError:
+        print(f"== {run_dir} is outside the repository: not committed")
+        return
+    git = ["git", "-C", str(repo)]
+    for command in ([*git, "add", "--", path], [*git, "commit", "-q", "-m", message, "--", path]):
+        out = subprocess.run(command, capture_output=True, text=True)
+        if out.returncode != 0:
+            die(f"could not commit {path}: {(out.stderr or out.stdout).strip()}")
+    print(f"== committed {path}", flush=True)
+
+
 def reference(listing: bool) -> int:
     if not listing:
         status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
@@ -354,5 +371,9 @@ def reference(listing: bool) -> int:
             return 130
         if code != 0:
             die(f"a reference run failed: {command}")
+        taken = taken_with_this_code(entry)
+        if taken is None:
+            die(f"no complete run of this code after: {command}")
+        commit_results(taken, f"Reference run {entry.name}, raw output untouched: {command}")
     print(f"# about {total // 60} h {total % 60} min in all, one run at a time")
     return 0

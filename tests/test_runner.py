@@ -319,3 +319,21 @@ def test_postgres_binaries_are_found_where_pg_bindir_says_or_refused(tmp_path):
     for name in ("initdb", "postgres"):
         (tmp_path / name).write_text("")
     assert find_bindir(str(tmp_path)) == tmp_path
+
+
+def test_a_finished_reference_run_is_committed_by_itself(tmp_path):
+    from runner.cli import commit_results
+
+    git = ["git", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "config", "user.email", "t@example.com"], check=True)
+    subprocess.run([*git, "config", "user.name", "t"], check=True)
+    (tmp_path / "app.py").write_text("edited, not committed\n")
+    run_dir = tmp_path / "results" / "20261127T000000Z-seed-reference"
+    (run_dir / "01-cell").mkdir(parents=True)
+    (run_dir / "01-cell" / "wrk.txt").write_text("raw\n")
+    commit_results(run_dir, "Reference run seed", repo=tmp_path)
+    shown = subprocess.run([*git, "show", "--name-only", "--format=%s", "HEAD"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert shown[:3] == ["Reference", "run", "seed"]
+    assert shown[3:] == ["results/20261127T000000Z-seed-reference/01-cell/wrk.txt"]  # nothing else
