@@ -88,8 +88,10 @@ def server_side(cell_dir: Path, endpoint: str) -> dict:
     if not stop:
         return {}
     start = {s["pid"]: s for s in parse.worker_snapshots(cell_dir / "stats", "start")}
-    exited = exited_workers(cell_dir, stop)
-    stop = stop + exited
+    unsnapped = exited_workers(cell_dir, stop)  # gone, or too slow to answer the stop snapshot: their last file
+    alive = alive_at_stop(cell_dir)
+    exited = [s for s in unsnapped if s["pid"] not in alive]
+    stop = stop + unsnapped
 
     def window(worker: dict, *path: str) -> float:
         """A counter's growth over the measured window: at the stop snapshot less at the start one
@@ -141,14 +143,19 @@ def connection_starts(snapshots: list[dict]) -> dict[int, int]:
 
 
 def exited_workers(cell_dir: Path, stop: list[dict]) -> list[dict]:
-    """Workers that served in the measured window but were gone at its end (max-requests, a WORKER
-    TIMEOUT, a crash): their last file, written at shutdown or within 0.2 s of the end, stands in
-    for the stop snapshot they never wrote. Those gone before the window are left out."""
+    """Workers that served in the measured window but wrote no stop snapshot, mostly because they
+    were gone by then (max-requests, a WORKER TIMEOUT, a crash): their last file, written at
+    shutdown or every 0.2 s, stands in for it. Those gone before the window are left out."""
     began = (parse.read_json(cell_dir / "server.start.json") or {}).get("time")
     if began is None:
         return []
     stopped = {s["pid"] for s in stop}
     return [s for s in parse.worker_snapshots(cell_dir / "stats", "") if s["pid"] not in stopped and s["time"] > began]
+
+
+def alive_at_stop(cell_dir: Path) -> set[int]:
+    """The server's processes in the stop sample."""
+    return {p["pid"] for p in ((parse.read_json(cell_dir / "server.stop.json") or {}).get("roles", {}).get("server", []))}
 
 
 def restarts(log_text: str, server: str, workers: int, exited: int) -> tuple[int, str]:
