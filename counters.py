@@ -122,9 +122,10 @@ class WorkerStats:
             if name not in self.snapshots_taken:
                 self.snapshots_taken.add(name)
                 self.write(f"worker-{{pid}}.{name}.json")
-                if name == "start":
+                if name == "start":  # when the runner asked: a worker born later counts from then too
+                    asked = time.time() - request.stat().st_mtime
                     with self.lock:
-                        self.window_began = time.monotonic()
+                        self.window_began = time.monotonic() - max(asked, 0.0)
 
     def dump_forever(self) -> None:
         next_dump = 0.0

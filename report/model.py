@@ -77,8 +77,8 @@ class Prediction:
     # Errors there must be, in a number the model does not give: connections PostgreSQL refuses are
     # answered at once and asked for again, as fast as the CPU allows.
     errors_uncounted: bool = False
-    # More connections than the listen backlog holds: those the server has not accepted in time may
-    # start one SYN retry late, and the requests could be as few as this.
+    # More connections than the listen backlog holds: what they give if each starts when it was seen to
+    # (to the whole second), or else all but the backlog's worth one SYN retry late.
     late_requests: int | None = None
 
 
@@ -123,11 +123,12 @@ def predict(endpoint: str, workers: int, connections: int, sleep: float, duratio
     complete, at_edge = waves(sleep, duration)
     prediction = Prediction(concurrency * complete, concurrency if at_edge else 0, concurrency, bound_by, client,
                             errors_uncounted=refused)
-    if client > backlog:
-        # Connections past the backlog start late: as measured (the whole second after the load began
-        # in which each sent its first request), or else all but the backlog's worth one SYN retry late.
-        # The first `concurrency` to start are served; the rest would only queue behind them.
-        at_once = int(min(client, backlog))
+    if client > backlog + 1:
+        # Linux queues backlog + 1 (the queue is full when it holds more than the backlog). Connections
+        # past it start late: as measured (the whole second after the load began in which each sent its
+        # first request), or else all but the queue's worth one SYN retry late. The first `concurrency`
+        # to start are served; the rest would only queue behind them.
+        at_once = int(min(client, backlog + 1))
         starts = sorted((connection_starts or {0: at_once, SYN_RETRY_S: client - at_once}).items())
         slots, late = concurrency, 0
         for second, count in starts:

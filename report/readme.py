@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from runner.knobs import KNOBS, MACHINE_KNOBS
-from runner.servers import SERVERS
+from runner.servers import GUNICORN_TIMEOUT_S, SERVERS, flag
 from runner.sets import REFERENCE, SETS, changed_knobs
 
 from . import claims, summary
@@ -48,8 +48,8 @@ def answer(runs: dict[str, Run]) -> list[Claim | str]:
 
     lines = [
         (line(lambda: reword(claims.async_wins(runs), f"`def` or `async def`: FastAPI runs `def` on anyio's "
-                             f"{DEFAULT_THREAD_LIMIT} threads per worker, so `async def` answered more wherever more "
-                             f"than {DEFAULT_THREAD_LIMIT} requests waited at once:")), claims.async_wins),
+                             f"{DEFAULT_THREAD_LIMIT} threads per worker, so one worker with `async def` answered more "
+                             f"wherever more than {DEFAULT_THREAD_LIMIT} connections waited at once:")), claims.async_wins),
         (line(lambda: reword(claims.threads_flag(runs), "gunicorn's `--threads` does nothing for FastAPI's workers:")),
          claims.threads_flag),
         (line(lambda: reword(claims.workers_for_def(runs), f"Workers for `def` multiply the {DEFAULT_THREAD_LIMIT} "
@@ -216,21 +216,23 @@ def page(name: str, runs: dict[str, Run], found: list[Claim]) -> str:
 def how(name: str, run: Run) -> str:
     """What a set's findings rest on that the README leaves to its page."""
     if name == "upstream":
-        version = run.environment["packages"].get("httpcore") or ""
-        return ("## How the pool works\n\nEvery time a request joins or leaves httpx's pool, httpcore "
-                f"{version} walks every queued request and every connection (`_assign_requests_to_connections`, "
+        version = run.environment["packages"].get("httpcore")
+        return ("## How the pool works\n\nEvery time a request joins or leaves httpx's pool, httpcore"
+                + (f" {version}" if version else "") + " walks every queued request and every connection (`_assign_requests_to_connections`, "
                 "`httpcore/_async/connection_pool.py`; known upstream: encode/httpcore#1035), so the CPU a request "
                 "costs grows with the queue: the findings above measure how much. Size the pool for the "
                 "concurrency you expect per worker.\n")
     if name == "worker-killed":
         sleep = float(run.parameters["sleep_seconds"])
-        timeout = float(run.parameters["gunicorn_cmd_args"].split("=")[-1])
+        timeout = flag(run.parameters["gunicorn_cmd_args"], "--timeout", GUNICORN_TIMEOUT_S)
         return ("## Why a blocked worker is killed\n\ngunicorn's arbiter kills a worker silent for `--timeout` "
                 "(`arbiter.py`, `murder_workers`). UvicornWorker notifies from uvicorn's loop, which checks only "
                 "every tenth 0.1 s tick (`uvicorn/server.py`, `on_tick`) and only once `timeout / 2` has passed "
-                f"(`spawn_worker`): when every request blocks the loop for {sleep:g} s, ten ticks take "
-                f"{10 * sleep:g} s, {'longer than' if 10 * sleep > timeout else 'within'} the {timeout:g} s timeout, "
-                "though no single block reached it.\n")
+                f"(`spawn_worker`): when every request blocks the loop for {sleep:g} s, ten ticks take at least "
+                f"{10 * sleep:g} s, " + (f"longer than the {timeout:g} s timeout, though no single block reached it."
+                                         if 10 * sleep > timeout else
+                                         f"within the {timeout:g} s timeout: this run's kills need another cause.")
+                + "\n")
     if name == "db":
         return ("## How the database is run\n\nThe `db` set starts its own PostgreSQL (found on PATH, by "
                 "`pg_config`, in `/usr/lib/postgresql/*/bin` or brew's `postgresql@17`, else installed): a throwaway "
@@ -242,8 +244,8 @@ def how(name: str, run: Run) -> str:
     return ""
 
 
-OPEN = ("Cells below the model's prediction with no CPU measured saturated: neither the model nor the CPU "
-        "accounts for them, and why is not known yet. py-spy's flame graph of the server processes over the "
+OPEN = ("Runs the summary marks unexplained: below the model's prediction (or, with no sleep, without one) and "
+        "no CPU measured saturated. Neither the model nor the CPU accounts for them, and why is not known yet. py-spy's flame graph of the server processes over the "
         "measured window of one such run (`PROFILE=1`) is linked where the run recorded it.")
 
 
@@ -260,14 +262,14 @@ def unexplained(run: Run) -> list[tuple[dict, list[dict]]]:
 def open_questions(run: Run) -> list[str]:
     lines = []
     for g, rows in unexplained(run):
-        cells = [r["cell"] for r in run.rows if summary.group_key(r) == summary.group_key(g)]
-        svgs = [run.run_dir / c / "profile.svg" for c in cells if (run.run_dir / c / "profile.svg").exists()]
+        svgs = [run.run_dir / r["cell"] / "profile.svg" for r in rows if (run.run_dir / r["cell"] / "profile.svg").exists()]
         profiles = (", ".join(f"[`{path.parent.name}`]({run.run_dir.name}/{path.parent.name}/{path.name})"
                               for path in svgs) if svgs
                     else "none recorded" + ("" if run.parameters.get("profile") == "1" else " (taken without PROFILE=1)"))
         load = f"{g['connections']} connections" if g["rate"] is None else f"{g['rate']:g}/s"
         lines.append(f"- {g['config']} `/{g['endpoint']}`, {load}, sleep {g['sleep_s']:g} s: {len(rows)} of "
-                     f"{g['runs']} runs {rows[0]['bound_by']}. Profiles: {profiles}.")
+                     f"{g['runs']} runs. " + "; ".join(f"`{r['cell']}`: {r['bound_by']}" for r in rows)
+                     + f". Profile: {profiles}.")
     return lines
 
 
@@ -320,8 +322,8 @@ def sections(results: Path) -> tuple[dict[str, str], dict[str, str], list[Claim]
 def open_summary(runs: dict[str, Run]) -> str:
     counts = [(name, len(unexplained(runs[name]))) for name in PAGES if name in runs]
     listed = ", ".join(f"[{name}: {n}]({page_of(name)}#open-questions)" for name, n in counts if n)
-    return (f"Open questions, cells neither the model nor a saturated CPU explains: {listed}.\n" if listed
-            else "Open questions: none; every cell is explained by the model or a saturated CPU.\n")
+    return (f"Open questions, cells with runs marked unexplained (below the model, no CPU saturated): {listed}.\n"
+            if listed else "Open questions: no run is marked unexplained.\n")
 
 
 def generated(readme: str, text: dict[str, str]) -> str:

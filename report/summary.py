@@ -27,7 +27,8 @@ SATURATED = 0.90  # a CPU this busy (of what it can use) is the limit
 RESTART_REASONS = {
     "WORKER TIMEOUT": ("WORKER TIMEOUT",),
     "max-requests": ("Autorestarting worker after current request", "Maximum request limit of"),
-    "exited": ("exited with code", "was sent SIG", "] died"),
+    # Not "was sent SIGABRT": gunicorn's own kill after a WORKER TIMEOUT, counted above.
+    "exited": ("exited with code", "was sent SIGKILL", "was sent SIGTERM", "] died"),
 }
 
 
@@ -91,6 +92,7 @@ def server_side(cell_dir: Path, endpoint: str) -> dict:
     unsnapped = exited_workers(cell_dir, stop)  # gone, or too slow to answer the stop snapshot: their last file
     alive = alive_at_stop(cell_dir)
     exited = [s for s in unsnapped if s["pid"] not in alive]
+    at_stop = stop  # what was in flight is what the workers still there held
     stop = stop + unsnapped
 
     def window(worker: dict, *path: str) -> float:
@@ -119,9 +121,9 @@ def server_side(cell_dir: Path, endpoint: str) -> dict:
         "received": sum(delta(s, "received") for s in stop),
         "server_completed": sum(delta(s, "completed") for s in stop),
         "pool_timeouts": sum(delta(s, "pool_timeouts") for s in stop),
-        "in_flight_at_stop": sum(s["in_flight"] for s in stop),
-        "oldest_unanswered_s": max((s["oldest_unanswered_s"] or 0 for s in stop), default=None),
-        "peak_waiting": max(s["endpoints"].get(endpoint, {}).get("peak_waiting", 0) for s in stop),
+        "in_flight_at_stop": sum(s["in_flight"] for s in at_stop),
+        "oldest_unanswered_s": max((s["oldest_unanswered_s"] or 0 for s in at_stop), default=None),
+        "peak_waiting": max(s["endpoints"].get(endpoint, {}).get("peak_waiting", 0) for s in at_stop),
         "thread_limit_seen": sorted({s["thread_limit"] for s in stop}),
         "connection_starts": connection_starts(stop),
         "worker_cpu_s": round(sum(s["cpu_s"] - start.get(s["pid"], {}).get("cpu_s", 0) for s in stop), 3),
@@ -308,7 +310,7 @@ def _closed_loop(row: dict, cell: Cell, cell_dir: Path, side: dict, thread_limit
     # The same model, fed with how the connections really landed on the workers, when every
     # worker reported and every connection reached the app (an overloaded worker may not have
     # started a request from each of its connections yet).
-    if row["connections_started_late"]:
+    if row["connection_starts"]:  # when they were seen to start, late or not
         model["connection_starts"] = row["connection_starts"]
     late = predict(**model).late_requests
     if spread and len(spread) == row["workers"] and sum(spread) >= predicted.client_connections:

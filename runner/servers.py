@@ -13,6 +13,7 @@ from typing import Callable
 DEFAULT_WORKER_CLASS = "uvicorn_worker.UvicornWorker"
 GRANIAN_BACKLOG = 1024  # granian/cli.py --backlog; --backpressure defaults to backlog // workers
 LISTEN_BACKLOG = 2048  # gunicorn config.py Backlog and uvicorn config.py: the listen() backlog they ask for
+GUNICORN_TIMEOUT_S = 30  # gunicorn config.py Timeout: a worker silent this long is killed
 
 
 def flag(server_args: str, name: str, default: int) -> int:
