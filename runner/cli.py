@@ -329,6 +329,29 @@ def taken_with_this_code(entry: sets.Reference) -> Path | None:
     return None
 
 
+def wait_passing_signals_on(child: subprocess.Popen) -> int:
+    """Wait for one reference run. A Ctrl-C, SIGTERM or SIGHUP is passed on to it and it is waited for
+    while it stops its servers (subprocess.run would SIGKILL it in the middle of that): 130."""
+    import signal
+
+    from .process import ENDING_SIGNALS
+
+    received = []
+
+    def pass_on(number, frame):
+        received.append(number)
+        if child.poll() is None:
+            child.send_signal(number)  # it stops at the first and ignores the rest
+
+    previous = {number: signal.signal(number, pass_on) for number in ENDING_SIGNALS}
+    try:
+        code = child.wait()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return 130 if received else code
+
+
 def commit_results(run_dir: Path, message: str, repo: Path = ROOT) -> None:
     """Commit one finished reference run by itself, between sets: nothing is measuring now, and the
     next set starts from a clean tree again (a run directory outside the repository is left as is)."""
@@ -366,7 +389,7 @@ def reference(listing: bool) -> int:
             print(f"== {command}: taken with this code already ({done.name})")
             continue
         print(f"== {command}", flush=True)
-        code = subprocess.run([str(ROOT / "benchmark.sh"), *entry.args], env=env).returncode
+        code = wait_passing_signals_on(subprocess.Popen([str(ROOT / "benchmark.sh"), *entry.args], env=env))
         if code == 130:
             return 130
         if code != 0:

@@ -4,7 +4,9 @@ line, the names, the plan's time, cells.tsv, and the lock's memory of what a kil
 import os
 import re
 import shlex
+import signal
 import subprocess
+import sys
 import time
 
 import psutil
@@ -337,3 +339,25 @@ def test_a_finished_reference_run_is_committed_by_itself(tmp_path):
                            check=True).stdout.split()
     assert shown[:3] == ["Reference", "run", "seed"]
     assert shown[3:] == ["results/20261127T000000Z-seed-reference/01-cell/wrk.txt"]  # nothing else
+
+
+def test_an_interrupted_reference_waits_for_its_run_to_stop_its_servers(tmp_path):
+    # A stand-in for one reference run: on SIGTERM it takes a second to clean up, then says so.
+    child = tmp_path / "child.py"
+    child.write_text(
+        "import signal, sys, time, pathlib\n"
+        "def stop(n, f):\n"
+        "    time.sleep(1); pathlib.Path(sys.argv[1]).write_text('cleaned'); sys.exit(130)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "pathlib.Path(sys.argv[1] + '.up').touch()\n"
+        "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c",
+                               "import subprocess, sys; sys.path.insert(0, sys.argv[1]); from runner.cli import "
+                               "wait_passing_signals_on as w; sys.exit(w(subprocess.Popen([sys.executable] + sys.argv[2:])))",
+                               str(ROOT), str(child), str(tmp_path / "done")])
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "done.up").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    parent.send_signal(signal.SIGTERM)  # to the parent alone, as `kill` would
+    assert parent.wait(timeout=10) == 130
+    assert (tmp_path / "done").read_text() == "cleaned"
