@@ -245,8 +245,9 @@ def how(name: str, run: Run) -> str:
 
 
 OPEN = ("Runs the summary marks unexplained: below the model's prediction (or, with no sleep, without one) and "
-        "no CPU measured saturated. Neither the model nor the CPU accounts for them, and why is not known yet. py-spy's flame graph of the server processes over the "
-        "measured window of one such run (`PROFILE=1`) is linked where the run recorded it.")
+        "no CPU measured saturated. Neither the model nor the CPU accounts for them, and why is not known yet. "
+        "py-spy's flame graph of the server processes during one more run of the cell, taken after the measured "
+        "ones so that the profiler's CPU is in no figure (`PROFILE=1`), is linked where the run recorded it.")
 
 
 def unexplained(run: Run) -> list[tuple[dict, list[dict]]]:
@@ -262,9 +263,11 @@ def unexplained(run: Run) -> list[tuple[dict, list[dict]]]:
 def open_questions(run: Run) -> list[str]:
     lines = []
     for g, rows in unexplained(run):
-        svgs = [run.run_dir / r["cell"] / "profile.svg" for r in rows if (run.run_dir / r["cell"] / "profile.svg").exists()]
-        profiles = (", ".join(f"[`{path.parent.name}`]({run.run_dir.name}/{path.parent.name}/{path.name})"
-                              for path in svgs) if svgs
+        cells = [r["cell"] for r in run.rows if summary.group_key(r) == summary.group_key(g)]
+        svgs = [run.run_dir / "profiles" / c / "profile.svg" for c in cells
+                if (run.run_dir / "profiles" / c / "profile.svg").exists()]
+        profiles = (", ".join(f"[`profiles/{path.parent.name}`]({run.run_dir.name}/profiles/{path.parent.name}/"
+                              f"{path.name})" for path in svgs) if svgs
                     else "none recorded" + ("" if run.parameters.get("profile") == "1" else " (taken without PROFILE=1)"))
         load = f"{g['connections']} connections" if g["rate"] is None else f"{g['rate']:g}/s"
         lines.append(f"- {g['config']} `/{g['endpoint']}`, {load}, sleep {g['sleep_s']:g} s: {len(rows)} of "

@@ -4,8 +4,8 @@ A run directory holds run.json (the command, the knobs, the machine, the code), 
 Cell per line) and a directory per cell: the load generator's output and command (wrk.txt,
 wrk.cmd, wrk.usage.json), the server's (server.log, server.cmd), the servers' process samples
 (server.start.json, server.stop.json), the workers' own counters (stats/) and, under PROFILE=1,
-py-spy's flame graph of each cell that came out CPU-bound or unexplained, in the first
-repetition that did (profile.svg).
+py-spy's flame graph of one more run of each cell that came out CPU-bound or unexplained, taken
+after the measured runs (profiles/<cell>/profile.svg).
 """
 
 import os
@@ -58,7 +58,7 @@ class Run:
         self.left_s = 0.0
         self.overhead_seen, self.overhead = 0.0, PER_CELL_OVERHEAD_S
         self.profiling = s.profile  # until py-spy cannot attach: said once, then the run goes on without
-        self.profiled: set[Cell] = set()  # cells whose profile one repetition kept already
+        self.to_profile: dict[Cell, Cell] = {}  # each cell to profile, by itself -> its first run that needs it
 
     def cpus(self, role: str) -> str | None:
         """taskset's CPU list under PIN=1: the load generator on CPU 0, the servers on the others."""
@@ -209,11 +209,14 @@ class Run:
 
     # ------------------------------------------------------------ one cell
 
-    def run_cell(self, index: int, total: int, cell: Cell) -> None:
+    def run_cell(self, index: int, total: int, cell: Cell, profiling: bool = False) -> None:
+        """One cell on a fresh server; with PROFILING, one more run of a measured cell, under py-spy,
+        into profiles/ and out of cells.tsv: the profiler's CPU stays out of every figure."""
         began = time.monotonic()
-        cell_dir = self.run_dir / cell.name
-        cell_dir.mkdir()
-        cells_tsv.append(self.run_dir / "cells.tsv", cell)
+        cell_dir = self.run_dir / "profiles" / cell.name if profiling else self.run_dir / cell.name
+        cell_dir.mkdir(parents=True)
+        if not profiling:
+            cells_tsv.append(self.run_dir / "cells.tsv", cell)
         load = f"c={cell.connections}" if not cell.open_loop else f"rate={cell.rate:g}/s"
         self.out.note(f"[{index}/{total}] {cell.describe()}  /{cell.endpoint}  {load}  sleep={cell.sleep:g}s  "
                       f"{cell.duration}s")
@@ -241,24 +244,23 @@ class Run:
                 self.load(cell_dir, "warmup", self.load_command(cell, cell.warmup), cell.warmup)
                 time.sleep(cell.sleep + 1)  # the warm-up's last requests finish before the measured window
             record.snapshot(cell_dir, "start", cell.workers, cell.stats, roles, database)
-            profilers = self.profile(stack, cell_dir, roles["server"], cell.duration) if self.profiling else []
+            profilers = self.profile(stack, cell_dir, roles["server"], cell.duration) if profiling else []
             self.load(cell_dir, "httperf" if cell.open_loop else "wrk", self.load_command(cell, cell.duration),
                       cell.duration)
             record.snapshot(cell_dir, "stop", cell.workers, cell.stats, roles, database)
             self.profiles_written(profilers)
+        if profiling:
+            svg = cell_dir / "profile.svg"
+            print(f"[profile] {cell.name}: {svg.relative_to(self.run_dir) if svg.exists() else 'none'}", flush=True)
+            return
         from report import summary
 
         prefix = f"[{index}/{total}] "
         print(prefix + summary.brief(self.run_dir, cell.name, summary.COMPACT_WIDTH - len(prefix)), flush=True)
-        if self.s.profile:
-            # Kept where the model does not account for the cell, once per cell over the repetitions.
+        if self.s.profile:  # a cell the model does not account for gets a profile, once, after the measured runs
             row = summary.summarise_cell(self.run_dir, cell, summary.machine_cpus(self.run_dir))
-            same_cell = replace(cell, round=1, name="")
-            if (row["cpu_bound"] or "unexplained" in row["bound_by"]) and same_cell not in self.profiled:
-                self.profiled.add(same_cell)
-            else:
-                for svg in cell_dir.glob("profile.*"):
-                    svg.unlink()
+            if row["cpu_bound"] or "unexplained" in row["bound_by"]:
+                self.to_profile.setdefault(replace(cell, round=1, name=""), cell)
         self.overhead_seen += time.monotonic() - began - cell.duration - cell.warmup
 
     def run(self) -> None:
@@ -275,6 +277,9 @@ class Run:
                 self.run_cell(index, total, cell)
                 # The estimate for the cells left, with the start/stop time measured so far.
                 self.overhead = self.overhead_seen / index
+        for cell in self.to_profile.values():
+            if self.profiling:
+                self.run_cell(0, 0, cell, profiling=True)
 
 
 def answers(url: str) -> bool:
@@ -307,6 +312,6 @@ def drop_app_copy_if_committed(run_dir: Path, commit: str) -> None:
     for name in APP_FILES:
         (run_dir / name).unlink()
     shutil.rmtree(run_dir / "__pycache__", ignore_errors=True)
-    for command in run_dir.glob("*/*.cmd"):
+    for command in run_dir.glob("**/*.cmd"):
         words = [str(ROOT) if word == str(run_dir) else word for word in shlex.split(command.read_text())]
         command.write_text(shlex.join(words) + "\n")

@@ -661,22 +661,24 @@ PTRACE = sys.platform == "linux" and os.geteuid() == 0  # py-spy attaches as roo
 
 
 @pytest.mark.skipif(not PTRACE, reason="py-spy needs root or ptrace rights")
-def test_profile_keeps_flame_graphs_of_cpu_bound_cells_only(port, results):
+def test_profile_runs_a_cpu_bound_cell_once_more_under_py_spy_after_the_measured_runs(port, results):
     out = run_benchmark(port, results, "--set", "overhead", "--quick", "--repeat", "2", PROFILE=1, ENDPOINTS="async")
     assert out.returncode == 0 and "PROFILE=1: py-spy could not" not in out.stderr, out.stderr
     run_dir = only_run_dir(results)
-    # Both repetitions CPU-bound; the first keeps its profile, the second has nothing new to show.
-    cell, again = sorted(d for d in run_dir.iterdir() if d.is_dir())
-    assert not list(again.glob("profile*"))
-    svg = (cell / "profile.svg").read_text()
-    assert svg.startswith("<?xml") and not (cell / "profile.log").exists()
-    server = json.loads((cell / "server.stop.json").read_text())["roles"]["server"]
+    measured = sorted(d for d in run_dir.iterdir() if d.is_dir() and d.name != "profiles")
+    assert len(measured) == 2 and not list(run_dir.glob("*/profile*"))  # no profiler in a measured window
+    (profiled,) = (run_dir / "profiles").iterdir()
+    assert profiled.name == measured[0].name  # the first run that needed it, once
+    svg = (profiled / "profile.svg").read_text()
+    assert svg.startswith("<?xml") and not (profiled / "profile.log").exists()
+    server = json.loads((profiled / "server.stop.json").read_text())["roles"]["server"]
     assert {p["pid"] for p in server} <= {int(pid) for pid in re.findall(r"process (\d+)", svg)}  # gunicorn and its worker
+    assert len(json.loads((run_dir / "summary.json").read_text())["cells"]) == 2  # the profiled run is in no figure
     shutil.rmtree(run_dir)
-    # A sleeping cell that the model accounts for keeps none.
+    # A sleeping cell that the model accounts for gets none.
     out = run_benchmark(port, results, PROFILE=1, CONFIGS="1x1", ENDPOINTS="async", CONNECTIONS=4, **TINY)
     assert out.returncode == 0, out.stderr
-    assert not list(only_run_dir(results).glob("*/profile*")), list(only_run_dir(results).glob("*/*"))
+    assert not (only_run_dir(results) / "profiles").exists()
 
 
 def test_a_profiler_that_cannot_attach_is_one_line_and_the_run_goes_on(tmp_path, capsys):
