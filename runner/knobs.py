@@ -42,8 +42,8 @@ KNOBS = {
     "WARMUP": Knob("auto", "seconds of unmeasured load before each cell; auto: 2 s for CPU-bound cells"),
     "PIN": Knob("0", "1: load generator on CPU 0, servers on the others (Linux, taskset)"),
     "LATENCY": Knob("0", "1: pass --latency to wrk (percentiles)"),
-    "PROFILE": Knob("0", "1: py-spy flame graphs of the server processes over the measured window, kept "
-                         "for CPU-bound and unexplained cells (needs root or ptrace rights; sudo on macOS)"),
+    "PROFILE": Knob("0", "1: run each CPU-bound or unexplained cell once more under py-spy, after the measured "
+                         "runs (profiles/CELL/profile.svg; root or ptrace rights, sudo on macOS)"),
     "STATS": Knob("1", "0: skip the server-side counters (STATS_DIR)"),
     "RESULTS_DIR": Knob("results", "where run directories go"),
     "WRK": Knob("wrk", "the closed-loop load generator"),

@@ -218,7 +218,7 @@ class Run:
         if not profiling:
             cells_tsv.append(self.run_dir / "cells.tsv", cell)
         load = f"c={cell.connections}" if not cell.open_loop else f"rate={cell.rate:g}/s"
-        self.out.note(f"[{index}/{total}] {cell.describe()}  /{cell.endpoint}  {load}  sleep={cell.sleep:g}s  "
+        self.out.note(f"[{'profile' if profiling else f'{index}/{total}'}] {cell.describe()}  /{cell.endpoint}  {load}  sleep={cell.sleep:g}s  "
                       f"{cell.duration}s")
         stats = cell_dir / "stats" if cell.stats else None
         upstream_stats = cell_dir / "upstream-stats" if cell.stats else None

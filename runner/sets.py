@@ -189,8 +189,8 @@ class Reference:
         return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in self.knobs.items()), "./benchmark.sh", *self.args])
 
 
-# Every reference run profiles its servers: a cell that comes out CPU-bound or unexplained keeps the
-# flame graphs of its own measured window (py-spy samples without pausing the servers).
+# Every reference run profiles: a cell that comes out CPU-bound or unexplained is run once more under
+# py-spy after the measured runs, so the profiler's CPU is in no figure.
 PROFILED = {"PROFILE": "1"}
 REFERENCE = [Reference(name, knobs=PROFILED) for name in SETS] + [
     Reference("seed", "worker-killed", {**PROFILED, "GUNICORN_CMD_ARGS": "--timeout=10", "SLEEP_SECONDS": "2",
