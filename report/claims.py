@@ -92,6 +92,11 @@ def rng(g: dict, key: str, digits: int = 0) -> str:
     return summary.format_range(g[f"{key}_median"], g[f"{key}_min"], g[f"{key}_max"], digits)
 
 
+def above(a: dict, b: dict, key: str = "requests") -> bool:
+    """Every run of group A above every run of group B in KEY: how a finding says "more" or "differ"."""
+    return a[f"{key}_min"] > b[f"{key}_max"]
+
+
 def same(a: float, b: float, spread: float = 0.0) -> bool:
     return abs(a - b) <= max(SAME * max(abs(a), abs(b)), spread)
 
@@ -187,7 +192,7 @@ def thread_limiter_knob(runs) -> Claim:
     limits = [DEFAULT_THREAD_LIMIT, 100, 400]
     # Each as the model predicts with the peak at its limit, and every run of a higher limit above every run of a lower.
     holds = (all(ok(g) and g["peak_in_handler_max"] == limit for g, limit in zip(cells, limits))
-             and all(high["requests_min"] > low["requests_max"] for low, high in zip(cells, cells[1:])))
+             and all(above(high, low) for low, high in zip(cells, cells[1:])))
     return Claim(
         "Raising anyio's thread limiter raises the ceiling for `def`.",
         holds,
@@ -239,11 +244,11 @@ def async_wins(runs) -> Claim:
     counts = sorted({g["connections"] for g in sweep if g["config"] == "1w x 1t" and g["endpoint"] == "async"})
     pairs = [(c, find(sweep, config="1w x 1t", endpoint="async", connections=c),
               find(sweep, config="1w x 1t", endpoint="sync", connections=c)) for c in counts]
-    above = [(c, a, d) for c, a, d in pairs if c > DEFAULT_THREAD_LIMIT]
+    more = [(c, a, d) for c, a, d in pairs if c > DEFAULT_THREAD_LIMIT]
     within = [(c, a, d) for c, a, d in pairs if c <= DEFAULT_THREAD_LIMIT]
-    if not above or not within:
+    if not more or not within:
         raise Missing(f"1-worker cells at and above {DEFAULT_THREAD_LIMIT} connections")
-    holds = (all(a["requests_min"] > d["requests_max"] for _, a, d in above)  # every run
+    holds = (all(above(a, d) for _, a, d in more)
              and all(abs(a["requests_median"] - d["requests_median"]) <= max(run_spread(a), run_spread(d))
                      for _, a, d in within))
     top, sync = async_beside_sync(sweep)
@@ -270,7 +275,7 @@ def workers_for_async(runs) -> Claim:
     top = ones[-1]
     four = find(sweep, config="4w x 1t", endpoint="async", connections=top["connections"])
     lower = [(g, find(sweep, config="4w x 1t", endpoint="async", connections=g["connections"])) for g in ones[:-1]]
-    holds = (top["cpu_bound"] == top["runs"] and four["requests_per_sec_min"] > top["requests_per_sec_max"]
+    holds = (top["cpu_bound"] == top["runs"] and above(four, top, "requests_per_sec")
              and all(ok(a) and ok(b) and a["bound_by"].startswith("client") and b["bound_by"].startswith("client")
                      for a, b in lower))
     run = runs["concurrency"]
@@ -325,7 +330,7 @@ def blocking_async(runs) -> Claim:
         raise Missing("/async-blocking cells")
     beside = {id(g): [find(sweep, config=g["config"], endpoint=e, connections=g["connections"]) for e in ("sync", "async")]
               for g in cells}
-    fewer = [g for g in cells if g["requests_max"] < min(o["requests_min"] for o in beside[id(g)])]  # every run
+    fewer = [g for g in cells if all(above(o, g) for o in beside[id(g)])]
     holds = all(ok(g) and g["peak_in_handler_max"] == 1 for g in cells) and len(fewer) == len(cells)
     top = max(cells, key=lambda g: (g["connections"], g["workers"]))
     one = find(sweep, config="1w x 1t", endpoint="async-blocking", connections=top["connections"])
@@ -369,7 +374,7 @@ def thread_hop(runs) -> Claim:
     cost = {e: [1e6 * r["server_cpu_s"] / r["requests_ok"] for r in run.rows
                 if r["endpoint"] == e and r["requests_ok"] and r["server_cpu_s"] is not None] for e in ("sync", "async")}
     holds = (len(cost["sync"]) == d["runs"] and len(cost["async"]) == a["runs"] and min(cost["sync"]) > max(cost["async"])
-             and a["requests_per_sec_min"] > d["requests_per_sec_max"] and d["cpu_bound"] == d["runs"])
+             and above(a, d, "requests_per_sec") and d["cpu_bound"] == d["runs"])
     us = {e: f"{statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})" if v else "-" for e, v in cost.items()}
     pinned = all(r["pinned"] for r in run.rows)
     return Claim(
@@ -397,8 +402,8 @@ def worker_class(runs) -> Claim:
     heavy = [(u, n) for u, n in pairs if u["sleep_s"] == 0 or u["connections"] == most]
     modest = [(u, n) for u, n in pairs if (u, n) not in heavy]
     # "Differ": every run of one above every run of the other; anything less is within what runs vary by.
-    uvicorn_more = [(u, n) for u, n in heavy if u["requests_min"] > n["requests_max"]]
-    asgi_more = [(u, n) for u, n in heavy if n["requests_min"] > u["requests_max"]]
+    uvicorn_more = [(u, n) for u, n in heavy if above(u, n)]
+    asgi_more = [(u, n) for u, n in heavy if above(n, u)]
     holds = bool(modest) and bool(heavy) and all(ok(u) and ok(n) for u, n in modest) and not asgi_more
 
     def cell(u: dict) -> str:
@@ -458,12 +463,12 @@ def which_server(runs) -> Claim:
         raise Missing("servers cells")
     busy.sort(key=lambda g: -g["requests_per_sec_median"])
     # "Differ": every run of one above every run of the other; anything less is within what runs vary by.
-    apart = [(a, b) for i, a in enumerate(busy) for b in busy[i + 1:] if a["requests_per_sec_min"] > b["requests_per_sec_max"]]
+    apart = [(a, b) for i, a in enumerate(busy) for b in busy[i + 1:] if above(a, b, "requests_per_sec")]
     holds = all(ok(g) for g in client_bound) and all(g["cpu_bound"] == g["runs"] for g in idle)
     pinned = "pinned" if all(r["pinned"] for r in run.rows if r["sleep_s"] == 0) else "unpinned, sharing the cores"
-    above = {a["config"]: [b["config"] for x, b in apart if x is a] for a, _ in apart}
-    tops = list(above)
-    differ = ("; ".join(f"{a} above {', '.join(bs)}" for a, bs in above.items()) if apart
+    beats = {a["config"]: [b["config"] for x, b in apart if x is a] for a, _ in apart}
+    tops = list(beats)
+    differ = ("; ".join(f"{a} above {', '.join(bs)}" for a, bs in beats.items()) if apart
               else "no pair: every range overlaps another")
     return Claim(
         "Which server: at the seed's load, each gave what its connection spread allows; at no sleep, a CPU is "
@@ -477,7 +482,7 @@ def which_server(runs) -> Claim:
         + f" req/s. Every run of one above every run of the other: {differ}. RSS of the whole server: "
         + ", ".join(f"{g['config']} {g['server_rss_mib_median']:.0f} MiB" for g in busy
                     if g["server_rss_mib_median"] is not None) + ".", ("servers",),
-        key=f"sleep 0: {tops[0]} above every other server in every run" if len(tops) == 1 and len(above[tops[0]]) == len(busy) - 1
+        key=f"sleep 0: {tops[0]} above every other server in every run" if len(tops) == 1 and len(beats[tops[0]]) == len(busy) - 1
             else f"sleep 0, every run apart: {differ}")
 
 
@@ -524,7 +529,7 @@ def pool_raised(runs) -> Claim:
     if raised is None:
         raise Missing("the HTTP_POOL cell")
     default = find(run.groups, config="1w x 1t", endpoint="async-http", connections=raised["connections"])
-    holds = (raised["upstream_peak_min"] > default["upstream_peak_max"]  # every run, not one run's maximum
+    holds = (above(raised, default, "upstream_peak")  # every run, not one run's maximum
              and raised["requests_ok_min"] > (1 + SAME) * default["requests_ok_max"])
     return Claim(
         "Raising the pool moves the ceiling.",

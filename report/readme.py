@@ -201,8 +201,9 @@ def page(name: str, runs: dict[str, Run], found: list[Claim]) -> str:
         for claim in mine:
             status = "" if claim.holds else f"✗ {claims.NOT_REPRODUCED}: "
             parts.append(f'<a id="{anchor(claim)}"></a>\n### {claim.title}\n\n{status}{claim.evidence}\n')
-    if how(name, run):
-        parts.append(how(name, run))
+    notes = how(name, run)
+    if notes:
+        parts.append(notes)
     questions = open_questions(run)
     if questions:
         parts.append(f'<a id="open-questions"></a>\n## Open questions\n\n{OPEN}\n\n' + "\n".join(questions) + "\n")

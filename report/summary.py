@@ -718,8 +718,13 @@ def write_summary(run_dir: Path) -> list[dict]:
 def brief(run_dir: Path, cell_name: str, width: int = COMPACT_WIDTH) -> str:
     """The line the runner prints when a cell ends, in WIDTH columns: the detail is in summary.md."""
     (cell,) = [c for c in read_cells(run_dir) if c.name == cell_name]
-    row = summarise_cell(run_dir, cell, machine_cpus(run_dir))
-    (g,) = summarise_groups([row], machine_cpus(run_dir))
+    return brief_line(summarise_cell(run_dir, cell, machine_cpus(run_dir)), machine_cpus(run_dir), width)
+
+
+def brief_line(row: dict, cpus: int, width: int = COMPACT_WIDTH) -> str:
+    """brief() for a cell already summarised."""
+    cell_name = row["cell"]
+    (g,) = summarise_groups([row], cpus)
     if row["rate"] is None:
         figures = (f"{row['requests']} requests  {row['requests_per_sec']:.2f} req/s  "
                    f"avg {format_seconds(row['latency_avg_s'])}")

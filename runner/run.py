@@ -180,32 +180,30 @@ class Run:
 
     # ------------------------------------------------------------ profiles (PROFILE=1)
 
-    def profile(self, stack: ExitStack, cell_dir: Path, server_pid: int, seconds: int) -> list:
+    def profile(self, stack: ExitStack, cell_dir: Path, server_pid: int, seconds: int) -> subprocess.Popen:
         """One py-spy on the server's main process and, through --subprocesses, on each of its workers,
         sampling over the measured window into profile.svg (each process a tower of its own, by function)."""
         svg = cell_dir / "profile.svg"
         command = [f"{self.venv_bin}/py-spy", "record", "--nonblocking", "--subprocesses", "--function",
                    "--rate", str(PROFILE_RATE_HZ), "--duration", str(seconds), "--format", "flamegraph",
                    "--output", str(svg), "--pid", str(server_pid)]
-        log = svg.with_suffix(".log")
-        return [(stack.enter_context(started(command, log, dict(os.environ), self.lock)), svg, log)]
+        return stack.enter_context(started(command, svg.with_suffix(".log"), dict(os.environ), self.lock))
 
-    def profiles_written(self, profilers: list) -> None:
-        """Wait for each py-spy to write its flame graph; one that could not attach is one line, not a failure."""
-        deadline = time.monotonic() + 30
-        for process, svg, log in profilers:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            if svg.exists():
-                log.unlink()
-            elif self.profiling:
-                why = next((line for line in reversed(log.read_text(errors="replace").splitlines()) if line.strip()),
-                           "no output")
-                print(f"PROFILE=1: py-spy could not profile the server ({why}); it needs root or "
-                      "ptrace rights on Linux, sudo on macOS: going on without profiles", file=sys.stderr)
-                self.profiling = False
+    def profile_written(self, profiler: subprocess.Popen, svg: Path) -> None:
+        """Wait for py-spy to write its flame graph; one that could not attach is one line, not a failure."""
+        log = svg.with_suffix(".log")
+        try:
+            profiler.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        if svg.exists():
+            log.unlink()
+        elif self.profiling:
+            why = next((line for line in reversed(log.read_text(errors="replace").splitlines()) if line.strip()),
+                       "no output")
+            print(f"PROFILE=1: py-spy could not profile the server ({why}); it needs root or "
+                  "ptrace rights on Linux, sudo on macOS: going on without profiles", file=sys.stderr)
+            self.profiling = False
 
     # ------------------------------------------------------------ one cell
 
@@ -244,23 +242,24 @@ class Run:
                 self.load(cell_dir, "warmup", self.load_command(cell, cell.warmup), cell.warmup)
                 time.sleep(cell.sleep + 1)  # the warm-up's last requests finish before the measured window
             record.snapshot(cell_dir, "start", cell.workers, cell.stats, roles, database)
-            profilers = self.profile(stack, cell_dir, roles["server"], cell.duration) if profiling else []
+            profiler = self.profile(stack, cell_dir, roles["server"], cell.duration) if profiling else None
             self.load(cell_dir, "httperf" if cell.open_loop else "wrk", self.load_command(cell, cell.duration),
                       cell.duration)
             record.snapshot(cell_dir, "stop", cell.workers, cell.stats, roles, database)
-            self.profiles_written(profilers)
+            if profiler:
+                self.profile_written(profiler, cell_dir / "profile.svg")
         if profiling:
             svg = cell_dir / "profile.svg"
             print(f"[profile] {cell.name}: {svg.relative_to(self.run_dir) if svg.exists() else 'none'}", flush=True)
             return
         from report import summary
 
-        prefix = f"[{index}/{total}] "
-        print(prefix + summary.brief(self.run_dir, cell.name, summary.COMPACT_WIDTH - len(prefix)), flush=True)
-        if self.s.profile:  # a cell the model does not account for gets a profile, once, after the measured runs
-            row = summary.summarise_cell(self.run_dir, cell, summary.machine_cpus(self.run_dir))
-            if row["cpu_bound"] or "unexplained" in row["bound_by"]:
-                self.to_profile.setdefault(replace(cell, round=1, name=""), cell)
+        prefix, cpus = f"[{index}/{total}] ", summary.machine_cpus(self.run_dir)
+        row = summary.summarise_cell(self.run_dir, cell, cpus)
+        print(prefix + summary.brief_line(row, cpus, summary.COMPACT_WIDTH - len(prefix)), flush=True)
+        # A cell the model does not account for gets a profile, once, after the measured runs.
+        if self.s.profile and (row["cpu_bound"] or "unexplained" in row["bound_by"]):
+            self.to_profile.setdefault(replace(cell, round=1, name=""), cell)
         self.overhead_seen += time.monotonic() - began - cell.duration - cell.warmup
 
     def run(self) -> None:

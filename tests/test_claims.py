@@ -43,10 +43,12 @@ def rate_of(cell: Path) -> float:
     return float(cell.name.split("-rate")[1].split("-")[0])
 
 
-def edit_stats(cell: Path, change) -> None:
-    for path in sorted((cell / "stats").glob("worker-*.stop.json")):
+def edit_stats(cell: Path, change, directory: str = "stats") -> None:
+    """CHANGE(data, index) on each worker's stop snapshot of the cell (the upstream's: upstream-stats)."""
+    paths = sorted((cell / directory).glob("worker-*.stop.json"))
+    for index, path in enumerate(paths):
         data = json.loads(path.read_text())
-        change(data, sorted((cell / "stats").glob("worker-*.stop.json")).index(path))
+        change(data, index)
         path.write_text(json.dumps(data))
 
 
@@ -162,13 +164,14 @@ def _(runs):  # at no sleep one server's CPU was not the limit
     spent_nothing(every(runs["servers"], "*-async-c256-granian-sleep0-*")[0])
 
 
+def one_call_more(data: dict, index: int) -> None:
+    """The upstream's peak of calls in flight, one higher."""
+    data["endpoints"]["async"]["peak"] += 1
+
+
 @flip(claims.pool_limit)
 def _(runs):  # the upstream saw one call more than the pool allows
-    cell = every(runs["upstream"], "*-4w1t-async-http-c400-*")[0]
-    for path in (cell / "upstream-stats").glob("worker-*.stop.json"):
-        data = json.loads(path.read_text())
-        data["endpoints"]["async"]["peak"] += 1
-        path.write_text(json.dumps(data))
+    edit_stats(every(runs["upstream"], "*-4w1t-async-http-c400-*")[0], one_call_more, "upstream-stats")
 
 
 @flip(claims.pool_queue_costs_cpu)
@@ -179,11 +182,7 @@ def _(runs):  # the queued cells cost no more CPU than a full pool
 
 @flip(claims.sync_http)
 def _(runs):  # the upstream saw one call more than the 40 threads allow
-    cell = every(runs["upstream"], "*-1w1t-sync-http-c400-*")[0]
-    for path in (cell / "upstream-stats").glob("worker-*.stop.json"):
-        data = json.loads(path.read_text())
-        data["endpoints"]["async"]["peak"] += 1
-        path.write_text(json.dumps(data))
+    edit_stats(every(runs["upstream"], "*-1w1t-sync-http-c400-*")[0], one_call_more, "upstream-stats")
 
 
 @flip(claims.pool_raised)
@@ -194,11 +193,9 @@ def _(runs):  # HTTP_POOL=400 answered no more than the default pool
 
 @flip(claims.upstream_agrees)
 def _(runs):  # the upstream answered 1000 calls the front never made
-    cell = every(runs["upstream"], "*-1w1t-async-http-c100-*")[0]
-    for path in (cell / "upstream-stats").glob("worker-*.stop.json"):
-        data = json.loads(path.read_text())
-        data["endpoints"]["async"]["completed"] += 1000
-        path.write_text(json.dumps(data))
+    edit_stats(every(runs["upstream"], "*-1w1t-async-http-c100-*")[0],
+               lambda data, i: data["endpoints"]["async"].update(completed=data["endpoints"]["async"]["completed"] + 1000),
+               "upstream-stats")
 
 
 @flip(claims.open_loop)
