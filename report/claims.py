@@ -565,12 +565,12 @@ def pool_queue_costs_cpu(runs) -> Claim:
     def plain(g: dict) -> float | None:
         return ms(cpu_s_per_request(sweep.rows, config=g["config"], connections=g["connections"], endpoint="async"))
 
-    # The title: every queued cell at least 3x the full pool's CPU per answered request. The evidence's
-    # "where a 1-worker cell saturated its core the extra CPU is why fewer were answered": each such cell
-    # CPU-bound in every run and below the model.
-    full_runs = per_run(full)
+    # The title: every queued run at least 3x every full-pool run's CPU per answered request. The evidence's
+    # "where a 1-worker cell had a CPU as its limit in every run, every run answered fewer than the model":
+    # checked on those cells only; the others are the open questions.
+    full_runs, queued_runs = per_run(full), [(g, per_run(g)) for g in queued]
     holds = (len(full_runs) == full["runs"]
-             and all(len(per_run(g)) == g["runs"] and min(per_run(g)) >= QUEUE_COST * max(full_runs) for g in queued)
+             and all(len(costs) == g["runs"] and min(costs) >= QUEUE_COST * max(full_runs) for g, costs in queued_runs)
              and all(g["requests_ok_max"] < (1 - summary.CLOSE) * g["predicted_requests"]
                      for g in queued if g["workers"] == 1 and g["cpu_bound"] == g["runs"]))
     return Claim(
