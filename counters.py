@@ -15,6 +15,11 @@ from pathlib import Path
 
 # ru_maxrss is in kilobytes on Linux and in bytes on macOS (getrusage(2) on each).
 MAXRSS_BYTES = 1 if sys.platform == "darwin" else 1024
+# The names core/files.py gives these files (this file is served from a run directory, where core/
+# cannot be imported; tests/test_layers.py checks that the two agree).
+WORKER_FILE = "worker-{pid}.json"
+WORKER_SNAPSHOT_FILE = "worker-{pid}.{name}.json"
+SNAPSHOT_REQUEST = "snapshot-{name}"
 
 
 class WorkerStats:
@@ -117,11 +122,12 @@ class WorkerStats:
         temporary.replace(path)
 
     def take_requested_snapshots(self) -> None:
-        for request in self.directory.glob("snapshot-*"):
-            name = request.name.removeprefix("snapshot-")
+        prefix = SNAPSHOT_REQUEST.format(name="")
+        for request in self.directory.glob(prefix + "*"):
+            name = request.name.removeprefix(prefix)
             if name not in self.snapshots_taken:
                 self.snapshots_taken.add(name)
-                self.write(f"worker-{{pid}}.{name}.json")
+                self.write(WORKER_SNAPSHOT_FILE.replace("{name}", name))
                 if name == "start":  # when the runner asked: a worker born later counts from then too
                     asked = time.time() - request.stat().st_mtime
                     with self.lock:
@@ -132,7 +138,7 @@ class WorkerStats:
         while True:
             self.take_requested_snapshots()
             if time.monotonic() >= next_dump:  # the first file also tells the runner this worker is up
-                self.write("worker-{pid}.json")
+                self.write(WORKER_FILE)
                 next_dump = time.monotonic() + self.DUMP_INTERVAL_SECONDS
             time.sleep(self.SNAPSHOT_POLL_SECONDS)
 

@@ -10,11 +10,11 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.servers import GUNICORN_TIMEOUT_S, flag
-from runner.sets import SETS
+from core.servers import GUNICORN_TIMEOUT_S, flag
+from core.sets import SETS
 
 from . import parse, summary
-from .model import DB_POOL, DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS
+from core.model import DB_POOL, DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS
 
 NOT_REPRODUCED = "not reproduced in this run"
 SAME = 0.10  # two figures this close (of the larger) are "the same" where a run-to-run spread is unknown

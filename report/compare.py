@@ -12,8 +12,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from runner.cell import Cell
-from runner.knobs import KNOBS, MACHINE_KNOBS
+from core.cell import Cell
+from core.knobs import KNOBS, MACHINE_KNOBS
 
 from . import parse, summary
 

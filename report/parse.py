@@ -5,6 +5,8 @@ import json
 import re
 from pathlib import Path
 
+from core.files import worker_files
+
 
 class ParseError(ValueError):
     pass
@@ -175,12 +177,6 @@ def load_httperf(path: Path) -> dict:
 
 def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def worker_files(stats_dir: Path, name: str) -> list[Path]:
-    """Each worker's file of snapshot NAME ("" = its last dump, which it writes from the start)."""
-    pattern = f"worker-*.{name}.json" if name else "worker-*.json"
-    return sorted(p for p in stats_dir.glob(pattern) if name or p.name.count(".") == 1)
 
 
 def worker_snapshots(stats_dir: Path, name: str) -> list[dict]:

@@ -5,12 +5,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from runner.knobs import KNOBS, MACHINE_KNOBS
-from runner.servers import GUNICORN_TIMEOUT_S, SERVERS, flag
-from runner.sets import REFERENCE, SETS, changed_knobs
+from core.knobs import KNOBS, MACHINE_KNOBS
+from core.servers import GUNICORN_TIMEOUT_S, SERVERS, flag
+from core.sets import REFERENCE, SETS, changed_knobs
 
 from . import claims, summary
-from .model import WRK_STOP_GRANULARITY_S
+from core.model import WRK_STOP_GRANULARITY_S
 from .claims import DEFAULT_THREAD_LIMIT, ORIGINAL, Claim, Missing, Run, ok, rng
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,7 +23,7 @@ def markers(section: str) -> tuple[str, str]:
 
 
 def reference_runs(results: Path) -> dict[str, Run]:
-    """The newest complete run of each entry of REFERENCE (runner/sets.py)."""
+    """The newest complete run of each entry of REFERENCE (core/sets.py)."""
     chosen = {}
     for entry in REFERENCE:
         for run_dir in sorted(results.glob(entry.directories)):

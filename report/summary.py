@@ -8,14 +8,14 @@ import statistics
 import textwrap
 from pathlib import Path
 
-from runner import cell as cells_tsv
-from runner.cell import Cell
-from runner.endpoints import (ASYNC, ENDPOINTS, SQLALCHEMY_MAX_OVERFLOW, SQLALCHEMY_POOL_SIZE,
+from core import cell as cells_tsv
+from core.cell import Cell
+from core.endpoints import (ASYNC, ENDPOINTS, SQLALCHEMY_MAX_OVERFLOW, SQLALCHEMY_POOL_SIZE,
                               SQLALCHEMY_POOL_TIMEOUT_S)
-from runner.servers import SERVERS
+from core.servers import SERVERS
 
 from . import parse
-from .model import (DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S, SYN_RETRY_S,
+from core.model import (DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S, SYN_RETRY_S,
                     effective_backlog, format_spread, offered_capacity, predict, predict_open_loop, waves)
 
 LARGE_SPREAD = 0.10  # repetitions further apart than this (of the median), edge wave aside, get flagged

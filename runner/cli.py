@@ -11,11 +11,11 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from . import sets
-from .cell import LISTING_HEADER
-from .endpoints import ENDPOINTS
-from .knobs import KNOBS, MACHINE_KNOBS, BadInput, given
-from .servers import SERVERS
+from core import files, sets
+from core.cell import LISTING_HEADER
+from core.endpoints import ENDPOINTS
+from core.knobs import KNOBS, MACHINE_KNOBS, BadInput, given
+from core.servers import SERVERS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = "benchmark.sh"
@@ -34,7 +34,7 @@ Usage: ./benchmark.sh [--quick] [--set NAME] [--repeat N] [--label TEXT] [--quie
 Runs every cell of an experiment set: a fresh server serving app.py, then
 wrk -t WRK_THREADS -c CONNECTIONS -d DURATION --timeout TIMEOUT against one endpoint
 (httperf at a fixed rate for the openloop set). Raw output goes to a new directory
-results/<UTC time>-<set>[-quick][-label]/. Servers: runner/servers.py; sets: runner/sets.py.
+results/<UTC time>-<set>[-quick][-label]/. Servers: core/servers.py; sets: core/sets.py.
 
 Options:
   --quick         divide sleep, duration and timeout by 10 (same as SCALE=10): the same
@@ -116,7 +116,7 @@ def results_dir() -> Path:
 def run_directory(name: str) -> Path:
     """A run directory as given, or by its name under RESULTS_DIR."""
     for candidate in (Path(name), results_dir() / name):
-        if (candidate / "run.json").is_file():
+        if (candidate / files.RUN_JSON).is_file():
             return candidate
     die(f"no run directory '{name}' (a path, or a name under results/, with a run.json)")
 
@@ -223,12 +223,12 @@ def check_port_free(host: str, port: int, knob: str) -> None:
 def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
     from report import summary
 
-    from . import cell as cells_tsv
+    from core import cell as cells_tsv
     from . import record
     from .database import cluster, remove_stale_clusters
     from .process import Failed, Interrupted, Lock, LockBusy, raise_on_signals
     from .run import Output, Run, copy_app, drop_app_copy_if_committed
-    from .sets import plan_line
+    from core.sets import plan_line
 
     raise_on_signals()
     name = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{s.set}"
@@ -254,9 +254,9 @@ def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
             run_dir = results / f"{name}-{suffix}"
         run_dir.mkdir(parents=True)
         started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        (run_dir / "INCOMPLETE").write_text(f"started {started}; removed when every cell has run\n")
+        (run_dir / files.INCOMPLETE).write_text(f"started {started}; removed when every cell has run\n")
         app_files = copy_app(run_dir)
-        cells_tsv.write_header(run_dir / "cells.tsv")
+        cells_tsv.write_header(run_dir / files.CELLS_TSV)
         parameters = {"set": s.set, "label": options["label"],
                       **{k.lower(): v for k, v in s.text.items() if k not in ("VENV", "PYTHON", "LOCK", "RESULTS_DIR", "WRK", "HTTPERF")},
                       "pin": "1" if s.base.pin else "0", "cpus": str(os.cpu_count() or 1), "wrk": tools["wrk"],
@@ -273,14 +273,14 @@ def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
                 Run(s, cells, run_dir, lock, out, tools, database).run()
             finally:
                 drop_app_copy_if_committed(run_dir, document["code"]["git_commit"])
-        (run_dir / "INCOMPLETE").unlink()
+        (run_dir / files.INCOMPLETE).unlink()
         record.finish(run_dir, "complete")
         groups = summary.write_summary(run_dir)
         if not options["quiet"]:
             print()
             print(summary.compact_table(groups), end="")
-        print(f"Full table: {run_dir}/summary.md")
-        print(f"Plot: {run_dir}/plot.png")
+        print(f"Full table: {run_dir / files.SUMMARY_MD}")
+        print(f"Plot: {run_dir / files.PLOT}")
         return 0
     except Interrupted:
         try:  # the terminal may be gone (SIGHUP): a message it cannot show must not stop the clean-up
@@ -288,12 +288,12 @@ def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
                   f"{run_dir or 'nothing yet'}", file=sys.stderr)
         except OSError:
             pass
-        if run_dir and (run_dir / "run.json").exists():
+        if run_dir and (run_dir / files.RUN_JSON).exists():
             record.finish(run_dir, "interrupted")
         return 130
     except Failed as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr)
-        if run_dir and (run_dir / "run.json").exists():
+        if run_dir and (run_dir / files.RUN_JSON).exists():
             record.finish(run_dir, "failed")
         return 1
     finally:
@@ -316,7 +316,7 @@ def taken_with_this_code(entry: sets.Reference) -> Path | None:
     are committed after it)."""
     for run_dir in sorted(results_dir().glob(entry.directories), reverse=True):
         try:
-            document = json.loads((run_dir / "run.json").read_text())
+            document = json.loads((run_dir / files.RUN_JSON).read_text())
         except (OSError, ValueError):
             continue
         code = document.get("code", {})

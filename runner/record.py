@@ -14,12 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from report import parse
-
-from .servers import SERVERS
+from core import files
+from core.servers import SERVERS
 
 ROOT = Path(__file__).resolve().parent.parent
-# The app's own stack, then every server's (runner/servers.py), then what the runner measures with.
+# The app's own stack, then every server's (core/servers.py), then what the runner measures with.
 PACKAGES = list(dict.fromkeys(["fastapi", "starlette", "anyio", "httpx", "httpcore", "sqlalchemy", "psycopg",
                                "asyncpg", "greenlet", *(p for server in SERVERS.values() for p in server.packages),
                                "psutil"]))
@@ -109,12 +108,12 @@ def code_state(run_dir: Path) -> dict:
     git = ["git", "-C", str(ROOT)]
     dirty = bool(_command_output([*git, "status", "--porcelain", "--untracked-files=no"]))
     if dirty:
-        (run_dir / "code.diff").write_text(_command_output([*git, "diff", "HEAD"]) + "\n")
+        (run_dir / files.CODE_DIFF).write_text(_command_output([*git, "diff", "HEAD"]) + "\n")
     return {
         "git_commit": _command_output([*git, "rev-parse", "HEAD"]),
         "git_describe": _command_output([*git, "describe", "--always", "--dirty"]),
         "git_dirty": dirty,
-        "code_diff": "code.diff" if dirty else None,
+        "code_diff": files.CODE_DIFF if dirty else None,
     }
 
 
@@ -133,12 +132,12 @@ def describe(run_dir: Path, argv: list[str], parameters: dict, knobs_given: dict
     }
     if database:  # the PostgreSQL the run started: its version and its connection limits
         document["database"] = database
-    (run_dir / "run.json").write_text(json.dumps(document, indent=2) + "\n")
+    (run_dir / files.RUN_JSON).write_text(json.dumps(document, indent=2) + "\n")
     return document
 
 
 def finish(run_dir: Path, status: str) -> None:
-    path = run_dir / "run.json"
+    path = run_dir / files.RUN_JSON
     document = json.loads(path.read_text())
     document["ended"], document["status"] = now(), status
     path.write_text(json.dumps(document, indent=2) + "\n")
@@ -190,21 +189,22 @@ def process_tree(pid: int) -> list[dict]:
 def snapshot(cell_dir: Path, name: str, workers: int, stats: bool, roles: dict[str, int], database=None) -> None:
     """Ask every worker for a snapshot of its counters, sample every server process now, then wait
     for the workers' snapshots (they poll every 20 ms)."""
+    cell = files.CellFiles(cell_dir)
+    stats_dirs = {cell.stats(role): 1 if role == "upstream" else workers for role in ("server", "upstream")
+                  if role in roles}
     if stats:
-        (cell_dir / "stats" / f"snapshot-{name}").touch()
-        if "upstream" in roles:
-            (cell_dir / "upstream-stats" / f"snapshot-{name}").touch()
+        for stats_dir in stats_dirs:
+            files.snapshot_request(stats_dir, name).touch()
     document = {"time": time.time(), "roles": {role: process_tree(pid) for role, pid in roles.items()},
                 "listen_queue": listen_queue_counters()}
     if database:
         document["database"] = database.backends()
-    (cell_dir / f"server.{name}.json").write_text(json.dumps(document, indent=2) + "\n")
+    cell.processes(name).write_text(json.dumps(document, indent=2) + "\n")
     if not stats:
         return
-    wanted = {"stats": workers, "upstream-stats": 1 if "upstream" in roles else 0}
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        if all(len(parse.worker_files(cell_dir / d, name)) >= n for d, n in wanted.items()):
+        if all(len(files.worker_files(d, name)) >= n for d, n in stats_dirs.items()):
             return
         time.sleep(0.01)
     print(f"benchmark.sh: warning: not every worker wrote its '{name}' snapshot within 5 s", file=sys.stderr)

@@ -20,15 +20,15 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
-from report import parse
+from core import cell as cells_tsv
+from core import files
+from core.cell import Cell
+from core.endpoints import ENDPOINTS
+from core.servers import SERVERS, UPSTREAM_SERVER, Where
+from core.sets import PER_CELL_OVERHEAD_S, Settings, cell_seconds, minutes
 
-from . import cell as cells_tsv
 from . import record
-from .cell import Cell
-from .endpoints import ENDPOINTS
 from .process import Failed, Lock, spawn, started, tail, taskset
-from .servers import SERVERS, UPSTREAM_SERVER, Where
-from .sets import PER_CELL_OVERHEAD_S, Settings, cell_seconds, minutes
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_FILES = ["app.py", "counters.py"]  # what a run serves: a copy taken at its start
@@ -98,9 +98,9 @@ class Run:
         shown = {k: v.replace(self.database.password, "PASSWORD") if self.database else v for k, v in settings.items()}
         unset = [f"-u{name}" for name in sorted(APP_SETTINGS | {"GUNICORN_CMD_ARGS"}) if name not in settings]
         replay = ["env", *unset, *(f"{k}={v}" for k, v in shown.items()), *taskset(cpus), *command]
-        (cell_dir / f"{what}.cmd").write_text(shlex.join(replay) + "\n")
+        files.CellFiles(cell_dir).command(what).write_text(shlex.join(replay) + "\n")
         env = {k: v for k, v in os.environ.items() if k not in APP_SETTINGS and k != "GUNICORN_CMD_ARGS"}
-        log = cell_dir / f"{what}.log"
+        log = files.CellFiles(cell_dir).log(what)
         process = stack.enter_context(started(command, log, {**env, **settings}, self.lock, cpus))
         self.wait_until_ready(process, log, Path(settings["STATS_DIR"]) if "STATS_DIR" in settings else None,
                               cell.workers, server, cell.server if what == "server" else what, port)
@@ -119,7 +119,7 @@ class Run:
                 answering_since = time.monotonic()
             if answering_since is not None:
                 if stats_dir:
-                    up = len(parse.worker_files(stats_dir, "")) >= workers
+                    up = len(files.worker_files(stats_dir, "")) >= workers
                 else:
                     up = (server.ready_workers(log.read_text(errors="replace")) >= workers
                           or time.monotonic() - answering_since > 5)
@@ -133,7 +133,8 @@ class Run:
     def load(self, cell_dir: Path, name: str, command: list[str], seconds: float) -> None:
         """Run the load generator in a session of its own (wrk catches SIGINT and would let the run go
         on: the runner gets the Ctrl-C and stops it), with its own CPU and memory from os.wait4."""
-        (cell_dir / f"{name}.cmd").write_text(shlex.join(command) + "\n")
+        where = files.CellFiles(cell_dir)
+        where.command(name).write_text(shlex.join(command) + "\n")
         cpus = self.cpus("load")
         done = threading.Event()
         if self.out.countdown:
@@ -141,7 +142,7 @@ class Run:
         started_at, began = time.time(), time.perf_counter()
         processes: list[subprocess.Popen] = []
         try:
-            process = spawn(command, cell_dir / f"{name}.txt", processes, lock=self.lock, cpus=cpus)
+            process = spawn(command, where.load_output(name), processes, lock=self.lock, cpus=cpus)
             _, status, usage = os.wait4(process.pid, 0)
             process.returncode = os.waitstatus_to_exitcode(status)
         finally:
@@ -154,9 +155,9 @@ class Run:
         wall = time.perf_counter() - began
         affinity = [int(c) for c in cpus.split(",")] if cpus else (
             sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
-        code = record.write_usage(cell_dir / f"{name}.usage.json", command, started_at, wall, status, usage, affinity)
+        code = record.write_usage(where.usage(name), command, started_at, wall, status, usage, affinity)
         if code != 0:
-            raise Failed(f"{name} failed (exit {code}):\n" + (cell_dir / f"{name}.txt").read_text(errors="replace"))
+            raise Failed(f"{name} failed (exit {code}):\n" + where.load_output(name).read_text(errors="replace"))
 
     def count_down(self, name: str, seconds: float, done: threading.Event) -> None:
         end = time.monotonic() + seconds
@@ -183,7 +184,7 @@ class Run:
     def profile(self, stack: ExitStack, cell_dir: Path, server_pid: int, seconds: int) -> subprocess.Popen:
         """One py-spy on the server's main process and, through --subprocesses, on each of its workers,
         sampling over the measured window into profile.svg (each process a tower of its own, by function)."""
-        svg = cell_dir / "profile.svg"
+        svg = files.CellFiles(cell_dir).profile()
         command = [f"{self.venv_bin}/py-spy", "record", "--nonblocking", "--subprocesses", "--function",
                    "--rate", str(PROFILE_RATE_HZ), "--duration", str(seconds), "--format", "flamegraph",
                    "--output", str(svg), "--pid", str(server_pid)]
@@ -211,16 +212,19 @@ class Run:
         """One cell on a fresh server; with PROFILING, one more run of a measured cell, under py-spy,
         into profiles/ and out of cells.tsv: the profiler's CPU stays out of every figure."""
         began = time.monotonic()
-        cell_dir = self.run_dir / "profiles" / cell.name if profiling else self.run_dir / cell.name
+        where = files.cell_files(self.run_dir, cell.name, profiling)
+        cell_dir = where.path
         cell_dir.mkdir(parents=True)
         if not profiling:
-            cells_tsv.append(self.run_dir / "cells.tsv", cell)
+            cells_tsv.append(self.run_dir / files.CELLS_TSV, cell)
         load = f"c={cell.connections}" if not cell.open_loop else f"rate={cell.rate:g}/s"
         self.out.note(f"[{'profile' if profiling else f'{index}/{total}'}] {cell.describe()}  /{cell.endpoint}  {load}  sleep={cell.sleep:g}s  "
                       f"{cell.duration}s")
-        stats = cell_dir / "stats" if cell.stats else None
-        upstream_stats = cell_dir / "upstream-stats" if cell.stats else None
+        stats = where.stats("server") if cell.stats else None
+        upstream_stats = where.stats("upstream") if cell.stats else None
         with ExitStack() as stack:
+            # Last, once every server has stopped: the requests for snapshots are no one's raw data.
+            stack.callback(remove_snapshot_requests, [d for d in (stats, upstream_stats) if d])
             roles = {}
             upstream_url = None
             if ENDPOINTS[cell.endpoint].calls_upstream:  # the same app's /async, one uvicorn worker
@@ -241,15 +245,15 @@ class Run:
             if cell.warmup:  # unmeasured: connect storm and first-request costs stay out of the cell
                 self.load(cell_dir, "warmup", self.load_command(cell, cell.warmup), cell.warmup)
                 time.sleep(cell.sleep + 1)  # the warm-up's last requests finish before the measured window
-            record.snapshot(cell_dir, "start", cell.workers, cell.stats, roles, database)
+            record.snapshot(cell_dir, files.START, cell.workers, cell.stats, roles, database)
             profiler = self.profile(stack, cell_dir, roles["server"], cell.duration) if profiling else None
             self.load(cell_dir, "httperf" if cell.open_loop else "wrk", self.load_command(cell, cell.duration),
                       cell.duration)
-            record.snapshot(cell_dir, "stop", cell.workers, cell.stats, roles, database)
+            record.snapshot(cell_dir, files.STOP, cell.workers, cell.stats, roles, database)
             if profiler:
-                self.profile_written(profiler, cell_dir / "profile.svg")
+                self.profile_written(profiler, where.profile())
         if profiling:
-            svg = cell_dir / "profile.svg"
+            svg = where.profile()
             print(f"[profile] {cell.name}: {svg.relative_to(self.run_dir) if svg.exists() else 'none'}", flush=True)
             return
         from report import summary
@@ -279,6 +283,12 @@ class Run:
         for cell in self.to_profile.values():
             if self.profiling:
                 self.run_cell(0, 0, cell, profiling=True)
+
+
+def remove_snapshot_requests(stats_dirs: list[Path]) -> None:
+    for stats_dir in stats_dirs:
+        for request in stats_dir.glob(files.SNAPSHOT_REQUEST.format(name="*")):
+            request.unlink()
 
 
 def answers(url: str) -> bool:

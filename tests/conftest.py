@@ -15,11 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 VENV_BIN = Path(sys.executable).parent
 
-from runner.cell import Cell  # noqa: E402 (after the path)
-from runner.servers import SERVERS, Where  # noqa: E402
+from core.cell import Cell  # noqa: E402 (after the path)
+from core.servers import SERVERS, Where  # noqa: E402
 
 
-from runner.knobs import KNOBS  # noqa: E402 (the knobs: a value left in the caller's shell must not leak in)
+from core.knobs import KNOBS  # noqa: E402 (the knobs: a value left in the caller's shell must not leak in)
 from runner.run import APP_SETTINGS  # noqa: E402
 
 
@@ -62,7 +62,7 @@ def free_port() -> int:
 
 
 def server_pids(port: int) -> list[int]:
-    """Every live server process (any of runner/servers.py's: master or worker) started for this port.
+    """Every live server process (any of core/servers.py's: master or worker) started for this port.
 
     psutil rather than /proc, so that this works on macOS too. Workers that the server spawned
     (uvicorn's, granian's) do not carry the port on their command line: their parent does.

@@ -22,7 +22,7 @@ import pytest
 import shutil
 
 from conftest import ROOT, app_environment, benchmark_env, only_run_dir, run_benchmark, server_pids, summary_groups
-from runner.endpoints import ENDPOINTS
+from core.endpoints import ENDPOINTS
 
 # 0.4 s waves in a 3 s run: 7 end inside it (at 2.8 s) and the 8th at 3.2 s, well after wrk stops.
 TINY = dict(SLEEP_SECONDS=0.4, DURATION="3s", TIMEOUT="2s", WRK_THREADS=2)
@@ -67,6 +67,7 @@ def test_tiny_run_writes_every_raw_file_and_counts_within_the_model(port, result
         for name in ("start", "stop"):
             assert len(list((cell_dir / "stats").glob(f"worker-*.{name}.json"))) == workers
             assert json.loads((cell_dir / f"server.{name}.json").read_text())["roles"]["server"]
+        assert not list((cell_dir / "stats").glob("snapshot-*"))  # the runner's requests, gone with the cell
         assert json.loads((cell_dir / "wrk.usage.json").read_text())["exit"] == 0
     assert "[1/4] 1 worker x 1 thread limit 2  /sync  c=8  sleep=0.4s  3s" in out.stdout
     assert len(re.findall(r"^\[\d/4\] 0\d-\S+: \d+ requests  [0-9.]+ req/s ", out.stdout, re.M)) == 4

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from report import model, parse, summary
-from runner import cell as cells_tsv
-from runner.cell import Cell
+from core import model
+from report import parse, summary
+from core import cell as cells_tsv
+from core.cell import Cell
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

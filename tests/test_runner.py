@@ -13,14 +13,14 @@ import psutil
 import pytest
 
 from conftest import ROOT
-from report import model
-from runner import cell as cells_tsv
-from runner import sets
-from runner.cell import Cell
-from runner.endpoints import ENDPOINTS
-from runner.knobs import BadInput
+from core import model
+from core import cell as cells_tsv
+from core import sets
+from core.cell import Cell
+from core.endpoints import ENDPOINTS
+from core.knobs import BadInput
 from runner.process import Lock, LockBusy
-from runner.servers import SERVERS, Where
+from core.servers import SERVERS, Where
 
 WHERE = Where("/venv/bin", "/app", "127.0.0.1", 8123)
 
@@ -151,7 +151,7 @@ def test_only_granian_limits_requests_by_itself():
 
 
 def test_a_server_name_lives_in_at_most_two_source_files():
-    """Adding a server is one entry in runner/servers.py (plus its pin); the README may name it."""
+    """Adding a server is one entry in core/servers.py (plus its pin); the README may name it."""
     listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard"],
                             capture_output=True, text=True, check=True).stdout.split()
     files = [name for name in listed if (ROOT / name).is_file() and not name.startswith(("tests/", "results/"))
@@ -187,8 +187,7 @@ def test_cells_tsv_round_trip_and_an_older_file_reads_with_defaults(tmp_path):
     for cell in written:
         cells_tsv.append(path, cell)
     assert cells_tsv.read(path) == written
-    old = next((ROOT / "results").glob("*-seed-reference")) / "cells.tsv"
-    first = cells_tsv.read(old)[0]
+    first = cells_tsv.read(ROOT / "tests" / "fixtures" / "cells-before-db-columns.tsv")[0]
     assert first.server_args == "" and first.thread_limit is None and first.rate is None and first.connections == 100
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import only_run_dir, run_benchmark, summary_groups
 
-from runner.sets import SETS
+from core.sets import SETS
 
 
 def listed_cells(out) -> list[list[str]]:

@@ -1,1 +1,0 @@
-/work/main/.venv/bin/gunicorn app:app --chdir /work/main/results/20261125T213857Z-upstream-reference --no-control-socket -b 127.0.0.1:8000 -w 4 --threads 1 -k uvicorn_worker.UvicornWorker 

@@ -1,1 +1,0 @@
-env SLEEP_SECONDS=1 STATS_DIR=/work/main/results/20261127T110609Z-db-reference/04-1w1t-sync-db-c400-r1/stats DATABASE_URL=postgresql://bench:PASSWORD@127.0.0.1:8002/bench /work/main/.venv/bin/gunicorn app:app --chdir /work/main --no-control-socket -b 127.0.0.1:8000 -w 1 --threads 1 -k uvicorn_worker.UvicornWorker
