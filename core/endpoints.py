@@ -4,6 +4,8 @@ app.py keeps the handlers themselves; this table says what each one is."""
 
 from dataclasses import dataclass
 
+from .bound import Bound
+
 DEF, ASYNC, BLOCKING = "def", "async def", "blocking async def"
 ANYIO_THREAD_LIMIT = 40  # anyio's default CapacityLimiter for to_thread.run_sync, per event loop
 HTTPX_MAX_CONNECTIONS = 100  # httpx/_config.py: DEFAULT_LIMITS = Limits(max_connections=100, ...)
@@ -27,17 +29,17 @@ class Endpoint:
     def queries_database(self) -> bool:
         return self.waits_on == "database"
 
-    def limits(self, thread_limit: int, http_pool: int, db_pool: int) -> list[tuple[float, str]]:
-        """Every per-worker limit of this endpoint: (requests at once, what the summary calls it)."""
+    def limits(self, thread_limit: int, http_pool: int, db_pool: int) -> list[tuple[float, str, Bound]]:
+        """Every per-worker limit of this endpoint: (requests at once, what the summary calls it, which)."""
         found = []
         if self.kind == DEF:
-            found.append((thread_limit, f"thread limiter: {thread_limit}/worker"))
+            found.append((thread_limit, f"thread limiter: {thread_limit}/worker", Bound.THREADS))
         if self.calls_upstream and self.kind != BLOCKING:
-            found.append((http_pool, f"HTTP client pool: {http_pool}/worker"))
+            found.append((http_pool, f"HTTP client pool: {http_pool}/worker", Bound.HTTP_POOL))
         if self.queries_database and self.kind != BLOCKING:
-            found.append((db_pool, f"database pool: {db_pool}/worker"))
+            found.append((db_pool, f"database pool: {db_pool}/worker", Bound.DB_POOL))
         if self.kind == BLOCKING:  # the event loop is stuck in the call: one request at a time
-            found.append((1, "blocked event loop: 1/worker"))
+            found.append((1, "blocked event loop: 1/worker", Bound.BLOCKED_LOOP))
         return found
 
     def pool_waiters(self, connections: int, thread_limit: int) -> int:

@@ -8,7 +8,9 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
+from .bound import Bound
 from .endpoints import ANYIO_THREAD_LIMIT as DEFAULT_THREAD_LIMIT
+from .bound import Bound
 from .endpoints import (BLOCKING, DEF, ENDPOINTS, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S,
                               SQLALCHEMY_MAX_OVERFLOW, SQLALCHEMY_POOL_SIZE, SQLALCHEMY_POOL_TIMEOUT_S)
 from .servers import SERVERS
@@ -37,6 +39,7 @@ def effective_backlog(cell, somaxconn: int | None) -> int:
 class Limit:
     per_worker: float  # requests one worker runs at once (math.inf: only its connections)
     name: str  # what the summary's "bound by" says when this is the limit
+    bound: Bound = Bound.CONNECTIONS
 
 
 def worker_limit(endpoint: str, workers: int, thread_limit: int = DEFAULT_THREAD_LIMIT,
@@ -46,7 +49,7 @@ def worker_limit(endpoint: str, workers: int, thread_limit: int = DEFAULT_THREAD
     own = SERVERS[server].own_limit(workers) if server in SERVERS else None
     if own:
         limits.append(Limit(*own))
-    return min(limits, key=lambda limit: limit.per_worker, default=Limit(math.inf, "connections"))
+    return min(limits, key=lambda limit: limit.per_worker, default=Limit(math.inf, "connections", Bound.CONNECTIONS))
 
 
 def offered_capacity(endpoint: str, workers: int, sleep: float, thread_limit: int = DEFAULT_THREAD_LIMIT,
@@ -65,13 +68,19 @@ def even_spread(connections: int, workers: int) -> list[int]:
     return [connections // workers + (1 if i < connections % workers else 0) for i in range(workers)]
 
 
+def client_connections(connections: int, wrk_threads: int) -> int:
+    """What wrk really opens: each of its threads takes connections // threads (src/wrk.c)."""
+    return wrk_threads * (connections // wrk_threads)
+
+
 @dataclass
 class Prediction:
     requests: int | None  # complete answers in the run; None when only the CPU limits (sleep 0)
     edge: int  # up to this many more: the next wave ends within wrk's stop granularity
     concurrency: int  # requests in the server at once
     bound_by: str
-    client_connections: int  # what wrk really opens: threads x (connections // threads)
+    client_connections: int
+    bound: Bound = Bound.CONNECTIONS  # what wrk really opens: threads x (connections // threads)
     errors: int = 0  # answers that are errors by design (503 for a pool timeout)
     errors_edge: int = 0
     # Errors there must be, in a number the model does not give: connections PostgreSQL refuses are
@@ -99,7 +108,7 @@ def predict(endpoint: str, workers: int, connections: int, sleep: float, duratio
     wrk keeps one request in flight per connection and drops those unfinished at the end,
     so it counts N x (number of S-long waves that end strictly inside the duration).
     """
-    client = wrk_threads * (connections // wrk_threads)
+    client = client_connections(connections, wrk_threads)
     spread = connections_per_worker if connections_per_worker is not None else even_spread(client, workers)
     kind = ENDPOINTS[endpoint]
     limit = worker_limit(endpoint, workers, thread_limit, http_pool, server, db_pool)
@@ -111,18 +120,18 @@ def predict(endpoint: str, workers: int, connections: int, sleep: float, duratio
     refused = kind.queries_database and db_available is not None and concurrency > db_available
     if refused:
         concurrency = db_available
-        bound_by = f"PostgreSQL: {db_available} connections for the app's role"
+        bound_by, bound = f"PostgreSQL: {db_available} connections for the app's role", Bound.POSTGRES
     elif server_concurrency < min(client, even):
-        bound_by = "connection spread " + format_spread(spread)
+        bound_by, bound = "connection spread " + format_spread(spread), Bound.SPREAD
     elif client <= server_concurrency:
-        bound_by = f"client: {client} connections"
+        bound_by, bound = f"client: {client} connections", Bound.CLIENT
     else:
-        bound_by = limit.name
+        bound_by, bound = limit.name, limit.bound
     if sleep <= 0:
-        return Prediction(None, 0, concurrency, "CPU (no sleep)", client)
+        return Prediction(None, 0, concurrency, "CPU (no sleep)", client, Bound.CPU)
     complete, at_edge = waves(sleep, duration)
     prediction = Prediction(concurrency * complete, concurrency if at_edge else 0, concurrency, bound_by, client,
-                            errors_uncounted=refused)
+                            bound, errors_uncounted=refused)
     if client > backlog + 1:
         # Linux queues backlog + 1 (the queue is full when it holds more than the backlog). Connections
         # past it start late: as measured (the whole second after the load began in which each sent its
@@ -138,7 +147,7 @@ def predict(endpoint: str, workers: int, connections: int, sleep: float, duratio
         prediction.late_requests = late
     pool, pool_timeout = (http_pool, pool_timeout) if kind.calls_upstream else (db_pool, db_pool_timeout)
     pool = min(pool, thread_limit) if kind.kind == DEF else pool
-    if not refused and limit.name.startswith(("HTTP client pool", "database pool")):
+    if not refused and limit.bound in (Bound.HTTP_POOL, Bound.DB_POOL):
         # Requests wait for a pooled connection, first come first served, and give up after
         # pool_timeout; a `def` endpoint holds at most thread_limit of them at a time.
         for c in spread:
@@ -207,6 +216,7 @@ class OpenPrediction:
     latency_max_s: float | None
     capacity_per_s: float  # what the server can answer per second (math.inf: no limit but the CPU)
     bound_by: str
+    bound: Bound
 
 
 def predict_open_loop(endpoint: str, workers: int, rate: float, sleep: float, timeout: float, duration: float,
@@ -237,11 +247,12 @@ def predict_open_loop(endpoint: str, workers: int, rate: float, sleep: float, ti
     answered = [latency for latency in latencies if latency <= timeout]
     even = connections_per_worker is None or max(spread) * workers <= sum(spread) * 1.0001
     if not even and any(rate * c / sum(spread) > limit.per_worker / sleep for c in spread) and rate <= capacity:
-        bound_by = "connection spread " + format_spread(spread)
+        bound_by, bound = "connection spread " + format_spread(spread), Bound.SPREAD
     elif rate <= capacity:
         bound_by = "below capacity" if math.isfinite(capacity) else "no limit below the CPU"
+        bound = Bound.BELOW_CAPACITY if math.isfinite(capacity) else Bound.CONNECTIONS
     else:
-        bound_by = f"{limit.name} = {capacity:g} req/s"
+        bound_by, bound = f"{limit.name} = {capacity:g} req/s", limit.bound
     return OpenPrediction(offered, len(answered), offered - len(answered),
                           statistics.median(answered) if answered else None, max(answered, default=None),
-                          capacity, bound_by)
+                          capacity, bound_by, bound)

@@ -10,6 +10,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .bound import Bound
+
 DEFAULT_WORKER_CLASS = "uvicorn_worker.UvicornWorker"
 GRANIAN_BACKLOG = 1024  # granian/cli.py --backlog; --backpressure defaults to backlog // workers
 LISTEN_BACKLOG = 2048  # gunicorn config.py Backlog and uvicorn config.py: the listen() backlog they ask for
@@ -42,7 +44,8 @@ class Server:
     ready_line: str  # a regular expression each worker prints once it serves
     packages: tuple[str, ...]  # recorded with their versions in run.json
     ignores: tuple[str, ...] = ("the threads (T in CONFIGS' WxT)", "WORKER_CLASS", "GUNICORN_CMD_ARGS")
-    own_limit: Callable = field(default=lambda workers: None)  # (workers) -> (requests/worker, why) or None
+    # (workers) -> (requests/worker, why, Bound.BACKPRESSURE) or None
+    own_limit: Callable = field(default=lambda workers: None)
     label: Callable = field(default=None)  # (cell) -> the summary's config column; None: "NAME Nw"
     # Worker classes the servers set compares ("-": the server has none, and no --threads either).
     worker_classes: tuple[str, ...] = ("-",)
@@ -95,7 +98,8 @@ SERVERS = {
                                      "--workers", str(cell.workers), "--no-access-log", "app:app"],
         ready_line=r"Started worker-", packages=("granian",), listen=lambda cell: (1, GRANIAN_BACKLOG),
         own_limit=lambda workers: (max(1, GRANIAN_BACKLOG // workers),
-                                   f"granian backpressure: {max(1, GRANIAN_BACKLOG // workers)}/worker")),
+                                   f"granian backpressure: {max(1, GRANIAN_BACKLOG // workers)}/worker",
+                                   Bound.BACKPRESSURE)),
 }
 # The upstream the /*-http endpoints call: the same app's /async, one worker.
 UPSTREAM_SERVER = "uvicorn"

@@ -63,11 +63,14 @@ class Set:
     cells: Callable  # (Settings) -> list[Cell]
 
 
+RAISED_THREAD_LIMITS = (100, 400)  # the threads set's THREAD_LIMIT cells besides the knob's own
+
+
 def threads_cells(s: Settings) -> list[Cell]:
     cells = []
     for connections in s.connections:
         cells += [s.cell(endpoint="sync", connections=connections, thread_limit=limit)
-                  for limit in (s.base.thread_limit, 100, 400)]
+                  for limit in (s.base.thread_limit, *RAISED_THREAD_LIMITS)]
         cells.append(s.cell(endpoint="sync", connections=connections, threads=4))
     return cells
 

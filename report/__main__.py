@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import parse, summary
+from . import parse, summary, tables
 
 
 def main(argv: list[str]) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
         if not args.run_dir.is_dir():
             parser.error(f"{args.run_dir} is not a directory")
         groups = summary.write_summary(args.run_dir)
-        print(summary.compact_table(groups) if args.compact else summary.markdown_table(groups), end="")
+        print(tables.compact_table(groups) if args.compact else tables.markdown_table(groups), end="")
     elif args.command == "readme":
         from . import readme as generator
 

@@ -10,12 +10,17 @@ compared.
 
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from core import files
 from core.cell import Cell
 from core.knobs import KNOBS, MACHINE_KNOBS
 
 from . import parse, summary
+from .judge import CLOSE, OPEN_CLOSE
+from .records import CellResult
+from .tables import COMPACT_WIDTH, format_seconds
 
 ALWAYS_PAIRED_BY = ["workers", "threads", "endpoint", "connections", "rate"]  # the configuration and its load
 # What a knob sets: paired by too, unless the two runs share no value of it (then it is the tweak under test).
@@ -28,12 +33,12 @@ class NotComparable(Exception):
     pass
 
 
-def load(run_dir: Path) -> tuple[dict, list[dict], dict[str, Cell]]:
-    document = parse.read_json(run_dir / "run.json")
+def load(run_dir: Path) -> tuple[dict, list[CellResult]]:
+    document = parse.read_json(run_dir / files.RUN_JSON)
     if not document:
         raise NotComparable(f"{run_dir} has no run.json: not a run directory")
     rows, _ = summary.summarise_run(run_dir)
-    return document, rows, {c.name: c for c in summary.read_cells(run_dir)}
+    return document, rows
 
 
 def tweak(a: list[Cell], b: list[Cell]) -> list[str]:
@@ -47,59 +52,81 @@ def knobs_that_differ(a: dict, b: dict) -> list[str]:
             if name not in MACHINE_KNOBS and pa.get(name.lower()) != pb.get(name.lower())]
 
 
-def figures(rows: list[dict]) -> dict:
+@dataclass
+class Side:
+    """One side's repetitions of a cell: answered, latency, errors, and the model's band."""
+
+    row: CellResult  # the first repetition
+    answered: float
+    low: float
+    high: float
+    latency: float
+    errors: float
+    runs: int
+    band: float | None
+
+
+def figures(rows: list[CellResult]) -> Side:
     """Median, min, max over a side's repetitions of a cell: answered, latency, errors."""
-    open_loop = rows[0]["rate"] is not None
-    answered = [r["replies"] if open_loop else r["requests_ok"] for r in rows]
-    latency = [r["latency_median_s" if open_loop else "latency_avg_s"] for r in rows]
-    errors = [r["errors"] + (r["client_timeouts"] if open_loop else 0) for r in rows]  # wrk's count includes non-2xx
-    predicted = rows[0]["predicted_replies" if open_loop else "predicted_requests"]
+    first = rows[0]
+    open_loop = first.cell.open_loop
+    answered = [(r.measured.replies if open_loop else r.measured.requests_ok) or 0 for r in rows]
+    latency = [r.measured.latency_median_s if open_loop else r.measured.latency_avg_s for r in rows]
+    # wrk's count includes non-2xx
+    errors = [r.measured.errors + ((r.measured.client_timeouts or 0) if open_loop else 0) for r in rows]
+    predicted = first.verdict.predicted_replies if open_loop else first.verdict.predicted_requests
     band = (None if predicted is None else
-            (summary.OPEN_CLOSE if open_loop else summary.CLOSE) * predicted + (rows[0].get("predicted_edge") or 0))
-    return {"answered": statistics.median(answered), "low": min(answered), "high": max(answered),
-            "latency": statistics.median([x for x in latency if x is not None] or [0]),
-            "errors": statistics.median(errors), "runs": len(rows), "band": band, "row": rows[0]}
+            (OPEN_CLOSE if open_loop else CLOSE) * predicted + (first.verdict.predicted_edge or 0))
+    return Side(first, statistics.median(answered), min(answered), max(answered),
+                statistics.median([x for x in latency if x is not None] or [0]), statistics.median(errors),
+                len(rows), band)
 
 
-def judge(a: dict, b: dict) -> tuple[bool, str]:
+def judge(a: Side, b: Side) -> tuple[bool, str]:
     """Beyond what the repetitions of A and B vary by (both repeated), else beyond the model's band
     (edge wave and tolerance), else, for a cell no model predicts, beyond 10%."""
-    if a["runs"] > 1 and b["runs"] > 1:
-        edge = max(a["row"].get("predicted_edge") or 0, b["row"].get("predicted_edge") or 0)
-        limit, why = max(a["high"] - a["low"], b["high"] - b["low"], edge), "repetitions"
-    elif a["band"] is not None or b["band"] is not None:
-        limit, why = max(band for band in (a["band"], b["band"]) if band is not None), "model's band"
+    if a.runs > 1 and b.runs > 1:
+        edge = max(a.row.verdict.predicted_edge or 0, b.row.verdict.predicted_edge or 0)
+        limit, why = max(a.high - a.low, b.high - b.low, edge), "repetitions"
+    elif a.band is not None or b.band is not None:
+        limit, why = max(band for band in (a.band, b.band) if band is not None), "model's band"
     else:
-        limit, why = CPU_ONLY_BAND * max(a["answered"], b["answered"]), "10%, no prediction"
-    return abs(b["answered"] - a["answered"]) > limit, f"±{limit:.0f} ({why})"
+        limit, why = CPU_ONLY_BAND * max(a.answered, b.answered), "10%, no prediction"
+    return abs(b.answered - a.answered) > limit, f"±{limit:.0f} ({why})"
+
+
+@dataclass
+class Pair:
+    a: Side
+    b: Side
+    beyond: bool
+    threshold: str
 
 
 def compare(run_a: Path, run_b: Path) -> tuple[list[str], list[dict], list[str]]:
     """The header lines, one dict per pair, and the cells on one side only."""
-    doc_a, rows_a, cells_a = load(run_a)
-    doc_b, rows_b, cells_b = load(run_b)
+    doc_a, rows_a = load(run_a)
+    doc_b, rows_b = load(run_b)
     scale_a, scale_b = doc_a["parameters"].get("scale"), doc_b["parameters"].get("scale")
     if scale_a != scale_b:
         raise NotComparable(f"{run_a.name} ran at SCALE={scale_a} and {run_b.name} at SCALE={scale_b}: sleep, "
                             "duration and timeout differ, so their counts do not compare; compare runs of one scale")
-    left_out = tweak(list(cells_a.values()), list(cells_b.values()))
+    left_out = tweak([r.cell for r in rows_a], [r.cell for r in rows_b])
     key_fields = ALWAYS_PAIRED_BY + [f for f in KNOB_FIELDS if f not in left_out]
 
-    def by_key(rows: list[dict], cells: dict[str, Cell]) -> dict[tuple, list[dict]]:
-        grouped: dict[tuple, list[dict]] = {}
+    def by_key(rows: list[CellResult]) -> dict[tuple, list[CellResult]]:
+        grouped: dict[tuple, list[CellResult]] = {}
         for row in rows:
-            cell = cells[row["cell"]]
-            grouped.setdefault(tuple(getattr(cell, f) for f in key_fields), []).append(row)
+            grouped.setdefault(tuple(getattr(row.cell, f) for f in key_fields), []).append(row)
         return grouped
 
-    side_a, side_b = by_key(rows_a, cells_a), by_key(rows_b, cells_b)
+    side_a, side_b = by_key(rows_a), by_key(rows_b)
     pairs = []
     for key in side_a:
         if key in side_b:
             a, b = figures(side_a[key]), figures(side_b[key])
-            beyond, threshold = judge(a, b)
-            pairs.append({"a": a, "b": b, "beyond": beyond, "threshold": threshold})
-    only = [f"only in {name}: {rows[0]['config']} /{rows[0]['endpoint']} {load_text(rows[0])}"
+            pairs.append(Pair(a, b, *judge(a, b)))
+    only = [f"only in {name}: {rows[0].cell.label()} /{rows[0].cell.endpoint} {load_text(rows[0])}"
             for name, mine, other in (("A", side_a, side_b), ("B", side_b, side_a))
             for key, rows in mine.items() if key not in other]
     header = [f"A: {run_a}", f"B: {run_b}"]
@@ -110,31 +137,32 @@ def compare(run_a: Path, run_b: Path) -> tuple[list[str], list[dict], list[str]]
     return header, pairs, only
 
 
-def load_text(row: dict) -> str:
-    return f"c={row['connections']}" if row["rate"] is None else f"{row['rate']:g}/s"
+def load_text(row: CellResult) -> str:
+    return f"c={row.measured.connections}" if not row.cell.open_loop else f"{row.cell.rate:g}/s"
 
 
 def number(x: float) -> str:
     return f"{x:g}"
 
 
-def spread(side: dict) -> str:
-    return number(side["answered"]) + (f" ({number(side['low'])}-{number(side['high'])})" if side["low"] != side["high"] else "")
+def spread(side: Side) -> str:
+    return number(side.answered) + (f" ({number(side.low)}-{number(side.high)})" if side.low != side.high else "")
 
 
-def pair_fields(p: dict) -> dict:
-    a, b = p["a"], p["b"]
+def pair_fields(p: Pair) -> dict[str, str]:
+    """A pair's columns (the markdown table's header is their names)."""
+    a, b = p.a, p.b
     return {
-        "config": a["row"]["config"], "endpoint": "/" + a["row"]["endpoint"], "load": load_text(a["row"]),
-        "answered A": spread(a), "answered B": spread(b), "B-A": f"{b['answered'] - a['answered']:+g}",
-        "latency A/B": f"{summary.format_seconds(a['latency'])} / {summary.format_seconds(b['latency'])}",
-        "latency B-A": ("+" if b["latency"] >= a["latency"] else "-") + summary.format_seconds(abs(b["latency"] - a["latency"])),
-        "errors A/B": f"{number(a['errors'])} / {number(b['errors'])}", "errors B-A": f"{b['errors'] - a['errors']:+g}",
-        "verdict": ("beyond " if p["beyond"] else "within ") + p["threshold"],
+        "config": a.row.cell.label(), "endpoint": "/" + a.row.cell.endpoint, "load": load_text(a.row),
+        "answered A": spread(a), "answered B": spread(b), "B-A": f"{b.answered - a.answered:+g}",
+        "latency A/B": f"{format_seconds(a.latency)} / {format_seconds(b.latency)}",
+        "latency B-A": ("+" if b.latency >= a.latency else "-") + format_seconds(abs(b.latency - a.latency)),
+        "errors A/B": f"{number(a.errors)} / {number(b.errors)}", "errors B-A": f"{b.errors - a.errors:+g}",
+        "verdict": ("beyond " if p.beyond else "within ") + p.threshold,
     }
 
 
-def text(header: list[str], pairs: list[dict], only: list[str], width: int = summary.COMPACT_WIDTH) -> str:
+def text(header: list[str], pairs: list[Pair], only: list[str], width: int = COMPACT_WIDTH) -> str:
     """Two lines a pair, each within WIDTH: the answered counts and the verdict, then latency and errors."""
     import textwrap
 
@@ -147,11 +175,11 @@ def text(header: list[str], pairs: list[dict], only: list[str], width: int = sum
         out += textwrap.wrap(f"    latency {f['latency A/B']} ({f['latency B-A']}), errors {f['errors A/B']} "
                              f"({f['errors B-A']})", width, subsequent_indent="    ")
     out += only
-    out.append(f"{sum(p['beyond'] for p in pairs)} of {len(pairs)} paired cells differ beyond the spread")
+    out.append(f"{sum(p.beyond for p in pairs)} of {len(pairs)} paired cells differ beyond the spread")
     return "\n".join(out) + "\n"
 
 
-def markdown(header: list[str], pairs: list[dict], only: list[str]) -> str:
+def markdown(header: list[str], pairs: list[Pair], only: list[str]) -> str:
     rows = [pair_fields(p) for p in pairs]
     names = list(rows[0]) if rows else ["config"]
     lines = [*(f"- {h}" for h in header), "", "| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
@@ -168,4 +196,4 @@ def main(run_a: Path, run_b: Path, out: Path | None = None) -> int:
     print(text(header, pairs, only), end="")
     if out:
         out.write_text(markdown(header, pairs, only))
-    return 1 if any(p["beyond"] for p in pairs) else 0
+    return 1 if any(p.beyond for p in pairs) else 0

@@ -1,20 +1,21 @@
 """README.md's generated sections, from the committed runs under results/ (`python -m report readme`)."""
 
-import datetime
-import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from core.knobs import KNOBS, MACHINE_KNOBS
-from core.servers import GUNICORN_TIMEOUT_S, SERVERS, flag
-from core.sets import REFERENCE, SETS, changed_knobs
+from core.servers import SERVERS
+from core.sets import SETS
 
-from . import claims, summary
-from core.model import WRK_STOP_GRANULARITY_S
-from .claims import DEFAULT_THREAD_LIMIT, ORIGINAL, Claim, Missing, Run, ok, rng
+from .findings import NOT_REPRODUCED, Claim, Finding, concurrency, evaluate, seed
+from .findings.common import DEFAULT_THREAD_LIMIT, ORIGINAL, predicted
+from .pages import PAGES, WORKER_KILLED, link, page, page_of, unexplained
+from .records import Group
+from .runs import Runs, reference_runs
+from .tables import format_seconds, spreads_text
 
 ROOT = Path(__file__).resolve().parent.parent
-ROOT_COMMAND = "./benchmark.sh"
 
 
 def markers(section: str) -> tuple[str, str]:
@@ -22,259 +23,48 @@ def markers(section: str) -> tuple[str, str]:
             f"<!-- END generated ({section}) -->")
 
 
-def reference_runs(results: Path) -> dict[str, Run]:
-    """The newest complete run of each entry of REFERENCE (core/sets.py)."""
-    chosen = {}
-    for entry in REFERENCE:
-        for run_dir in sorted(results.glob(entry.directories)):
-            if not (run_dir / "INCOMPLETE").exists() and (run_dir / "run.json").exists():
-                chosen[entry.name] = run_dir
-    return {name: Run.load(run_dir) for name, run_dir in chosen.items()}
-
-
 # ---------------------------------------------------------------- the answer, first
 
 
-def answer(runs: dict[str, Run]) -> list[Claim | str]:
-    """Five lines, each a checked claim with its condition, its number and a link to its evidence."""
-    def line(build) -> Claim | str:
-        try:
-            return build()
-        except (KeyError, Missing) as missing:
-            return f"- *(needs the committed runs: {missing})*"
+# Each answer line is a finding's result, its title reworded for the README's first screen.
+ANSWERS: list[tuple[Finding, str]] = [
+    (concurrency.ASYNC_WINS, f"`def` or `async def`: FastAPI runs `def` on anyio's {DEFAULT_THREAD_LIMIT} threads "
+                             f"per worker, so one worker with `async def` answered more wherever more than "
+                             f"{DEFAULT_THREAD_LIMIT} connections waited at once:"),
+    (seed.THREADS_FLAG, "gunicorn's `--threads` does nothing for FastAPI's workers:"),
+    (concurrency.WORKERS_FOR_DEF, f"Workers for `def` multiply the {DEFAULT_THREAD_LIMIT} threads once the clients "
+                                  f"keep each worker busier than {DEFAULT_THREAD_LIMIT}:"),
+    (concurrency.WORKERS_FOR_ASYNC, "Workers for `async def` help only once a CPU is the limit:"),
+    (concurrency.BLOCKING_ASYNC, "Never block inside `async def`: one request at a time per worker,"),
+]
 
-    def reword(claim: Claim, title: str) -> Claim:
-        return Claim(title, claim.holds, claim.evidence, claim.sets, claim.key, claim.finding)
 
-    lines = [
-        (line(lambda: reword(claims.async_wins(runs), f"`def` or `async def`: FastAPI runs `def` on anyio's "
-                             f"{DEFAULT_THREAD_LIMIT} threads per worker, so one worker with `async def` answered more "
-                             f"wherever more than {DEFAULT_THREAD_LIMIT} connections waited at once:")), claims.async_wins),
-        (line(lambda: reword(claims.threads_flag(runs), "gunicorn's `--threads` does nothing for FastAPI's workers:")),
-         claims.threads_flag),
-        (line(lambda: reword(claims.workers_for_def(runs), f"Workers for `def` multiply the {DEFAULT_THREAD_LIMIT} "
-                             f"threads once the clients keep each worker busier than {DEFAULT_THREAD_LIMIT}:")),
-         claims.workers_for_def),
-        (line(lambda: reword(claims.workers_for_async(runs), "Workers for `async def` help only once a CPU is "
-                             "the limit:")), claims.workers_for_async),
-        (line(lambda: reword(claims.blocking_async(runs), "Never block inside `async def`: one request at a "
-                             "time per worker,")), claims.blocking_async),
-    ]
+def answer(found: list[Claim | str]) -> list[Claim | str]:
+    """The five answer lines: each its finding's claim, reworded, or what that finding still needs."""
+    by_name = {c.finding: c for c in found if isinstance(c, Claim)}
+    lines: list[Claim | str] = []
+    for finding, title in ANSWERS:
+        claim = by_name.get(finding.name)
+        lines.append(replace(claim, title=title) if claim
+                     else f"- *(needs the committed runs: {finding.name.replace('_', ' ')})*")
     return lines
 
 
-def comparison_table(groups: list[dict]) -> str:
+def comparison_table(groups: list[Group]) -> str:
     lines = [
         "| config | endpoint | original: requests | req/s | latency avg | timeouts "
         "| ours: requests (median, min-max) | req/s | latency avg | timeouts | predicted | bound by | conns per worker |",
         "|" + "---|" * 13,
     ]
     for g in groups:
-        original = ORIGINAL.get((g["config"], g["endpoint"]))
+        original = ORIGINAL.get((g.cell.workers, g.cell.threads, g.cell.endpoint))
         if original:
             lines.append("| " + " | ".join([
-                g["config"], f"/{g['endpoint']}", str(original[0]), f"{original[1]:.2f}", original[2], str(original[3]),
-                rng(g, "requests"), f"{g['requests_per_sec_median']:.2f}",
-                summary.format_seconds(g["latency_avg_s_median"]), f"{g['timeouts_median']:g}",
-                claims.predicted(g), g["bound_by"], summary.spreads_text(g)]) + " |")
+                g.cell.label(), f"/{g.cell.endpoint}", str(original[0]), f"{original[1]:.2f}", original[2],
+                str(original[3]), g.requests.text(), f"{g.requests_per_sec.median:.2f}",
+                format_seconds(g.latency_avg_s.median), f"{g.timeouts.median:g}", predicted(g), g.bound_by,
+                spreads_text(g)]) + " |")
     return "\n".join(lines) + "\n"
-
-
-def machine(run: Run) -> str:
-    env = run.environment
-    packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
-    return (f"{env['cpu_count']} x {env['cpu_model']}, {env['os']}, somaxconn {env.get('somaxconn')}; "
-            f"Python {env['python']}; {packages}; {env['wrk']}" + (f"; {env['httperf']}" if env.get("httperf") else ""))
-
-
-def evidence(runs: dict[str, Run]) -> str:
-    """wrk's quirks, each shown on a cell of the committed seed run."""
-    if "seed" not in runs:
-        return "Commit a seed reference run to generate this section.\n"
-    seed = runs["seed"]
-    slow = next(r for r in seed.rows if r["config"] == "1w x 1t" and r["endpoint"] == "sync")
-    fast = next(r for r in seed.rows if r["config"] == "1w x 1t" and r["endpoint"] == "async")
-    slow_wrk = summary.parse.load_wrk(seed.run_dir / slow["cell"] / "wrk.txt")
-    dropped = max(seed.rows, key=lambda r: r["in_flight_at_stop"] or 0)
-    waves = fast["predicted_requests"] // fast["predicted_edge"]
-    out = [
-        f"- *Timeouts are completed requests.* In `{slow['cell']}` wrk counts {slow['requests']} requests and "
-        f"{slow['timeouts']} timeouts, responses that took {seed.timeout_s:g} s or more; yet its latency max is "
-        f"{summary.format_seconds(slow['latency_max_s'])}. wrk's latency histogram stops at the timeout, so those "
-        f"{slow['timeouts']} responses are in the request count but not in the latency statistics, and the "
-        f"average ({summary.format_seconds(slow['latency_avg_s'])}) understates what those clients waited.",
-        f"- *Per-thread Req/Sec means little at a few requests per second.* wrk's per-thread Req/Sec average there "
-        f"is {slow_wrk['thread_req_sec_avg']:g}, times {slow_wrk['threads']} threads "
-        f"{slow_wrk['thread_req_sec_avg'] * slow_wrk['threads']:.1f}, against {slow['requests_per_sec']:.2f} "
-        f"Requests/sec overall: wrk samples each thread every {WRK_STOP_GRANULARITY_S * 1000:.0f} ms and only when "
-        "it saw a response.",
-        never_answered(runs),
-        f"- *Requests in flight when wrk stops are dropped.* In `{dropped['cell']}` wrk counts {dropped['requests']}; "
-        f"at that moment the server had {dropped['in_flight_at_stop']} requests received and not yet answered (its "
-        f"snapshot when wrk exited). benchmark.sh then stops the server, so they are never finished.",
-        f"- *The wave that ends exactly at the duration is partly counted.* {fast['sleep_s']:g} s requests and a "
-        f"{fast['duration_s']:g} s run: {waves} waves end inside the run and the next ends just as it stops; wrk "
-        f"stops up to {WRK_STOP_GRANULARITY_S * 1000:.0f} ms late, so it counted {fast['requests'] - fast['predicted_requests']} of that wave's "
-        f"{fast['predicted_edge']} in `{fast['cell']}`. The seed cells' counts over all runs: "
-        + ", ".join(f"{g['config']} /{g['endpoint']} {rng(g, 'requests')}" for g in seed.groups) + ".",
-    ]
-    return "\n".join(out) + "\n"
-
-
-def never_answered(runs: dict[str, Run]) -> str:
-    if "concurrency" not in runs:
-        return "- *Connections that are never answered are in no wrk figure* (shown on the concurrency run)."
-    run = runs["concurrency"]
-    cell = max((r for r in run.rows if r["workers"] == 1 and r["endpoint"] == "sync"), key=lambda r: r["connections"])
-    return (f"- *Connections that are never answered are in no wrk figure.* In `{cell['cell']}` of the concurrency "
-            f"run, {cell['never_answered']} of {cell['connections']} connections got no answer in the whole "
-            f"{cell['duration_s']:g} s (the server's own count), yet wrk reports {cell['timeouts']} timeouts and a "
-            f"latency average of {summary.format_seconds(cell['latency_avg_s'])}: its latency and timeouts cover only "
-            f"answered requests.")
-
-
-def replay(run: Run) -> str:
-    """The command that replays a run: the knobs that differ from its set's defaults, then its arguments."""
-    texts = {name: run.parameters[name.lower()] for name in KNOBS if name.lower() in run.parameters}
-    knobs = changed_knobs(run.parameters["set"], texts)
-    argv = [ROOT_COMMAND if Path(word).name == "benchmark.sh" else word for word in run.document.get("argv", [])]
-    return shlex.join(["env", *(f"{k}={v}" for k, v in knobs.items())] if knobs else []) + (" " if knobs else "") \
-        + shlex.join(argv)
-
-
-# ---------------------------------------------------------------- the per-set pages
-
-
-PAGES = [entry.name for entry in REFERENCE]
-WORKER_KILLED = "gunicorn's heartbeat against an `async def` that blocks its loop again and again"
-GENERATED = "Generated by `python -m report readme` from the committed runs: edit `report/`, not this page."
-
-
-def page_of(name: str) -> str:
-    return f"results/{name}.md"
-
-
-def slug(title: str) -> str:
-    """GitHub's anchor for a heading."""
-    return "".join(c for c in title.lower() if c.isalnum() or c in " -_").replace(" ", "-")
-
-
-def anchor(claim: Claim) -> str:
-    """A short, stable anchor for a finding on its page: its function's name."""
-    return claim.finding.replace("_", "-")
-
-
-def link(claim: Claim) -> str:
-    return f"{page_of(finding_page(claim))}#{anchor(claim)}"
-
-
-def finding_page(claim: Claim) -> str:
-    return claim.sets[0]
-
-
-def took(run: Run) -> str:
-    started, ended = run.document.get("started"), run.document.get("ended")
-    if not (started and ended):
-        return "-"
-    seconds = (datetime.datetime.fromisoformat(ended) - datetime.datetime.fromisoformat(started)).total_seconds()
-    return f"{seconds / 60:.0f} min"
-
-
-def page(name: str, runs: dict[str, Run], found: list[Claim]) -> str:
-    purpose = SETS[name].purpose if name in SETS else WORKER_KILLED
-    head = f"# `{name}`: {purpose}\n\n{GENERATED}\n"
-    if name not in runs:
-        command = next(entry.command() for entry in REFERENCE if entry.name == name)
-        return head + f"\nNo reference run committed yet: `{command}`.\n"
-    run = runs[name]
-    p = run.parameters
-    load = (f"httperf, {p['duration']} per rate, --timeout {p['timeout']}" if name == "openloop"
-            else f"wrk -t {p['wrk_threads']} -d {p['duration']} --timeout {p['timeout']}")
-    parts = [head, f"Run [`{run.run_dir.name}`]({run.run_dir.name}/): sleep {p['sleep_seconds']} s, {load}"
-             + ("" if p["scale"] == "1" else f", all divided by SCALE={p['scale']}")
-             + f"; {p['repeat']} runs per cell" + (", pinned (load generator on CPU 0)" if p.get("pin") == "1" else "")
-             + f"; started {run.document.get('started')}, took {took(run)}. Reproduce: `{replay(run)}`.\n",
-             f"Machine and versions: {machine(run)}.\n"]
-    mine = [c for c in found if finding_page(c) == name]
-    if mine:
-        parts.append("## Findings\n")
-        for claim in mine:
-            status = "" if claim.holds else f"✗ {claims.NOT_REPRODUCED}: "
-            parts.append(f'<a id="{anchor(claim)}"></a>\n### {claim.title}\n\n{status}{claim.evidence}\n')
-    notes = how(name, run)
-    if notes:
-        parts.append(notes)
-    questions = open_questions(run)
-    if questions:
-        parts.append(f'<a id="open-questions"></a>\n## Open questions\n\n{OPEN}\n\n' + "\n".join(questions) + "\n")
-    if name == "seed":
-        parts.append("## Reading wrk's numbers\n\n" + evidence(runs))
-    parts.append("## Every cell\n\n" + summary.markdown_table(run.groups)
-                 + f"\n![{name}]({run.run_dir.name}/plot.png)\n")
-    return "\n".join(parts)
-
-
-def how(name: str, run: Run) -> str:
-    """What a set's findings rest on that the README leaves to its page."""
-    if name == "upstream":
-        version = run.environment["packages"].get("httpcore")
-        return ("## How the pool works\n\nEvery time a request joins or leaves httpx's pool, httpcore"
-                + (f" {version}" if version else "") + " walks every queued request and every connection (`_assign_requests_to_connections`, "
-                "`httpcore/_async/connection_pool.py`; known upstream: encode/httpcore#1035), so the CPU a request "
-                "costs grows with the queue: the findings above measure how much. Size the pool for the "
-                "concurrency you expect per worker.\n")
-    if name == "worker-killed":
-        sleep = float(run.parameters["sleep_seconds"])
-        timeout = flag(run.parameters["gunicorn_cmd_args"], "--timeout", GUNICORN_TIMEOUT_S)
-        return ("## Why a blocked worker is killed\n\ngunicorn's arbiter kills a worker silent for `--timeout` "
-                "(`arbiter.py`, `murder_workers`). UvicornWorker notifies from uvicorn's loop, which checks only "
-                "every tenth 0.1 s tick (`uvicorn/server.py`, `on_tick`) and only once `timeout / 2` has passed "
-                f"(`spawn_worker`): when every request blocks the loop for {sleep:g} s, ten ticks take at least "
-                f"{10 * sleep:g} s, " + (f"longer than the {timeout:g} s timeout, though no single block reached it."
-                                         if 10 * sleep > timeout else
-                                         f"within the {timeout:g} s timeout: this run's kills need another cause.")
-                + "\n")
-    if name == "db":
-        return ("## How the database is run\n\nThe `db` set starts its own PostgreSQL (found on PATH, by "
-                "`pg_config`, in `/usr/lib/postgresql/*/bin` or brew's `postgresql@17`, else installed): a throwaway "
-                "cluster made once per run in a temporary directory, as `postgres` (else `nobody`) when run as root, "
-                "on a private socket and on 127.0.0.1 with a random password, removed on every way out. Each endpoint "
-                "runs `SELECT pg_sleep(SLEEP_SECONDS)` through SQLAlchemy 2: `/sync-db` a `def` with a session from a "
-                "`yield` dependency (psycopg 3), `/async-db` an `AsyncSession` (asyncpg), `/async-db-blocking` the "
-                "sync session inside `async def`.\n")
-    return ""
-
-
-OPEN = ("Runs the summary marks unexplained: below the model's prediction (or, with no sleep, without one) and "
-        "no CPU measured saturated. Neither the model nor the CPU accounts for them, and why is not known yet. "
-        "py-spy's flame graph of the server processes during one more run of the cell, taken after the measured "
-        "ones so that the profiler's CPU is in no figure (`PROFILE=1`), is linked where the run recorded it.")
-
-
-def unexplained(run: Run) -> list[tuple[dict, list[dict]]]:
-    """Each group with a run that the model and the measured CPU leave unexplained, with those runs."""
-    out = []
-    for g in run.groups:
-        rows = [r for r in run.rows if summary.group_key(r) == summary.group_key(g) and "unexplained" in r["bound_by"]]
-        if rows:
-            out.append((g, rows))
-    return out
-
-
-def open_questions(run: Run) -> list[str]:
-    lines = []
-    for g, rows in unexplained(run):
-        cells = [r["cell"] for r in run.rows if summary.group_key(r) == summary.group_key(g)]
-        svgs = [run.run_dir / "profiles" / c / "profile.svg" for c in cells
-                if (run.run_dir / "profiles" / c / "profile.svg").exists()]
-        profiles = (", ".join(f"[`profiles/{path.parent.name}`]({run.run_dir.name}/profiles/{path.parent.name}/"
-                              f"{path.name})" for path in svgs) if svgs
-                    else "none recorded" + ("" if run.parameters.get("profile") == "1" else " (taken without PROFILE=1)"))
-        load = f"{g['connections']} connections" if g["rate"] is None else f"{g['rate']:g}/s"
-        lines.append(f"- {g['config']} `/{g['endpoint']}`, {load}, sleep {g['sleep_s']:g} s: {len(rows)} of "
-                     f"{g['runs']} runs. " + "; ".join(f"`{r['cell']}`: {r['bound_by']}" for r in rows)
-                     + f". Profile: {profiles}.")
-    return lines
 
 
 # ---------------------------------------------------------------- README.md
@@ -291,25 +81,23 @@ def knobs_table() -> str:
 def finding_line(claim: Claim | str) -> str:
     if not isinstance(claim, Claim):
         return claim
-    status = "" if claim.holds else f" ✗ {claims.NOT_REPRODUCED}:"
+    status = "" if claim.holds else f" ✗ {NOT_REPRODUCED}:"
     return f"- **{claim.title}**{status} {claim.key} ([evidence]({link(claim)}))"
 
 
 def sections(results: Path) -> tuple[dict[str, str], dict[str, str], list[Claim]]:
     """README.md's generated sections, every per-set page, and every claim they print."""
     runs = reference_runs(results)
-    found = claims.evaluate(runs)
+    found = evaluate(runs)
     checked = [c for c in found if isinstance(c, Claim)]
-    by_finding = dict(zip(claims.FINDINGS, found))
     answer_lines = []
-    for text, finding in answer(runs):
-        if isinstance(text, Claim):
-            checked.append(text)
-            status = "" if text.holds else f" ✗ {claims.NOT_REPRODUCED}:"
-            target = by_finding[finding] if isinstance(by_finding.get(finding), Claim) else text
-            answer_lines.append(f"- **{text.title}**{status} {text.key} ([evidence]({link(target)}))")
+    for line in answer(found):
+        if isinstance(line, Claim):
+            # Each answer is also on its finding's page, once more, without an anchor of its own.
+            checked.append(replace(line, finding=""))
+            answer_lines.append(finding_line(line))
         else:
-            answer_lines.append(text)
+            answer_lines.append(line)
     text = {
         "answer": "\n".join(answer_lines) + "\n",
         "original": comparison_table(runs["seed"].groups) if "seed" in runs else "No seed reference run yet.\n",
@@ -323,7 +111,7 @@ def sections(results: Path) -> tuple[dict[str, str], dict[str, str], list[Claim]
     return text, pages, checked
 
 
-def open_summary(runs: dict[str, Run]) -> str:
+def open_summary(runs: Runs) -> str:
     counts = [(name, len(unexplained(runs[name]))) for name in PAGES if name in runs]
     listed = ", ".join(f"[{name}: {n}]({page_of(name)}#open-questions)" for name, n in counts if n)
     return (f"Open questions, cells with runs marked unexplained (below the model, no CPU saturated): {listed}.\n"
@@ -355,6 +143,6 @@ def update(check: bool = False, allow_unreproduced: bool = False, path: Path = R
             file.write_text(body)
     if failed and not allow_unreproduced:
         for claim in failed:
-            print(f"report: {claims.NOT_REPRODUCED}: {claim.title}", file=sys.stderr)
+            print(f"report: {NOT_REPRODUCED}: {claim.title}", file=sys.stderr)
         status = 1
     return status

@@ -221,7 +221,7 @@ def check_port_free(host: str, port: int, knob: str) -> None:
 
 
 def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
-    from report import summary
+    from report import summary, tables
 
     from core import cell as cells_tsv
     from . import record
@@ -278,7 +278,7 @@ def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
         groups = summary.write_summary(run_dir)
         if not options["quiet"]:
             print()
-            print(summary.compact_table(groups), end="")
+            print(tables.compact_table(groups), end="")
         print(f"Full table: {run_dir / files.SUMMARY_MD}")
         print(f"Plot: {run_dir / files.PLOT}")
         return 0

@@ -256,13 +256,17 @@ class Run:
             svg = where.profile()
             print(f"[profile] {cell.name}: {svg.relative_to(self.run_dir) if svg.exists() else 'none'}", flush=True)
             return
-        from report import summary
+        from core.bound import Bound
+        from report import summary, tables
+        from report.read import RunFacts
 
-        prefix, cpus = f"[{index}/{total}] ", summary.machine_cpus(self.run_dir)
-        row = summary.summarise_cell(self.run_dir, cell, cpus)
-        print(prefix + summary.brief_line(row, cpus, summary.COMPACT_WIDTH - len(prefix)), flush=True)
+        prefix, facts = f"[{index}/{total}] ", RunFacts(self.run_dir)
+        row = summary.summarise_cell(self.run_dir, cell, facts)
+        if row is None:
+            raise Failed(f"{cell.name}: the load generator wrote no report")
+        print(prefix + summary.brief_of(row, facts.cpus, tables.COMPACT_WIDTH - len(prefix)), flush=True)
         # A cell the model does not account for gets a profile, once, after the measured runs.
-        if self.s.profile and (row["cpu_bound"] or "unexplained" in row["bound_by"]):
+        if self.s.profile and (row.verdict.cpu_bound or row.verdict.bound is Bound.UNEXPLAINED):
             self.to_profile.setdefault(replace(cell, round=1, name=""), cell)
         self.overhead_seen += time.monotonic() - began - cell.duration - cell.warmup
 

@@ -5,15 +5,19 @@ the way that would make its sentence false must turn it into "not reproduced in 
 import json
 import re
 import shutil
+from collections.abc import Callable
 
 import pytest
 from pathlib import Path
 
 from conftest import ROOT
-from report import claims, readme
+from report import findings, readme
+from report.findings import (Claim, Finding, concurrency, db, openloop, overhead, seed, servers, threads, upstream,
+                             worker_killed, workers)
+from report.runs import reference_runs
 
 RESULTS = ROOT / "results"
-RUNS = readme.reference_runs(RESULTS)
+RUNS = reference_runs(RESULTS)
 
 
 def copy_of(tmp_path: Path, name: str) -> Path:
@@ -24,9 +28,9 @@ def copy_of(tmp_path: Path, name: str) -> Path:
     return results / source.name
 
 
-def evaluate(results: Path, finding) -> claims.Claim:
-    (claim,) = claims.evaluate(readme.reference_runs(results), [finding])
-    assert isinstance(claim, claims.Claim), claim
+def evaluate(results: Path, finding: Finding) -> Claim:
+    (claim,) = findings.evaluate(reference_runs(results), [finding])
+    assert isinstance(claim, Claim), claim
     return claim
 
 
@@ -72,7 +76,7 @@ def every(run: Path, pattern: str) -> list[Path]:
 
 # ---------------------------------------------------------------- one alteration per finding
 
-FLIPS = {}  # finding -> alter(copies: {set: run directory}), which makes its sentence false
+FLIPS: dict[Finding, Callable] = {}  # finding -> alter(copies: {set: run directory}), which makes its sentence false
 
 
 def flip(finding):
@@ -82,84 +86,84 @@ def flip(finding):
     return register
 
 
-@flip(claims.client_bound_async)
+@flip(seed.CLIENT_BOUND_ASYNC)
 def _(runs):  # the single worker answered half the waves: the client was not the limit
     for cell in every(runs["seed"], "*-1w1t-async-*"):
         scale_wrk_requests(cell, 0.5)
 
 
-@flip(claims.one_worker_def)
+@flip(seed.ONE_WORKER_DEF)
 def _(runs):  # 80 inside the handler at once: more than anyio's 40 threads
     for cell in every(runs["seed"], "*-1w1t-sync-*"):
         edit_stats(cell, lambda data, i: data["endpoints"]["sync"].update(peak=80))
 
 
-@flip(claims.threads_flag)
+@flip(seed.THREADS_FLAG)
 def _(runs):  # --threads 4 answered three times as many
     for cell in every(runs["threads"], "*-1w4t-sync-*"):
         scale_wrk_requests(cell, 3)
 
 
-@flip(claims.thread_limiter_knob)
+@flip(threads.THREAD_LIMITER_KNOB)
 def _(runs):  # THREAD_LIMIT 400 answered no more than 100 did
     for cell in every(runs["threads"], "*-limit400-*"):
         scale_wrk_requests(cell, 0.25)
 
 
-@flip(claims.spread_caps_def)
+@flip(seed.SPREAD_CAPS_DEF)
 def _(runs):  # in one run every worker had one more inside the handler than its connections or threads allow
     edit_stats(every(runs["seed"], "*-4w1t-sync-*")[0],
                lambda data, i: data["endpoints"]["sync"].update(peak=data["endpoints"]["sync"]["peak"] + 1))
 
 
-@flip(claims.async_wins)
+@flip(concurrency.ASYNC_WINS)
 def _(runs):  # above 40 connections `def` answered more than `async def`
     for cell in every(runs["concurrency"], "*-1w1t-sync-c100-r*"):
         scale_wrk_requests(cell, 3)
 
 
-@flip(claims.workers_for_async)
+@flip(concurrency.WORKERS_FOR_ASYNC)
 def _(runs):  # at 4000 connections 4 workers answered less than one
     for cell in every(runs["concurrency"], "*-4w1t-async-c4000-r*"):
         scale_wrk_requests(cell, 0.6)
 
 
-@flip(claims.workers_for_def)
+@flip(concurrency.WORKERS_FOR_DEF)
 def _(runs):  # a worker ran 41 at once: more than its 40 threads
     edit_stats(every(runs["concurrency"], "*-4w1t-sync-c1000-r*")[0],
                lambda data, i: data["endpoints"]["sync"].update(peak=41))
 
 
-@flip(claims.blocking_async)
+@flip(concurrency.BLOCKING_ASYNC)
 def _(runs):  # the blocking endpoint answered more than `def` at 10 connections
     for cell in every(runs["concurrency"], "*-1w1t-async-blocking-c10-r*"):
         scale_wrk_requests(cell, 10)
 
 
-@flip(claims.worker_killed)
+@flip(worker_killed.WORKER_KILLED)
 def _(runs):  # one run without a WORKER TIMEOUT
     log = every(runs["worker-killed"], "*-r1")[0] / "server.log"
     log.write_text(log.read_text().replace("WORKER TIMEOUT", "worker timeout"))
 
 
-@flip(claims.thread_hop)
+@flip(overhead.THREAD_HOP)
 def _(runs):  # one `async def` run answered fewer than the `def` runs
     scale_wrk_requests(every(runs["overhead"], "*-1w1t-async-*")[0], 0.5)
 
 
-@flip(claims.worker_class)
+@flip(workers.WORKER_CLASS)
 def _(runs):  # the `asgi` worker answered three times as many at 4000 connections, in every run
     for cell in every(runs["workers"], "*-c4000-asgi-*"):
         scale_wrk_requests(cell, 3)
 
 
-@flip(claims.reuse_port)
+@flip(servers.REUSE_PORT)
 def _(runs):  # with --reuse-port one worker took 70 of 100 connections
     edit_stats(every(runs["servers"], "*-sync-c100-gunicorn-reuse-port*")[0],
                lambda data, i: data.update(connections=[70, 10, 10, 10][i], connections_answered=10))
 
 
-@flip(claims.which_server)
+@flip(servers.WHICH_SERVER)
 def _(runs):  # at no sleep one server's CPU was not the limit
     spent_nothing(every(runs["servers"], "*-async-c256-granian-sleep0-*")[0])
 
@@ -169,36 +173,36 @@ def one_call_more(data: dict, index: int) -> None:
     data["endpoints"]["async"]["peak"] += 1
 
 
-@flip(claims.pool_limit)
+@flip(upstream.POOL_LIMIT)
 def _(runs):  # the upstream saw one call more than the pool allows
     edit_stats(every(runs["upstream"], "*-4w1t-async-http-c400-*")[0], one_call_more, "upstream-stats")
 
 
-@flip(claims.pool_queue_costs_cpu)
+@flip(upstream.POOL_QUEUE_COSTS_CPU)
 def _(runs):  # the queued cells cost no more CPU than a full pool
     for cell in every(runs["upstream"], "*-1w1t-async-http-c400-*"):
         spent_nothing(cell)
 
 
-@flip(claims.sync_http)
+@flip(upstream.SYNC_HTTP)
 def _(runs):  # the upstream saw one call more than the 40 threads allow
     edit_stats(every(runs["upstream"], "*-1w1t-sync-http-c400-*")[0], one_call_more, "upstream-stats")
 
 
-@flip(claims.pool_raised)
+@flip(upstream.POOL_RAISED)
 def _(runs):  # HTTP_POOL=400 answered no more than the default pool
     for cell in every(runs["upstream"], "*-pool400-*"):
         scale_wrk_requests(cell, 0.3)
 
 
-@flip(claims.upstream_agrees)
+@flip(upstream.UPSTREAM_AGREES)
 def _(runs):  # the upstream answered 1000 calls the front never made
     edit_stats(every(runs["upstream"], "*-1w1t-async-http-c100-*")[0],
                lambda data, i: data["endpoints"]["async"].update(completed=data["endpoints"]["async"]["completed"] + 1000),
                "upstream-stats")
 
 
-@flip(claims.open_loop)
+@flip(openloop.OPEN_LOOP)
 def _(runs):  # `async def` left half the requests unanswered at the lowest rate
     lowest = min(rate_of(c) for c in every(runs["openloop"], "*-1w1t-async-rate*"))
     for cell in every(runs["openloop"], "*-1w1t-async-rate*"):
@@ -206,7 +210,7 @@ def _(runs):  # `async def` left half the requests unanswered at the lowest rate
             scale_httperf_replies(cell, 0.5)
 
 
-@flip(claims.open_loop_spread)
+@flip(openloop.OPEN_LOOP_SPREAD)
 def _(runs):  # timeouts below capacity although the workers took the connections evenly
     below = sorted({rate_of(c) for c in every(runs["openloop"], "*-4w1t-sync-rate*")})[1]  # 90% of capacity
     for cell in every(runs["openloop"], "*-4w1t-sync-rate*"):
@@ -217,72 +221,73 @@ def _(runs):  # timeouts below capacity although the workers took the connection
             edit_stats(cell, even)
 
 
-@flip(claims.db_def_pool)
+@flip(db.DB_DEF_POOL)
 def _(runs):  # a worker held one connection more than the pool
     edit_stats(every(runs["db"], "*-1w1t-sync-db-c100-r*")[0],
                lambda data, i: data["pools"]["sync"].update(peak_checked_out=16))
 
 
-@flip(claims.db_async_pool)
+@flip(db.DB_ASYNC_POOL)
 def _(runs):  # `async def` answered more than the pool allows
     for cell in every(runs["db"], "*-1w1t-async-db-c400-r*"):
         scale_wrk_requests(cell, 1.5)
 
 
-@flip(claims.db_pool_timeout)
+@flip(db.DB_POOL_TIMEOUT)
 def _(runs):  # the app counted no pool timeout
     edit_stats(every(runs["db"], "*-1w1t-async-db-c100-dbtimeout*")[0],
                lambda data, i: data["endpoints"]["async-db"].update(pool_timeouts=0))
 
 
-@flip(claims.db_max_connections)
+@flip(db.DB_MAX_CONNECTIONS)
 def _(runs):  # nothing was refused
     edit_stats(every(runs["db"], "*-8w1t-async-db-c400-r*")[0],
                lambda data, i: data["endpoints"]["async-db"].update(db_refused=0))
 
 
-@flip(claims.db_blocking)
+@flip(db.DB_BLOCKING)
 def _(runs):  # two requests ran at once in a worker
     edit_stats(every(runs["db"], "*-4w1t-async-db-blocking-c100-r*")[0],
                lambda data, i: data["endpoints"]["async-db-blocking"].update(peak=2))
 
 
-@flip(claims.db_yield_dependency)
+@flip(db.DB_YIELD_DEPENDENCY)
 def _(runs):  # the `def` endpoint stalled at 1000 connections
     for cell in every(runs["db"], "*-1w1t-sync-db-c1000-r*"):
         scale_wrk_requests(cell, 0.3)
 
 
-def copies(tmp_path: Path, finding) -> dict[str, Path]:
+def copies(tmp_path: Path, finding: Finding) -> dict[str, Path]:
     """A copy of every committed run FINDING reads, each alone in one results folder."""
-    return {name: copy_of(tmp_path, name) for name in finding(RUNS).sets}
+    return {name: copy_of(tmp_path, name) for name in finding.sets}
 
 
-@pytest.mark.parametrize("finding", FLIPS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("finding", FLIPS, ids=lambda f: f.name)
 def test_each_finding_turns_not_reproduced_when_its_data_say_otherwise(tmp_path, finding):
-    assert finding(RUNS).holds
+    assert finding.evaluate(RUNS).holds
     FLIPS[finding](copies(tmp_path, finding))
     claim = evaluate(tmp_path / "results", finding)
-    assert not claim.holds and f"✗ {claims.NOT_REPRODUCED}:" in claim.markdown()
+    assert not claim.holds and f"✗ {findings.NOT_REPRODUCED}:" in claim.markdown()
 
 
 def test_every_finding_and_every_answer_line_has_a_flip():
-    assert set(FLIPS) == set(claims.FINDINGS), {f.__name__ for f in set(claims.FINDINGS) ^ set(FLIPS)}
-    assert all(finding in FLIPS for _, finding in readme.answer(RUNS))
+    assert set(FLIPS) == set(findings.FINDINGS), {f.name for f in set(findings.FINDINGS) ^ set(FLIPS)}
+    assert all(finding in FLIPS for finding, _ in readme.ANSWERS)
 
 
-@pytest.mark.parametrize("index", range(len(readme.answer(RUNS))))
+@pytest.mark.parametrize("index", range(len(readme.ANSWERS)))
 def test_each_answer_line_turns_not_reproduced_with_its_finding(tmp_path, index):
-    line, finding = readme.answer(RUNS)[index]
-    assert isinstance(line, claims.Claim) and line.holds, line
+    finding, _ = readme.ANSWERS[index]
+    line = readme.answer(findings.evaluate(RUNS))[index]
+    assert isinstance(line, Claim) and line.holds, line
     FLIPS[finding](copies(tmp_path, finding))
-    after, _ = readme.answer(readme.reference_runs(tmp_path / "results"))[index]
-    assert isinstance(after, claims.Claim) and not after.holds, after
+    after = readme.answer(findings.evaluate(reference_runs(tmp_path / "results")))[index]
+    assert isinstance(after, Claim) and not after.holds, after
 
 
 def test_the_def_claim_prints_what_the_altered_data_say(tmp_path):
-    FLIPS[claims.one_worker_def](copies(tmp_path, claims.one_worker_def))
-    claim = evaluate(tmp_path / "results", claims.one_worker_def)
+    FLIPS[seed.ONE_WORKER_DEF](copies(tmp_path, seed.ONE_WORKER_DEF))
+    claim = evaluate(tmp_path / "results", seed.ONE_WORKER_DEF)
     assert "never had more than 80 requests inside the handler" in claim.evidence
 
 
@@ -293,6 +298,6 @@ def test_readme_check_fails_on_a_claim_not_reproduced_unless_allowed(tmp_path, c
     page = tmp_path / "README.md"
     page.write_text((ROOT / "README.md").read_text())
     assert readme.update(path=page, results=tmp_path / "results") == 1  # written, and refused
-    assert f"report: {claims.NOT_REPRODUCED}: The original `/async` numbers" in capsys.readouterr().err
-    assert claims.NOT_REPRODUCED in page.read_text()
+    assert f"report: {findings.NOT_REPRODUCED}: The original `/async` numbers" in capsys.readouterr().err
+    assert findings.NOT_REPRODUCED in page.read_text()
     assert readme.update(check=True, allow_unreproduced=True, path=page, results=tmp_path / "results") == 0

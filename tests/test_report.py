@@ -5,15 +5,17 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
-from core import model
-from report import parse, summary
 from core import cell as cells_tsv
+from core import model
+from core.bound import Bound
 from core.cell import Cell
+from report import parse, summary, tables
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -343,11 +345,12 @@ def make_run(tmp_path: Path, connections_per_worker: list[int], cpu: tuple[float
 
 def test_summary_uses_the_spread_the_workers_reported(tmp_path):
     (row,), (group,) = summary.summarise_run(make_run(tmp_path, [100, 0, 0, 0]))
-    assert row["bound_by"] == "connection spread 100/0/0/0"
-    assert (row["predicted_requests"], row["expected_requests"], row["expected_edge"]) == (500, 200, 40)
-    assert row["as_predicted"]  # wrk counted 201: one worker's 40 threads, as if it were alone
-    assert row["max_share"] == 1.0 and row["spread_index"] == 4.0
-    assert "with the spread seen: 200" in summary.markdown_table([group])
+    v = row.verdict
+    assert v.bound_by == "connection spread 100/0/0/0" and v.bound is Bound.SPREAD
+    assert (v.predicted_requests, v.expected_requests, v.expected_edge) == (500, 200, 40)
+    assert v.as_predicted  # wrk counted 201: one worker's 40 threads, as if it were alone
+    assert row.measured.max_share == 1.0 and row.measured.spread_index == 4.0
+    assert "with the spread seen: 200" in tables.markdown_table([group])
 
 
 def test_a_worker_gone_mid_cell_is_counted_from_its_last_file(tmp_path):
@@ -372,10 +375,11 @@ def test_a_worker_gone_mid_cell_is_counted_from_its_last_file(tmp_path):
     (run_dir / "01-4w1t-sync-c100" / "server.log").write_text(
         "Application startup complete\n" * 6 + "Maximum request limit of 100 exceeded. Terminating process.\n" * 2)
     (row,), (group,) = summary.summarise_run(run_dir)
-    assert row["connections_per_worker"] == [57, 43, 32, 25, 0, 0]
-    assert (row["workers_restarted"], row["restart_reasons"]) == (2, "2x max-requests")
+    assert row.measured.connections_per_worker == [57, 43, 32, 25, 0, 0]
+    assert (row.measured.workers_restarted, row.measured.restart_reasons) == (2, "2x max-requests")
     # wrk's 201 are below the 500 predicted: the restarts are named, not the spread of the survivors.
-    assert summary.bound_text(group) == "2 worker(s) restarted mid-cell (2x max-requests): the model keeps its workers"
+    assert row.verdict.bound is Bound.RESTARTED
+    assert tables.bound_text(group) == "2 worker(s) restarted mid-cell (2x max-requests): the model keeps its workers"
 
 
 @pytest.mark.parametrize("dropped, overflowed", [(0, False), (12, True)])
@@ -392,16 +396,16 @@ def test_late_connections_are_an_overflow_only_with_the_kernels_count(tmp_path, 
         edit(data, 0)
         path.write_text(json.dumps(data))
     (row,), _ = summary.summarise_run(run_dir)
-    assert row["connections_started_late"] == 20 and row["listen_overflows"] == dropped
-    assert ("accept queue overflowed" in row["bound_by"]) == overflowed, row["bound_by"]
+    assert row.measured.connections_started_late == 20 and row.measured.listen_overflows == dropped
+    assert ("accept queue overflowed" in row.verdict.bound_by) == overflowed == row.verdict.overflowed
 
 
 def test_below_prediction_without_a_cpu_figure_is_not_called_cpu(tmp_path):
     # An overloaded worker has not yet seen a request from every connection: no evidence to use.
     (row,), _ = summary.summarise_run(make_run(tmp_path, [30, 20, 10, 0]))
-    assert row["expected_requests"] == row["predicted_requests"] == 500
-    assert row["bound_by"] == "unexplained: below the prediction, no CPU saturated (CPU not measured)"
-    assert "CPU:" not in row["bound_by"]
+    assert row.verdict.expected_requests == row.verdict.predicted_requests == 500
+    assert row.verdict.bound_by == "unexplained: below the prediction, no CPU saturated (CPU not measured)"
+    assert row.verdict.bound is Bound.UNEXPLAINED
 
 
 @pytest.mark.parametrize("server_cpu, wrk_cpu, verdict", [
@@ -410,15 +414,16 @@ def test_below_prediction_without_a_cpu_figure_is_not_called_cpu(tmp_path):
 ])
 def test_cpu_is_named_only_when_measured_saturated(tmp_path, server_cpu, wrk_cpu, verdict):
     (row,), _ = summary.summarise_run(make_run(tmp_path, [30, 20, 10, 0], cpu=(server_cpu, wrk_cpu)))
-    assert row["bound_by"] == verdict
+    assert row.verdict.bound_by == verdict
+    assert row.verdict.bound is (Bound.CPU if verdict.startswith("CPU") else Bound.UNEXPLAINED)
 
 
 def test_compact_table_fits_100_columns(tmp_path):
     _, groups = summary.summarise_run(make_run(tmp_path, [30, 20, 10, 0], cpu=(20.0, 4.0)))
-    groups[0]["config"] = "gunicorn 4w x 1t --reuse-port limit 400 pool 400"  # as long as a config gets
-    table = summary.compact_table(groups)
+    long = replace(groups[0].cell, server="gunicorn-reuse-port", thread_limit=400, http_pool=400)  # as long as they get
+    table = tables.compact_table([replace(groups[0], cell=long)])
     assert all(len(line) <= 100 for line in table.splitlines()), table
-    assert "✗ gunicorn 4w x 1t --reuse-port limit 400 pool 400 /sync" in table  # named with its reason
+    assert f"✗ {long.label()} /sync" in table  # named with its reason
 
 
 def test_spread_counts_only_connections_made_after_the_warm_up(tmp_path):
@@ -428,7 +433,7 @@ def test_spread_counts_only_connections_made_after_the_warm_up(tmp_path):
         data["connections"] += 25  # the warm-up's connections, in the start and the stop snapshot alike
         path.write_text(json.dumps(data))
     (row,), _ = summary.summarise_run(run_dir)
-    assert row["connections_per_worker"] == [40, 30, 20, 10]
+    assert row.measured.connections_per_worker == [40, 30, 20, 10]
 
 
 def test_readme_answers_in_its_first_40_lines_within_20_kb():

@@ -1,0 +1,84 @@
+"""What several findings share: choosing cells by their Cell's fields, and a few ways to say a figure."""
+
+import statistics
+from collections.abc import Iterable
+from typing import Any
+
+from core.cell import Cell
+from core.model import DB_POOL, DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS  # noqa: F401 (re-exported)
+
+from ..records import CellResult, Group
+from ..tables import format_percent, predicted_text
+from . import Missing
+
+SAME = 0.10  # two figures this close (of the larger) are "the same" where a run-to-run spread is unknown
+
+# The original experiment's published figures: requests in 1 min, req/s, latency avg, timeouts, by
+# (workers, threads, endpoint). github.com/ajndkr/fastapi-concurrency-tests, README (one run per
+# cell, hardware not stated).
+ORIGINAL = {
+    (1, 1, "sync"): (200, 3.33, "18.04 s", 50), (1, 1, "async"): (500, 8.33, "10.01 s", 0),
+    (1, 4, "sync"): (200, 3.33, "17.80 s", 53), (1, 4, "async"): (500, 8.33, "10.00 s", 0),
+    (4, 1, "sync"): (500, 8.33, "10.00 s", 0), (4, 1, "async"): (500, 8.33, "10.00 s", 0),
+    (4, 4, "sync"): (500, 8.33, "10.01 s", 0), (4, 4, "async"): (500, 8.33, "10.00 s", 0),
+}
+# A cell with no knob set beyond its configuration: what "1w x 1t" names in the tables.
+PLAIN: dict[str, Any] = dict(thread_limit=None, http_pool=None, db_pool_size=None, db_max_overflow=None,
+                             db_pool_timeout=None)
+
+
+def matches(cell: Cell, where: dict[str, Any]) -> bool:
+    return all(getattr(cell, name) == value for name, value in where.items())
+
+
+def cells_where(groups: Iterable[Group], **where: Any) -> list[Group]:
+    return [g for g in groups if matches(g.cell, where)]
+
+
+def find(groups: Iterable[Group], **where: Any) -> Group:
+    """The one group whose cell has these fields."""
+    found = cells_where(groups, **where)
+    if len(found) != 1:
+        raise Missing(f"one cell with {where}, found {len(found)}")
+    return found[0]
+
+
+def rows_where(rows: Iterable[CellResult], **where: Any) -> list[CellResult]:
+    return [r for r in rows if matches(r.cell, where)]
+
+
+def run_spread(g: Group) -> float:
+    assert g.requests.high is not None and g.requests.low is not None
+    return g.requests.high - g.requests.low + (g.predicted_edge or 0)
+
+
+def predicted(g: Group) -> str:
+    return predicted_text(g, spread_seen=False)
+
+
+def pct(share: float | None) -> str:
+    return format_percent(share)
+
+
+def cpu_s_per_request(rows: Iterable[CellResult]) -> float | None:
+    """Median over the runs of the server's CPU seconds per answered (2xx) request."""
+    values = [r.measured.server_cpu_s / r.measured.requests_ok for r in rows
+              if r.measured.server_cpu_s is not None and r.measured.requests_ok]
+    return statistics.median(values) if values else None
+
+
+def same(a: float, b: float, spread: float = 0.0) -> bool:
+    return abs(a - b) <= max(SAME * max(abs(a), abs(b)), spread)
+
+
+def span(values: list[float]) -> str:
+    low, high = round(min(values)), round(max(values))
+    return f"{low}" if low == high else f"{low}–{high}"
+
+
+def spread_of(row: CellResult) -> list[int]:
+    """The connections each worker took (busiest first): [] without counters."""
+    return row.measured.connections_per_worker or []
+
+
+__all__ = ["DB_POOL", "DEFAULT_THREAD_LIMIT", "HTTPX_MAX_CONNECTIONS", "ORIGINAL", "PLAIN", "SAME"]
