@@ -61,6 +61,9 @@ class Set:
     purpose: str  # one line, for --help and the README
     defaults: dict  # knobs this set sets unless the environment does
     cells: Callable  # (Settings) -> list[Cell]
+    # httperf at fixed rates instead of wrk's connections: SCALE shrinks only the duration (scaled rates
+    # would outrun one machine), and the sleep must not be 0 (capacity is threads / sleep).
+    open_loop: bool = False
 
 
 RAISED_THREAD_LIMITS = (100, 400)  # the threads set's THREAD_LIMIT cells besides the knob's own
@@ -163,7 +166,7 @@ SETS = {
     # httperf spins on a core of its own: pinned, it leaves the other to the server.
     "openloop": Set("a fixed arrival rate (httperf) at RATES x capacity: what users see above capacity",
                     {**FAST, "DURATION": "20s", "TIMEOUT": "3s", "CONFIGS": "1x1 4x1",
-                     "ENDPOINTS": "sync async async-blocking", "PIN": "1"}, openloop_cells),
+                     "ENDPOINTS": "sync async async-blocking", "PIN": "1"}, openloop_cells, open_loop=True),
 }
 
 @dataclass(frozen=True)
@@ -251,8 +254,8 @@ def settings(set_name: str, environ=os.environ, scale: str | None = None, repeat
         raise BadInput(f"unknown server '{t['SERVER']}' ({' '.join(SERVERS)})")
     if not all(t[name].split() for name in ("CONFIGS", "ENDPOINTS", "CONNECTIONS", "RATES")):
         raise BadInput("CONFIGS, ENDPOINTS, CONNECTIONS and RATES must not be empty")
-    # Scaled rates would outrun one machine: the openloop set shrinks only the duration.
-    sleep_scale = 1 if set_name == "openloop" else scale_n
+    open_loop = SETS[set_name].open_loop
+    sleep_scale = 1 if open_loop else scale_n
     duration = scaled_seconds("DURATION", t["DURATION"], scale_n)
     timeout = scaled_seconds("TIMEOUT", t["TIMEOUT"], sleep_scale)
     configs = []
@@ -274,8 +277,8 @@ def settings(set_name: str, environ=os.environ, scale: str | None = None, repeat
         if not re.fullmatch(r"[0-9]*\.?[0-9]+", text) or float(text) <= 0:
             raise BadInput(f"RATES are fractions of capacity > 0, got '{text}'")
         rates.append(float(text))
-    if set_name == "openloop" and sleep_seconds <= 0:
-        raise BadInput("the openloop set needs SLEEP_SECONDS > 0: capacity is threads / sleep")
+    if open_loop and sleep_seconds <= 0:
+        raise BadInput(f"the {set_name} set needs SLEEP_SECONDS > 0: capacity is threads / sleep")
     check_open_files(max(connections))
     base = Cell(server=t["SERVER"], worker_class=t["WORKER_CLASS"], thread_limit=thread_limit, http_pool=http_pool,
                 sleep=float(f"{sleep_seconds / sleep_scale:g}"), wrk_threads=wrk_threads, duration=duration,
@@ -365,7 +368,7 @@ def plan_line(s: Settings, cells: list[Cell]) -> str:
     seconds = sum(cell_seconds(c) for c in cells) * s.repeat
     end = (datetime.datetime.now() + datetime.timedelta(seconds=seconds)).strftime("%H:%M")
     b = s.base
-    load = (f"httperf --hog, {b.duration}s per rate, --timeout {b.timeout}s" if s.set == "openloop"
+    load = (f"httperf --hog, {b.duration}s per rate, --timeout {b.timeout}s" if SETS[s.set].open_loop
             else f"wrk -t{b.wrk_threads} -d{b.duration}s --timeout {b.timeout}s")
     changed = " ".join(f"{k}={shlex.quote(v)}" for k, v in changed_knobs(s.set, s.text).items())
     return (f"set {s.set}: {len(cells)} cells x {s.repeat} run(s), {load}; about {minutes(seconds)} (ends ~{end})"

@@ -138,7 +138,7 @@ def page(name: str, runs: Runs, found: list[Claim]) -> str:
         return head + f"\nNo reference run committed yet: `{command}`.\n"
     run = runs[name]
     p = run.parameters
-    load = (f"httperf, {p['duration']} per rate, --timeout {p['timeout']}" if name == "openloop"
+    load = (f"httperf, {p['duration']} per rate, --timeout {p['timeout']}" if name in SETS and SETS[name].open_loop
             else f"wrk -t {p['wrk_threads']} -d {p['duration']} --timeout {p['timeout']}")
     parts = [head, f"Run [`{run.run_dir.name}`]({run.run_dir.name}/): sleep {p['sleep_seconds']} s, {load}"
              + ("" if p["scale"] == "1" else f", all divided by SCALE={p['scale']}")

@@ -1,21 +1,24 @@
 """The command line of ./benchmark.sh (which sets up .venv, wrk and httperf, then runs this)."""
 
+import argparse
 import datetime
 import errno
-import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 from contextlib import ExitStack
 from pathlib import Path
+from typing import NoReturn
 
 from core import files, sets
-from core.cell import LISTING_HEADER
-from core.endpoints import ENDPOINTS
-from core.knobs import KNOBS, MACHINE_KNOBS, BadInput, given
+from core.cell import LISTING_HEADER, Cell
+from core.knobs import KNOBS, BadInput, given
 from core.servers import SERVERS
+
+from .backends import needed
+from .process import Failed
+from .reference import reference, results_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = "benchmark.sh"
@@ -65,52 +68,41 @@ RATE x TIMEOUT must stay below 1000 per cell.
 """
 
 
-def die(message: str, status: int = 2):
+def die(message: str, status: int = 2) -> NoReturn:
     print(f"{PROGRAM}: {message}", file=sys.stderr)
     raise SystemExit(status)
 
 
-def parse(argv: list[str]) -> dict:
-    options = dict(set="seed", scale=None, repeat=None, label="", quiet=False, mode="run", needs=False, out=None)
-    args = list(argv)
-    while args:
-        arg = args.pop(0)
-        if arg in ("-h", "--help"):
-            options["mode"] = "help"
-            return options
-        elif arg == "--quick":
-            options["scale"] = "10"
-        elif arg in ("--set", "--repeat", "--label"):
-            if not args:
-                die(f"{arg} needs {dict(zip(('--set', '--repeat', '--label'), ('a name', 'a number', 'a text')))[arg]}")
-            options[arg[2:]] = args.pop(0)
-        elif arg == "--quiet":
-            options["quiet"] = True
-        elif arg in ("--setup", "--setup-dev"):
-            options["mode"] = "setup"  # benchmark.sh did it already
-        elif arg == "--list":
-            options["mode"] = "reference-list" if options["mode"] == "reference" else "list"
-        elif arg == "--reference":
-            options["mode"] = "reference-list" if options["mode"] == "list" else "reference"
-        elif arg == "--compare":
-            if len(args) < 2:
-                die("--compare needs two run directories")
-            options["mode"], options["compare"] = "compare", (args.pop(0), args.pop(0))
-        elif arg == "--out":
-            if not args:
-                die("--out needs a file")
-            options["out"] = args.pop(0)
-        elif arg == "--needs":  # benchmark.sh asks what to install before it runs us for real
-            options["needs"] = True
-        else:
-            die(f"unknown argument '{arg}' (see --help)")
-    if not all(c.isalnum() or c in "._-" for c in options["label"]) or not options["label"].isascii():
-        die(f"--label may hold only letters, digits, '.', '_' and '-', got '{options['label']}'")
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, as every other bad input
+        die(f"{message} (see --help)")
+
+
+def parser() -> Parser:
+    p = Parser(prog=PROGRAM, add_help=False)
+    p.add_argument("--quick", dest="scale", action="store_const", const="10")
+    p.add_argument("--set", default="seed")
+    p.add_argument("--repeat")
+    p.add_argument("--label", default="")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--list", action="store_true")
+    p.add_argument("--reference", action="store_true")
+    p.add_argument("--compare", nargs="+", metavar="RUN")
+    p.add_argument("--out")
+    p.add_argument("--setup", "--setup-dev", dest="setup", action="store_true")  # benchmark.sh did it already
+    p.add_argument("--needs", action="store_true")  # benchmark.sh asks what to install before it runs us for real
+    return p
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    options, unknown = parser().parse_known_args(argv)
+    if unknown:
+        die(f"unknown argument '{unknown[0]}' (see --help)")
+    if not all(c.isalnum() or c in "._-" for c in options.label) or not options.label.isascii():
+        die(f"--label may hold only letters, digits, '.', '_' and '-', got '{options.label}'")
+    if options.compare is not None and len(options.compare) != 2:
+        die(f"--compare needs 2 runs, got {len(options.compare)}")
     return options
-
-
-def results_dir() -> Path:
-    return Path(os.environ.get("RESULTS_DIR") or ROOT / "results")
 
 
 def run_directory(name: str) -> Path:
@@ -140,40 +132,37 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def command(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        print("none" if "--needs" in argv else usage(), end="" if "--needs" not in argv else "\n")
+        return 0
     options = parse(argv)
-    mode = options["mode"]
-    if options["needs"] and mode in ("help", "setup", "reference-list"):
-        print("none")
+    if options.setup:
+        if options.needs:
+            print("none")
         return 0
-    if mode == "help":
-        print(usage(), end="")
-        return 0
-    if mode == "setup":
-        return 0
-    if mode == "compare":
-        runs = [run_directory(name) for name in options["compare"]]
-        if options["needs"]:
+    if options.compare:
+        runs = [run_directory(name) for name in options.compare]
+        if options.needs:
             print("")  # .venv, nothing more
             return 0
         from report import compare
 
-        return compare.main(*runs, Path(options["out"]) if options["out"] else None)
-    if mode in ("reference", "reference-list"):
-        if options["needs"]:
+        return compare.main(runs[0], runs[1], Path(options.out) if options.out else None)
+    if options.reference:
+        if options.needs:
             print("none")
             return 0
-        return reference(listing=mode == "reference-list")
+        try:
+            return reference(listing=options.list)
+        except Failed as error:
+            die(str(error))
     try:
-        s = sets.settings(options["set"], os.environ, options["scale"], options["repeat"])
+        s = sets.settings(options.set, os.environ, options.scale, options.repeat)
         cells = sets.cells(s)
     except BadInput as error:
         die(str(error))
-    open_loop = any(c.open_loop for c in cells)
-    tools = {"wrk": tool("WRK", "wrk"), "httperf": tool("HTTPERF", "httperf") if open_loop else ""}
-    if mode != "list" and any(ENDPOINTS[c.endpoint].queries_database for c in cells):
-        tools["postgres"] = postgres_bindir(installed=not options["needs"])
-    if mode == "list":  # a plan needs neither .venv nor wrk nor PostgreSQL
-        if options["needs"]:
+    if options.list:  # a plan needs neither .venv nor wrk nor PostgreSQL
+        if options.needs:
             print("none")
             return 0
         print(sets.plan_line(s, cells))
@@ -181,28 +170,17 @@ def command(argv: list[str]) -> int:
         for cell in cells:
             print(cell.listing())
         return 0
-    if options["needs"]:
+    open_loop = any(c.open_loop for c in cells)
+    tools = {"wrk": tool("WRK", "wrk"), "httperf": tool("HTTPERF", "httperf") if open_loop else ""}
+    try:
+        missing = [name for backend in needed(cells).values() for name in backend.missing(options.needs)]
+    except Failed as error:
+        die(str(error))
+    if options.needs:
         print(" ".join([name for knob, name in (("WRK", "wrk"), ("HTTPERF", "httperf"))
-                        if tools[name] and not os.environ.get(knob)]
-                       + (["postgresql"] if tools.get("postgres") == "" else [])))
+                        if tools[name] and not os.environ.get(knob)] + missing))
         return 0
     return run(s, cells, options, tools, argv)
-
-
-def postgres_bindir(installed: bool) -> str:
-    """initdb's and postgres's directory; "" while benchmark.sh is still to install PostgreSQL."""
-    from .database import find_bindir
-
-    given = os.environ.get("PG_BINDIR")
-    found = find_bindir(given)
-    if found:
-        return str(found)
-    if given:
-        die(f"initdb and postgres not found: PG_BINDIR={given}")
-    if installed:
-        die("PostgreSQL's initdb and postgres are not installed; install them with: sudo apt-get install -y "
-            "postgresql (Debian/Ubuntu) or brew install postgresql@17 (macOS)")
-    return ""
 
 
 # ---------------------------------------------------------------- a run
@@ -220,33 +198,32 @@ def check_port_free(host: str, port: int, knob: str) -> None:
         die(f"cannot listen on {host}:{port}; check HOST and {knob}")
 
 
-def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
+def run(s: sets.Settings, cells: list[Cell], options: argparse.Namespace, tools: dict[str, str],
+        argv: list[str]) -> int:
+    from core import cell as cells_tsv
     from report import summary, tables
 
-    from core import cell as cells_tsv
     from . import record
-    from .database import cluster, remove_stale_clusters
-    from .process import Failed, Interrupted, Lock, LockBusy, raise_on_signals
+    from .database import remove_stale_clusters
+    from .process import Interrupted, Lock, LockBusy, raise_on_signals
     from .run import Output, Run, copy_app, drop_app_copy_if_committed
-    from core.sets import plan_line
 
     raise_on_signals()
     name = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{s.set}"
-    name += {1: "", 10: "-quick"}.get(s.scale, f"-scale{s.scale}") + (f"-{options['label']}" if options["label"] else "")
+    name += {1: "", 10: "-quick"}.get(s.scale, f"-scale{s.scale}") + (f"-{options.label}" if options.label else "")
     lock = Lock(Path(os.environ.get("LOCK") or Path(os.environ.get("TMPDIR", "/tmp")) /
                      "fastapi-def-vs-async-benchmark.lock"), name)
     try:
         lock.take()
     except LockBusy as error:
         die(str(error))
-    run_dir, out = None, Output(options["quiet"])
+    run_dir, out = None, Output(options.quiet)
+    backends = needed(cells)
     remove_stale_clusters()  # a run killed with SIGKILL left its cluster's directory; the lock stopped its postgres
     try:
         check_port_free(s.host, s.port, "PORT")
-        if any(ENDPOINTS[c.endpoint].calls_upstream for c in cells):
-            check_port_free(s.host, s.upstream_port, "UPSTREAM_PORT")
-        if "postgres" in tools:
-            check_port_free("127.0.0.1", s.db_port, "DB_PORT")
+        for backend in backends.values():
+            check_port_free(backend.host(s), backend.port(s), backend.port_knob)
         results = results_dir()
         run_dir, suffix = results / name, 1
         while run_dir.exists():
@@ -257,26 +234,26 @@ def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
         (run_dir / files.INCOMPLETE).write_text(f"started {started}; removed when every cell has run\n")
         app_files = copy_app(run_dir)
         cells_tsv.write_header(run_dir / files.CELLS_TSV)
-        parameters = {"set": s.set, "label": options["label"],
+        parameters = {"set": s.set, "label": options.label,
                       **{k.lower(): v for k, v in s.text.items() if k not in ("VENV", "PYTHON", "LOCK", "RESULTS_DIR", "WRK", "HTTPERF")},
                       "pin": "1" if s.base.pin else "0", "cpus": str(os.cpu_count() or 1), "wrk": tools["wrk"],
                       "httperf": tools["httperf"]}
-        with ExitStack() as stack:  # the cluster, when the cells need one, lives as long as the cells run
-            database = (stack.enter_context(cluster(Path(tools["postgres"]), s.db_port, run_dir, lock))
-                        if "postgres" in tools else None)
+        with ExitStack() as stack:  # what a backend starts once (PostgreSQL) lives as long as the cells run
+            running = {name: stack.enter_context(backend.start(s, run_dir, lock)) for name, backend in backends.items()}
+            database = running.get("database")
             document = record.describe(run_dir, [os.environ.get("BENCHMARK_SH", PROGRAM), *argv], parameters,
                                        given(), tools["wrk"], tools["httperf"], app_files,
                                        database.facts if database else None)
-            out.note(plan_line(s, cells))
+            out.note(sets.plan_line(s, cells))
             out.note(f"Run directory: {run_dir}")
             try:
-                Run(s, cells, run_dir, lock, out, tools, database).run()
+                Run(s, cells, run_dir, lock, out, tools, running).run()
             finally:
                 drop_app_copy_if_committed(run_dir, document["code"]["git_commit"])
         (run_dir / files.INCOMPLETE).unlink()
         record.finish(run_dir, "complete")
         groups = summary.write_summary(run_dir)
-        if not options["quiet"]:
+        if not options.quiet:
             print()
             print(tables.compact_table(groups), end="")
         print(f"Full table: {run_dir / files.SUMMARY_MD}")
@@ -300,103 +277,3 @@ def run(s, cells, options: dict, tools: dict, argv: list[str]) -> int:
         lock.release()
 
 
-# ---------------------------------------------------------------- every reference run
-
-
-def reference_environment(knobs: dict) -> dict:
-    """The caller's environment without the experiment's knobs, plus the entry's own: a reference
-    run is the same wherever it is started."""
-    env = {k: v for k, v in os.environ.items() if k not in KNOBS or k in MACHINE_KNOBS}
-    return {**env, **knobs}
-
-
-def taken_with_this_code(entry: sets.Reference) -> Path | None:
-    """A complete run of this entry from a commit whose code is HEAD's: everything but results/ and
-    README.md, which are made from the runs (a run's results and the README regenerated from them
-    are committed after it)."""
-    for run_dir in sorted(results_dir().glob(entry.directories), reverse=True):
-        try:
-            document = json.loads((run_dir / files.RUN_JSON).read_text())
-        except (OSError, ValueError):
-            continue
-        code = document.get("code", {})
-        if document.get("status") != "complete" or code.get("git_dirty") or not code.get("git_commit"):
-            continue
-        same = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", code["git_commit"], "HEAD", "--", ".",
-                               ":(exclude)results", ":(exclude)README.md"], capture_output=True)
-        if same.returncode == 0:
-            return run_dir
-    return None
-
-
-def wait_passing_signals_on(child: subprocess.Popen) -> int:
-    """Wait for one reference run. A Ctrl-C, SIGTERM or SIGHUP is passed on to it and it is waited for
-    while it stops its servers (subprocess.run would SIGKILL it in the middle of that): 130."""
-    import signal
-
-    from .process import ENDING_SIGNALS
-
-    received = []
-
-    def pass_on(number, frame):
-        received.append(number)
-        if child.poll() is None:
-            child.send_signal(number)  # it stops at the first and ignores the rest
-
-    previous = {number: signal.signal(number, pass_on) for number in ENDING_SIGNALS}
-    try:
-        code = child.wait()
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-    return 130 if received else code
-
-
-def commit_results(run_dir: Path, message: str, repo: Path = ROOT) -> None:
-    """Commit one finished reference run by itself, between sets: nothing is measuring now, and the
-    next set starts from a clean tree again (a run directory outside the repository is left as is)."""
-    try:
-        path = str(run_dir.resolve().relative_to(repo.resolve()))
-    except ValueError:
-        print(f"== {run_dir} is outside the repository: not committed")
-        return
-    git = ["git", "-C", str(repo)]
-    for command in ([*git, "add", "--", path], [*git, "commit", "-q", "-m", message, "--", path]):
-        out = subprocess.run(command, capture_output=True, text=True)
-        if out.returncode != 0:
-            die(f"could not commit {path}: {(out.stderr or out.stdout).strip()}")
-    print(f"== committed {path}", flush=True)
-
-
-def reference(listing: bool) -> int:
-    if not listing:
-        status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True)
-        if status.returncode != 0 or status.stdout.strip():
-            die("reference runs are taken from a committed clean tree: commit or stash first (git status)")
-    total = 0
-    for entry in sets.REFERENCE:
-        env = reference_environment(entry.knobs)
-        s = sets.settings(entry.set, env, repeat="3")
-        minutes = max(1, round(sum(sets.cell_seconds(c) for c in sets.cells(s)) * s.repeat / 60))
-        total += minutes
-        command = entry.command()
-        done = taken_with_this_code(entry)
-        if listing:
-            print(f"{command}   # about {minutes} min" + (f"; taken with this code: {done.name}" if done else ""))
-            continue
-        if done:
-            print(f"== {command}: taken with this code already ({done.name})")
-            continue
-        print(f"== {command}", flush=True)
-        code = wait_passing_signals_on(subprocess.Popen([str(ROOT / "benchmark.sh"), *entry.args], env=env))
-        if code == 130:
-            return 130
-        if code != 0:
-            die(f"a reference run failed: {command}")
-        taken = taken_with_this_code(entry)
-        if taken is None:
-            die(f"no complete run of this code after: {command}")
-        commit_results(taken, f"Reference run {entry.name}, raw output untouched: {command}")
-    print(f"# about {total // 60} h {total % 60} min in all, one run at a time")
-    return 0

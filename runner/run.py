@@ -19,15 +19,16 @@ import urllib.request
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from core import cell as cells_tsv
 from core import files
 from core.cell import Cell
-from core.endpoints import ENDPOINTS
-from core.servers import SERVERS, UPSTREAM_SERVER, Where
+from core.servers import SERVERS, Where
 from core.sets import PER_CELL_OVERHEAD_S, Settings, cell_seconds, minutes
 
 from . import record
+from .backends import BACKENDS
 from .process import Failed, Lock, spawn, started, tail, taskset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,10 +51,12 @@ class Output:
 
 
 class Run:
-    def __init__(self, s: Settings, cells: list[Cell], run_dir: Path, lock: Lock, out: Output, tools: dict,
-                 database=None):
+    def __init__(self, s: Settings, cells: list[Cell], run_dir: Path, lock: Lock, out: Output, tools: dict[str, str],
+                 running: dict[str, Any] | None = None):
         self.s, self.cells, self.run_dir, self.lock, self.out, self.tools = s, cells, run_dir, lock, out, tools
-        self.database = database
+        self.running = running or {}  # what each backend started for the run (BACKENDS), by name
+        database = self.running.get("database")
+        self.secret = database.password if database else None  # left out of every recorded command
         self.venv_bin = str(Path(sys.executable).parent)
         self.left_s = 0.0
         self.overhead_seen, self.overhead = 0.0, PER_CELL_OVERHEAD_S
@@ -68,7 +71,7 @@ class Run:
 
     # ------------------------------------------------------------ servers
 
-    def app_env(self, cell: Cell, stats_dir: Path | None, upstream_url: str | None) -> dict[str, str]:
+    def app_env(self, cell: Cell, stats_dir: Path | None, backends: dict[str, str]) -> dict[str, str]:
         settings = {"SLEEP_SECONDS": f"{cell.sleep:g}"}
         if cell.thread_limit is not None:
             settings["THREAD_LIMIT"] = str(cell.thread_limit)
@@ -78,13 +81,7 @@ class Run:
             settings["HTTP_POOL_TIMEOUT"] = f"{cell.pool_timeout:g}"
         if stats_dir:
             settings["STATS_DIR"] = str(stats_dir)
-        if upstream_url:
-            settings["UPSTREAM_URL"] = upstream_url
-        if ENDPOINTS[cell.endpoint].queries_database:
-            settings["DATABASE_URL"] = self.database.url
-            for name in ("db_pool_size", "db_max_overflow", "db_pool_timeout"):
-                if getattr(cell, name) is not None:
-                    settings[name.upper()] = cell.text(name)
+        settings.update(backends)
         if self.s.server_args:
             settings["GUNICORN_CMD_ARGS"] = self.s.server_args
         return settings
@@ -95,7 +92,7 @@ class Run:
         command = server.command(cell, Where(self.venv_bin, str(self.run_dir), self.s.host, port))
         cpus = self.cpus("server")
         # The database's password is left out: it was random, and its cluster is gone once the run ends.
-        shown = {k: v.replace(self.database.password, "PASSWORD") if self.database else v for k, v in settings.items()}
+        shown = {k: v.replace(self.secret, "PASSWORD") if self.secret else v for k, v in settings.items()}
         unset = [f"-u{name}" for name in sorted(APP_SETTINGS | {"GUNICORN_CMD_ARGS"}) if name not in settings]
         replay = ["env", *unset, *(f"{k}={v}" for k, v in shown.items()), *taskset(cpus), *command]
         files.CellFiles(cell_dir).command(what).write_text(shlex.join(replay) + "\n")
@@ -221,26 +218,19 @@ class Run:
         self.out.note(f"[{'profile' if profiling else f'{index}/{total}'}] {cell.describe()}  /{cell.endpoint}  {load}  sleep={cell.sleep:g}s  "
                       f"{cell.duration}s")
         stats = where.stats("server") if cell.stats else None
-        upstream_stats = where.stats("upstream") if cell.stats else None
         with ExitStack() as stack:
             # Last, once every server has stopped: the requests for snapshots are no one's raw data.
-            stack.callback(remove_snapshot_requests, [d for d in (stats, upstream_stats) if d])
-            roles = {}
-            upstream_url = None
-            if ENDPOINTS[cell.endpoint].calls_upstream:  # the same app's /async, one uvicorn worker
-                if upstream_stats:
-                    upstream_stats.mkdir()
-                upstream = Cell(server=UPSTREAM_SERVER, worker_class="-", workers=1, sleep=cell.sleep)
-                settings = {"SLEEP_SECONDS": f"{cell.sleep:g}", **({"STATS_DIR": str(upstream_stats)} if upstream_stats else {})}
-                roles["upstream"] = self.serve(stack, "upstream", upstream, self.s.upstream_port, settings, cell_dir).pid
-                upstream_url = f"http://{self.s.host}:{self.s.upstream_port}/async"
-            database = self.database if ENDPOINTS[cell.endpoint].queries_database else None
-            if database:  # the last cell's backends are gone: this cell gets every connection
-                database.end_backends()
-                roles["database"] = database.pid
+            stack.callback(remove_snapshot_requests, [where.stats(role) for role in ("server", *BACKENDS)])
+            roles, handed = {}, {}
+            for name, backend in BACKENDS.items():
+                if backend.serves(cell):
+                    roles[name], settings = backend.for_cell(self.running.get(name), self, stack, cell, cell_dir)
+                    handed.update(settings)
+            # PostgreSQL's own count of the app's connections goes into each snapshot.
+            database = self.running.get("database") if "database" in roles else None
             if stats:
                 stats.mkdir()
-            roles["server"] = self.serve(stack, "server", cell, self.s.port, self.app_env(cell, stats, upstream_url),
+            roles["server"] = self.serve(stack, "server", cell, self.s.port, self.app_env(cell, stats, handed),
                                          cell_dir).pid
             if cell.warmup:  # unmeasured: connect storm and first-request costs stay out of the cell
                 self.load(cell_dir, "warmup", self.load_command(cell, cell.warmup), cell.warmup)
@@ -290,7 +280,7 @@ class Run:
 
 
 def remove_snapshot_requests(stats_dirs: list[Path]) -> None:
-    for stats_dir in stats_dirs:
+    for stats_dir in stats_dirs:  # a role without counters has no such directory: nothing to remove
         for request in stats_dir.glob(files.SNAPSHOT_REQUEST.format(name="*")):
             request.unlink()
 

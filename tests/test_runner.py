@@ -323,7 +323,7 @@ def test_postgres_binaries_are_found_where_pg_bindir_says_or_refused(tmp_path):
 
 
 def test_a_finished_reference_run_is_committed_by_itself(tmp_path):
-    from runner.cli import commit_results
+    from runner.reference import commit_results
 
     git = ["git", "-C", str(tmp_path)]
     subprocess.run([*git, "init", "-q"], check=True)
@@ -351,7 +351,7 @@ def test_an_interrupted_reference_waits_for_its_run_to_stop_its_servers(tmp_path
         "pathlib.Path(sys.argv[1] + '.up').touch()\n"
         "time.sleep(60)\n")
     parent = subprocess.Popen([sys.executable, "-c",
-                               "import subprocess, sys; sys.path.insert(0, sys.argv[1]); from runner.cli import "
+                               "import subprocess, sys; sys.path.insert(0, sys.argv[1]); from runner.reference import "
                                "wait_passing_signals_on as w; sys.exit(w(subprocess.Popen([sys.executable] + sys.argv[2:])))",
                                str(ROOT), str(child), str(tmp_path / "done")])
     deadline = time.monotonic() + 10
