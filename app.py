@@ -61,8 +61,9 @@ engines: dict = {}  # the same: one sync (psycopg) and one async (asyncpg) SQLAl
 if STATS_DIR:  # the server-side counters, only when the runner asks for them
     import counters
 
-    stats = counters.WorkerStats(STATS_DIR)
-    counted = stats.counted
+    worker_stats = counters.WorkerStats(STATS_DIR)
+    stats: counters.WorkerStats | None = worker_stats
+    counted = worker_stats.counted
 else:  # the plain runs measure the bare handlers
     stats = None
 
@@ -179,10 +180,12 @@ if DATABASE_URL:  # the database stack only where a cell queries it: it adds to 
 
 
 def http_limits_and_timeout() -> tuple[httpx.Limits, httpx.Timeout]:
-    pool = HTTP_POOL or 100  # httpx's defaults: Limits(max_connections=100, max_keepalive_connections=20)
+    pool = int(HTTP_POOL or 100)  # httpx's defaults: Limits(max_connections=100, max_keepalive_connections=20)
     limits = httpx.Limits(max_connections=pool, max_keepalive_connections=min(20, pool))
     # httpx's 5 s default, but never shorter than the upstream's sleep, so only the pool can time out.
-    timeout = httpx.Timeout(max(5.0, SLEEP_SECONDS + 5), pool=5.0 if HTTP_POOL_TIMEOUT is None else HTTP_POOL_TIMEOUT)
+    timeout = httpx.Timeout(
+        max(5.0, (SLEEP_SECONDS or 0) + 5), pool=5.0 if HTTP_POOL_TIMEOUT is None else HTTP_POOL_TIMEOUT
+    )
     return limits, timeout
 
 
@@ -196,8 +199,15 @@ async def lifespan(app):
         clients["sync"] = httpx.Client(limits=limits, timeout=timeout)
         clients["async"] = httpx.AsyncClient(limits=limits, timeout=timeout)
     if DATABASE_URL:  # engines per worker, after the fork: a pool is never shared across processes
-        pool = {name: value for name, value in [("pool_size", DB_POOL_SIZE), ("max_overflow", DB_MAX_OVERFLOW),
-                                                ("pool_timeout", DB_POOL_TIMEOUT)] if value is not None}
+        pool = {
+            name: value
+            for name, value in [
+                ("pool_size", DB_POOL_SIZE),
+                ("max_overflow", DB_MAX_OVERFLOW),
+                ("pool_timeout", DB_POOL_TIMEOUT),
+            ]
+            if value is not None
+        }
         engines["sync"] = create_engine(DATABASE_URL.replace("postgresql:", "postgresql+psycopg:", 1), **pool)
         engines["async"] = create_async_engine(DATABASE_URL.replace("postgresql:", "postgresql+asyncpg:", 1), **pool)
         if stats:

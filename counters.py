@@ -43,7 +43,7 @@ class WorkerStats:
         self.snapshots_taken: set[str] = set()
         self.counted_paths: set[str] = set()  # the endpoints wrapped by counted()
         self.thread_limit: int | None = None  # anyio's, as the worker's lifespan found it
-        self.pools: dict[str, dict[str, int]] = {}  # SQLAlchemy's: connections checked out now, and peaks
+        self.pools: dict[str, dict[str, float]] = {}  # SQLAlchemy's: connections checked out now, and peaks
         # New connections by the whole second after the "start" snapshot in which each sent its first
         # request: the load generator opens all of its connections at once, so one that comes a second
         # or more late waited in the kernel (a full accept queue drops the handshake; the client retries).
@@ -51,10 +51,21 @@ class WorkerStats:
         self.connection_starts: dict[int, int] = {}
 
     def _counts(self, endpoint: str) -> dict[str, int]:
-        return self.endpoints.setdefault(endpoint, {
-            "received": 0, "entered": 0, "running": 0, "peak": 0, "peak_waiting": 0,
-            "completed": 0, "pool_timeouts": 0, "upstream_errors": 0, "db_refused": 0, "db_errors": 0,
-        })
+        return self.endpoints.setdefault(
+            endpoint,
+            {
+                "received": 0,
+                "entered": 0,
+                "running": 0,
+                "peak": 0,
+                "peak_waiting": 0,
+                "completed": 0,
+                "pool_timeouts": 0,
+                "upstream_errors": 0,
+                "db_refused": 0,
+                "db_errors": 0,
+            },
+        )
 
     def arrive(self, endpoint: str, client, key: int) -> None:
         with self.lock:
@@ -109,7 +120,9 @@ class WorkerStats:
                 "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
                 "peak_rss_bytes": usage.ru_maxrss * MAXRSS_BYTES,
                 "thread_limit": self.thread_limit,
-                "endpoints": {name: {k: v for k, v in c.items() if k != "running"} for name, c in self.endpoints.items()},
+                "endpoints": {
+                    name: {k: v for k, v in c.items() if k != "running"} for name, c in self.endpoints.items()
+                },
                 "pools": {name: dict(p) for name, p in self.pools.items()},
                 "connection_starts": {str(k): v for k, v in sorted(self.connection_starts.items())},
             }
@@ -155,8 +168,14 @@ class WorkerStats:
 
         engine = getattr(engine, "sync_engine", engine)  # an AsyncEngine's events are its sync engine's
         pool = engine.pool
-        counts = self.pools[name] = {"checked_out": 0, "peak_checked_out": 0, "peak_overflow": 0,
-                                     "connects": 0, "connect_s": 0.0}
+        counts: dict[str, float] = {
+            "checked_out": 0,
+            "peak_checked_out": 0,
+            "peak_overflow": 0,
+            "connects": 0,
+            "connect_s": 0.0,
+        }
+        self.pools[name] = counts
 
         def connecting(dialect, record, *_):
             record.info["connecting_since"] = time.monotonic()
@@ -164,8 +183,9 @@ class WorkerStats:
         def connected(dbapi_connection, record):
             with self.lock:
                 counts["connects"] += 1
-                counts["connect_s"] = round(counts["connect_s"] + time.monotonic()
-                                            - record.info.pop("connecting_since", time.monotonic()), 6)
+                counts["connect_s"] = round(
+                    counts["connect_s"] + time.monotonic() - record.info.pop("connecting_since", time.monotonic()), 6
+                )
 
         def checkout(*_):
             with self.lock:

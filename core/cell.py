@@ -4,13 +4,15 @@ back through it, so the list of fields exists only here."""
 
 import csv
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .servers import DEFAULT_WORKER_CLASS, SERVERS
 
 
-def _text(value, none: str) -> str:
+def _text(value: object, none: str) -> str:
     if value is None:
         return none
     if isinstance(value, bool):
@@ -20,7 +22,7 @@ def _text(value, none: str) -> str:
     return str(value)
 
 
-def column(default, none: str = "", read=str):
+def column(default: Any, none: str = "", read: Callable[[str], Any] = str) -> Any:
     """A cells.tsv column: its default (for files written before it existed), how None is
     written ("default": the library's own default; "-": does not apply) and how it is read."""
     return field(default=default, metadata={"none": none, "read": read})
@@ -68,11 +70,13 @@ class Cell:
 
     def _knobs(self) -> str:
         """What the knobs change, as both label() and describe() show it."""
-        return ((f" limit {self.thread_limit}" if self.thread_limit is not None else "")
-                + (f" pool {self.http_pool}" if self.http_pool is not None else "")
-                + (f" dbpool {self.db_pool_text()}" if self.db_pool_text() else "")
-                + (f" dbtimeout {self.db_pool_timeout:g}" if self.db_pool_timeout is not None else "")
-                + (f" +{self.server_args}" if self.server_args else ""))
+        return (
+            (f" limit {self.thread_limit}" if self.thread_limit is not None else "")
+            + (f" pool {self.http_pool}" if self.http_pool is not None else "")
+            + (f" dbpool {self.db_pool_text()}" if self.db_pool_text() else "")
+            + (f" dbtimeout {self.db_pool_timeout:g}" if self.db_pool_timeout is not None else "")
+            + (f" +{self.server_args}" if self.server_args else "")
+        )
 
     def db_pool_text(self) -> str:
         """'40+0': pool_size + max_overflow, when a knob set either."""
@@ -82,7 +86,10 @@ class Cell:
 
     def describe(self) -> str:
         """The line printed as the cell starts: '1 worker x 1 thread limit 2'."""
-        plural = lambda n, word: f"{n} {word}" + ("" if n == 1 else "s")
+
+        def plural(n: int, word: str) -> str:
+            return f"{n} {word}" + ("" if n == 1 else "s")
+
         what = f"{plural(self.workers, 'worker')} x {plural(self.threads, 'thread')}"
         if self.server == "gunicorn-reuse-port":
             what += " gunicorn --reuse-port"
@@ -124,8 +131,18 @@ class Cell:
 FIELDS = [f.name for f in dataclasses.fields(Cell)]
 NONE = {f.name: f.metadata["none"] for f in dataclasses.fields(Cell)}
 COLUMN = {"name": "cell"}  # cells.tsv has always called the name column "cell"
-LISTING = ["server", "worker_class", "workers", "threads", "thread_limit", "http_pool", "sleep", "endpoint",
-           "connections", "rate"]
+LISTING = [
+    "server",
+    "worker_class",
+    "workers",
+    "threads",
+    "thread_limit",
+    "http_pool",
+    "sleep",
+    "endpoint",
+    "connections",
+    "rate",
+]
 LISTING_HEADER = "# " + " ".join(LISTING)
 
 
@@ -143,7 +160,7 @@ def read(path: Path) -> list[Cell]:
     cells = []
     with open(path, newline="") as f:
         for row in csv.DictReader(f, delimiter="\t"):
-            values = {}
+            values: dict[str, Any] = {}
             for spec in dataclasses.fields(Cell):
                 text = row.get(COLUMN.get(spec.name, spec.name))
                 if text is None:

@@ -31,7 +31,7 @@ class Endpoint:
 
     def limits(self, thread_limit: int, http_pool: int, db_pool: int) -> list[tuple[float, str, Bound]]:
         """Every per-worker limit of this endpoint: (requests at once, what the summary calls it, which)."""
-        found = []
+        found: list[tuple[float, str, Bound]] = []
         if self.kind == DEF:
             found.append((thread_limit, f"thread limiter: {thread_limit}/worker", Bound.THREADS))
         if self.calls_upstream and self.kind != BLOCKING:

@@ -3,6 +3,7 @@ check that turns its text into a value. The help text and run.json read this tab
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -42,8 +43,11 @@ KNOBS = {
     "WARMUP": Knob("auto", "seconds of unmeasured load before each cell; auto: 2 s for CPU-bound cells"),
     "PIN": Knob("0", "1: load generator on CPU 0, servers on the others (Linux, taskset)"),
     "LATENCY": Knob("0", "1: pass --latency to wrk (percentiles)"),
-    "PROFILE": Knob("0", "1: run each CPU-bound or unexplained cell once more under py-spy, after the measured "
-                         "runs (profiles/CELL/profile.svg; root or ptrace rights, sudo on macOS)"),
+    "PROFILE": Knob(
+        "0",
+        "1: run each CPU-bound or unexplained cell once more under py-spy, after the measured "
+        "runs (profiles/CELL/profile.svg; root or ptrace rights, sudo on macOS)",
+    ),
     "STATS": Knob("1", "0: skip the server-side counters (STATS_DIR)"),
     "RESULTS_DIR": Knob("results", "where run directories go"),
     "WRK": Knob("wrk", "the closed-loop load generator"),
@@ -55,11 +59,22 @@ KNOBS = {
     "GUNICORN_CMD_ARGS": Knob("", "extra gunicorn flags; the runner's own (-w, --threads, -k, -b) win"),
 }
 # Knobs that say where and with what, not what is measured: left out of "knobs that differ".
-MACHINE_KNOBS = {"HOST", "PORT", "UPSTREAM_PORT", "DB_PORT", "RESULTS_DIR", "WRK", "HTTPERF", "PG_BINDIR", "VENV",
-                 "PYTHON", "LOCK"}
+MACHINE_KNOBS = {
+    "HOST",
+    "PORT",
+    "UPSTREAM_PORT",
+    "DB_PORT",
+    "RESULTS_DIR",
+    "WRK",
+    "HTTPERF",
+    "PG_BINDIR",
+    "VENV",
+    "PYTHON",
+    "LOCK",
+}
 
 
-def given(environ=os.environ) -> dict[str, str]:
+def given(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The knobs set in this environment."""
     return {name: environ[name] for name in KNOBS if name in environ}
 

@@ -9,11 +9,21 @@ from collections import deque
 from dataclasses import dataclass
 
 from .bound import Bound
-from .endpoints import ANYIO_THREAD_LIMIT as DEFAULT_THREAD_LIMIT
-from .bound import Bound
-from .endpoints import (BLOCKING, DEF, ENDPOINTS, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S,
-                              SQLALCHEMY_MAX_OVERFLOW, SQLALCHEMY_POOL_SIZE, SQLALCHEMY_POOL_TIMEOUT_S)
+from .cell import Cell
+from .endpoints import (
+    ANYIO_THREAD_LIMIT,
+    BLOCKING,
+    DEF,
+    ENDPOINTS,
+    HTTPX_MAX_CONNECTIONS,
+    HTTPX_POOL_TIMEOUT_S,
+    SQLALCHEMY_MAX_OVERFLOW,
+    SQLALCHEMY_POOL_SIZE,
+    SQLALCHEMY_POOL_TIMEOUT_S,
+)
 from .servers import SERVERS
+
+DEFAULT_THREAD_LIMIT = ANYIO_THREAD_LIMIT  # the limit wherever THREAD_LIMIT is not set
 
 DB_POOL = SQLALCHEMY_POOL_SIZE + SQLALCHEMY_MAX_OVERFLOW  # connections one SQLAlchemy engine opens at most
 
@@ -28,7 +38,7 @@ SERVICE_OVERHEAD_S = 1e-3
 SYN_RETRY_S = 1.0
 
 
-def effective_backlog(cell, somaxconn: int | None) -> int:
+def effective_backlog(cell: Cell, somaxconn: int | None) -> float:
     """Connections the kernel holds for the server before it accepts them: each listening socket's
     backlog, capped at somaxconn, summed over the sockets."""
     sockets, backlog = SERVERS[cell.server].listen(cell) if cell.server in SERVERS else (1, math.inf)
@@ -42,8 +52,14 @@ class Limit:
     bound: Bound = Bound.CONNECTIONS
 
 
-def worker_limit(endpoint: str, workers: int, thread_limit: int = DEFAULT_THREAD_LIMIT,
-                 http_pool: int = HTTPX_MAX_CONNECTIONS, server: str = "gunicorn", db_pool: int = DB_POOL) -> Limit:
+def worker_limit(
+    endpoint: str,
+    workers: int,
+    thread_limit: int = DEFAULT_THREAD_LIMIT,
+    http_pool: int = HTTPX_MAX_CONNECTIONS,
+    server: str = "gunicorn",
+    db_pool: int = DB_POOL,
+) -> Limit:
     """The most requests one worker can hold at once for this endpoint, and why."""
     limits = [Limit(*limit) for limit in ENDPOINTS[endpoint].limits(thread_limit, http_pool, db_pool)]
     own = SERVERS[server].own_limit(workers) if server in SERVERS else None
@@ -52,8 +68,9 @@ def worker_limit(endpoint: str, workers: int, thread_limit: int = DEFAULT_THREAD
     return min(limits, key=lambda limit: limit.per_worker, default=Limit(math.inf, "connections", Bound.CONNECTIONS))
 
 
-def offered_capacity(endpoint: str, workers: int, sleep: float, thread_limit: int = DEFAULT_THREAD_LIMIT,
-                     server: str = "gunicorn") -> float:
+def offered_capacity(
+    endpoint: str, workers: int, sleep: float, thread_limit: int = DEFAULT_THREAD_LIMIT, server: str = "gunicorn"
+) -> float:
     """What the openloop set offers its rates as fractions of: the `def` endpoint's capacity, the same
     for /sync and /async so the two compare, and a blocked loop's own (one per sleep per worker)."""
     like = endpoint if ENDPOINTS[endpoint].kind == BLOCKING else "sync"
@@ -79,8 +96,8 @@ class Prediction:
     edge: int  # up to this many more: the next wave ends within wrk's stop granularity
     concurrency: int  # requests in the server at once
     bound_by: str
-    client_connections: int
-    bound: Bound = Bound.CONNECTIONS  # what wrk really opens: threads x (connections // threads)
+    client_connections: int  # what wrk really opens: threads x (connections // threads)
+    bound: Bound = Bound.CONNECTIONS
     errors: int = 0  # answers that are errors by design (503 for a pool timeout)
     errors_edge: int = 0
     # Errors there must be, in a number the model does not give: connections PostgreSQL refuses are
@@ -97,12 +114,24 @@ def waves(sleep: float, duration: float) -> tuple[int, bool]:
     return complete, (complete + 1) * sleep - duration < WRK_STOP_GRANULARITY_S
 
 
-def predict(endpoint: str, workers: int, connections: int, sleep: float, duration: float,
-            thread_limit: int = DEFAULT_THREAD_LIMIT, wrk_threads: int = 4,
-            connections_per_worker: list[int] | None = None, http_pool: int = HTTPX_MAX_CONNECTIONS,
-            pool_timeout: float = HTTPX_POOL_TIMEOUT_S, server: str = "gunicorn", db_pool: int = DB_POOL,
-            db_pool_timeout: float = SQLALCHEMY_POOL_TIMEOUT_S, db_available: int | None = None,
-            backlog: float = math.inf, connection_starts: dict[int, int] | None = None) -> Prediction:
+def predict(
+    endpoint: str,
+    workers: int,
+    connections: int,
+    sleep: float,
+    duration: float,
+    thread_limit: int = DEFAULT_THREAD_LIMIT,
+    wrk_threads: int = 4,
+    connections_per_worker: list[int] | None = None,
+    http_pool: int = HTTPX_MAX_CONNECTIONS,
+    pool_timeout: float = HTTPX_POOL_TIMEOUT_S,
+    server: str = "gunicorn",
+    db_pool: int = DB_POOL,
+    db_pool_timeout: float = SQLALCHEMY_POOL_TIMEOUT_S,
+    db_available: int | None = None,
+    backlog: float = math.inf,
+    connection_starts: dict[int, int] | None = None,
+) -> Prediction:
     """Little's law for a closed loop: concurrency N, each request S seconds, N/S req/s.
 
     wrk keeps one request in flight per connection and drops those unfinished at the end,
@@ -119,6 +148,7 @@ def predict(endpoint: str, workers: int, connections: int, sleep: float, duratio
     # max_connections - superuser_reserved_connections, whichever worker asks.
     refused = kind.queries_database and db_available is not None and concurrency > db_available
     if refused:
+        assert db_available is not None
         concurrency = db_available
         bound_by, bound = f"PostgreSQL: {db_available} connections for the app's role", Bound.POSTGRES
     elif server_concurrency < min(client, even):
@@ -130,15 +160,25 @@ def predict(endpoint: str, workers: int, connections: int, sleep: float, duratio
     if sleep <= 0:
         return Prediction(None, 0, concurrency, "CPU (no sleep)", client, Bound.CPU)
     complete, at_edge = waves(sleep, duration)
-    prediction = Prediction(concurrency * complete, concurrency if at_edge else 0, concurrency, bound_by, client,
-                            bound, errors_uncounted=refused)
+    prediction = Prediction(
+        concurrency * complete,
+        concurrency if at_edge else 0,
+        concurrency,
+        bound_by,
+        client,
+        bound,
+        errors_uncounted=refused,
+    )
     if client > backlog + 1:
         # Linux queues backlog + 1 (the queue is full when it holds more than the backlog). Connections
         # past it start late: as measured (the whole second after the load began in which each sent its
         # first request), or else all but the queue's worth one SYN retry late. The first `concurrency`
         # to start are served; the rest would only queue behind them.
         at_once = int(min(client, backlog + 1))
-        starts = sorted((connection_starts or {0: at_once, SYN_RETRY_S: client - at_once}).items())
+        seen: dict[float, int] = {0: at_once, SYN_RETRY_S: client - at_once}
+        if connection_starts:
+            seen = {float(second): count for second, count in connection_starts.items()}
+        starts = sorted(seen.items())
         slots, late = concurrency, 0
         for second, count in starts:
             served = min(count, slots)
@@ -219,9 +259,17 @@ class OpenPrediction:
     bound: Bound
 
 
-def predict_open_loop(endpoint: str, workers: int, rate: float, sleep: float, timeout: float, duration: float,
-                      thread_limit: int = DEFAULT_THREAD_LIMIT, server: str = "gunicorn",
-                      connections_per_worker: list[int] | None = None) -> OpenPrediction:
+def predict_open_loop(
+    endpoint: str,
+    workers: int,
+    rate: float,
+    sleep: float,
+    timeout: float,
+    duration: float,
+    thread_limit: int = DEFAULT_THREAD_LIMIT,
+    server: str = "gunicorn",
+    connections_per_worker: list[int] | None = None,
+) -> OpenPrediction:
     """Arrivals at a fixed rate, shared over the workers evenly (or as the workers reported
     taking the connections), each served first come first served by `limit` slots per worker
     for `sleep` seconds. A request the client gave up on is still served (the server does not
@@ -253,6 +301,13 @@ def predict_open_loop(endpoint: str, workers: int, rate: float, sleep: float, ti
         bound = Bound.BELOW_CAPACITY if math.isfinite(capacity) else Bound.CONNECTIONS
     else:
         bound_by, bound = f"{limit.name} = {capacity:g} req/s", limit.bound
-    return OpenPrediction(offered, len(answered), offered - len(answered),
-                          statistics.median(answered) if answered else None, max(answered, default=None),
-                          capacity, bound_by, bound)
+    return OpenPrediction(
+        offered,
+        len(answered),
+        offered - len(answered),
+        statistics.median(answered) if answered else None,
+        max(answered, default=None),
+        capacity,
+        bound_by,
+        bound,
+    )

@@ -8,9 +8,12 @@ pin in requirements.in.
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .bound import Bound
+
+if TYPE_CHECKING:
+    from .cell import Cell
 
 DEFAULT_WORKER_CLASS = "uvicorn_worker.UvicornWorker"
 GRANIAN_BACKLOG = 1024  # granian/cli.py --backlog; --backpressure defaults to backlog // workers
@@ -32,6 +35,7 @@ def flag(server_args: str, name: str, default: int) -> int:
 @dataclass(frozen=True)
 class Where:
     """What a command line needs besides the cell: the binaries, the app and the address."""
+
     venv_bin: str
     app_dir: str
     host: str
@@ -40,29 +44,42 @@ class Where:
 
 @dataclass(frozen=True)
 class Server:
-    command: Callable  # (cell, where) -> argv
+    command: Callable[["Cell", Where], list[str]]  # the argv that serves the app
     ready_line: str  # a regular expression each worker prints once it serves
     packages: tuple[str, ...]  # recorded with their versions in run.json
     ignores: tuple[str, ...] = ("the threads (T in CONFIGS' WxT)", "WORKER_CLASS", "GUNICORN_CMD_ARGS")
     # (workers) -> (requests/worker, why, Bound.BACKPRESSURE) or None
-    own_limit: Callable = field(default=lambda workers: None)
-    label: Callable = field(default=None)  # (cell) -> the summary's config column; None: "NAME Nw"
+    own_limit: Callable[[int], tuple[int, str, Bound] | None] = field(default=lambda workers: None)
+    label: Callable[["Cell"], str] | None = None  # the summary's config column; None: "NAME Nw"
     # Worker classes the servers set compares ("-": the server has none, and no --threads either).
     worker_classes: tuple[str, ...] = ("-",)
     # (cell) -> (listening sockets, the backlog each asks listen() for); the kernel caps it at somaxconn.
-    listen: Callable = field(default=lambda cell: (1, LISTEN_BACKLOG))
+    listen: Callable[["Cell"], tuple[int, int]] = field(default=lambda cell: (1, LISTEN_BACKLOG))
 
     def ready_workers(self, log_text: str) -> int:
         return len(re.findall(self.ready_line, log_text))
 
 
-def gunicorn(cell, where: Where, *extra: str) -> list[str]:
-    return [f"{where.venv_bin}/gunicorn", "app:app", "--chdir", where.app_dir, "--no-control-socket",
-            "-b", f"{where.host}:{where.port}", "-w", str(cell.workers), "--threads", str(cell.threads),
-            "-k", cell.worker_class, *extra]
+def gunicorn(cell: "Cell", where: Where, *extra: str) -> list[str]:
+    return [
+        f"{where.venv_bin}/gunicorn",
+        "app:app",
+        "--chdir",
+        where.app_dir,
+        "--no-control-socket",
+        "-b",
+        f"{where.host}:{where.port}",
+        "-w",
+        str(cell.workers),
+        "--threads",
+        str(cell.threads),
+        "-k",
+        cell.worker_class,
+        *extra,
+    ]
 
 
-def gunicorn_label(cell) -> str:
+def gunicorn_label(cell: "Cell") -> str:
     name = f"{cell.workers}w x {cell.threads}t"
     if cell.server == "gunicorn-reuse-port":
         name += " --reuse-port"
@@ -71,35 +88,70 @@ def gunicorn_label(cell) -> str:
     return name
 
 
-def gunicorn_listen(cell) -> tuple[int, int]:
+def gunicorn_listen(cell: "Cell") -> tuple[int, int]:
     backlog = flag(cell.server_args, "--backlog", LISTEN_BACKLOG)
     return (cell.workers if cell.server == "gunicorn-reuse-port" else 1), backlog
 
 
-GUNICORN = dict(ready_line=r"Application startup complete|ASGI server listening on",
-                packages=("gunicorn", "uvicorn-worker", "uvicorn", "uvloop", "httptools"),
-                # --threads "only affects the Gthread worker type" (gunicorn config.py): no ASGI worker reads it.
-                ignores=("the threads (T in CONFIGS' WxT): only its gthread worker reads `--threads`",),
-                label=gunicorn_label, listen=gunicorn_listen)
+GUNICORN: dict[str, Any] = dict(
+    ready_line=r"Application startup complete|ASGI server listening on",
+    packages=("gunicorn", "uvicorn-worker", "uvicorn", "uvloop", "httptools"),
+    # --threads "only affects the Gthread worker type" (gunicorn config.py): no ASGI worker reads it.
+    ignores=("the threads (T in CONFIGS' WxT): only its gthread worker reads `--threads`",),
+    label=gunicorn_label,
+    listen=gunicorn_listen,
+)
 
 SERVERS = {
     "gunicorn": Server(command=gunicorn, worker_classes=(DEFAULT_WORKER_CLASS, "asgi"), **GUNICORN),
     # Each worker binds its own SO_REUSEPORT socket (gunicorn >= 24, arbiter.py): the kernel spreads connections.
-    "gunicorn-reuse-port": Server(command=lambda cell, where: gunicorn(cell, where, "--reuse-port"),
-                                  worker_classes=(DEFAULT_WORKER_CLASS,), **GUNICORN),
+    "gunicorn-reuse-port": Server(
+        command=lambda cell, where: gunicorn(cell, where, "--reuse-port"),
+        worker_classes=(DEFAULT_WORKER_CLASS,),
+        **GUNICORN,
+    ),
     "uvicorn": Server(
-        command=lambda cell, where: [f"{where.venv_bin}/uvicorn", "app:app", "--app-dir", where.app_dir,
-                                     "--host", where.host, "--port", str(where.port),
-                                     "--workers", str(cell.workers), "--no-access-log"],
-        ready_line=r"Application startup complete", packages=("uvicorn", "uvloop", "httptools")),
+        command=lambda cell, where: [
+            f"{where.venv_bin}/uvicorn",
+            "app:app",
+            "--app-dir",
+            where.app_dir,
+            "--host",
+            where.host,
+            "--port",
+            str(where.port),
+            "--workers",
+            str(cell.workers),
+            "--no-access-log",
+        ],
+        ready_line=r"Application startup complete",
+        packages=("uvicorn", "uvloop", "httptools"),
+    ),
     "granian": Server(
-        command=lambda cell, where: [f"{where.venv_bin}/granian", "--interface", "asgi", "--working-dir",
-                                     where.app_dir, "--host", where.host, "--port", str(where.port),
-                                     "--workers", str(cell.workers), "--no-access-log", "app:app"],
-        ready_line=r"Started worker-", packages=("granian",), listen=lambda cell: (1, GRANIAN_BACKLOG),
-        own_limit=lambda workers: (max(1, GRANIAN_BACKLOG // workers),
-                                   f"granian backpressure: {max(1, GRANIAN_BACKLOG // workers)}/worker",
-                                   Bound.BACKPRESSURE)),
+        command=lambda cell, where: [
+            f"{where.venv_bin}/granian",
+            "--interface",
+            "asgi",
+            "--working-dir",
+            where.app_dir,
+            "--host",
+            where.host,
+            "--port",
+            str(where.port),
+            "--workers",
+            str(cell.workers),
+            "--no-access-log",
+            "app:app",
+        ],
+        ready_line=r"Started worker-",
+        packages=("granian",),
+        listen=lambda cell: (1, GRANIAN_BACKLOG),
+        own_limit=lambda workers: (
+            max(1, GRANIAN_BACKLOG // workers),
+            f"granian backpressure: {max(1, GRANIAN_BACKLOG // workers)}/worker",
+            Bound.BACKPRESSURE,
+        ),
+    ),
 }
 # The upstream the /*-http endpoints call: the same app's /async, one worker.
 UPSTREAM_SERVER = "uvicorn"

@@ -1,66 +1,31 @@
 """SETS: each experiment set is one small function that returns its cells, with its defaults
-beside it; --list, --reference and the README's set descriptions read this table. Settings
-turns the knobs (the environment, over the set's defaults) into checked values."""
+beside it; --list, --reference and the README's set descriptions read this table. REFERENCE:
+the runs the README uses. settings.py turns the knobs into checked values."""
 
 import datetime
 import os
-import re
-import resource
 import shlex
-import shutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Callable
-
-from .model import offered_capacity
+from typing import Any
 
 from .cell import Cell
-from .endpoints import ANYIO_THREAD_LIMIT, ENDPOINTS
-from .knobs import (KNOBS, MACHINE_KNOBS, BadInput, flag, number, optional_count, optional_int, optional_number,
-                    positive_int, scaled_seconds)
+from .endpoints import ANYIO_THREAD_LIMIT
+from .knobs import KNOBS, MACHINE_KNOBS, BadInput
+from .model import offered_capacity
 from .servers import SERVERS
+from .settings import PER_CELL_OVERHEAD_S, Settings, cell_seconds, check_open_files, minutes, read_settings
 
-PER_CELL_OVERHEAD_S = 2  # start, readiness, snapshots and stop: 1.5-1.7 s measured here; refined as cells run
+__all__ = ["PER_CELL_OVERHEAD_S", "Settings", "cell_seconds", "minutes"]  # for the runner, from here
+
 FAST = {"SLEEP_SECONDS": "1", "DURATION": "10s", "TIMEOUT": "10s"}  # 1 s waits, 10 s cells
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Every knob of one run, checked. `text` keeps each as given (or defaulted), for run.json."""
-    set: str
-    text: dict
-    scale: int
-    repeat: int
-    # Every cell's fields as the knobs set them (the sleep and DB_POOL_TIMEOUT divided by SCALE, but
-    # for the openloop set); a set's function changes what its cells vary.
-    base: Cell
-    connections: list
-    configs: list  # (workers, threads)
-    endpoints: list
-    rates: list
-    warmup: str
-    latency: bool
-    profile: bool
-    host: str
-    port: int
-    upstream_port: int
-    db_port: int
-    server_args: str
-
-    def cell(self, **fields) -> Cell:
-        """A cell with this run's settings, then the fields given."""
-        return replace(self.base, **fields)
-
-    def grid(self, **fields) -> list[Cell]:
-        """CONFIGS x ENDPOINTS x CONNECTIONS."""
-        return [self.cell(workers=w, threads=t, endpoint=e, connections=c, **fields)
-                for w, t in self.configs for e in self.endpoints for c in self.connections]
 
 
 @dataclass(frozen=True)
 class Set:
     purpose: str  # one line, for --help and the README
-    defaults: dict  # knobs this set sets unless the environment does
-    cells: Callable  # (Settings) -> list[Cell]
+    defaults: dict[str, str]  # knobs this set sets unless the environment does
+    cells: Callable[[Settings], list[Cell]]
     # httperf at fixed rates instead of wrk's connections: SCALE shrinks only the duration (scaled rates
     # would outrun one machine), and the sleep must not be 0 (capacity is threads / sleep).
     open_loop: bool = False
@@ -72,8 +37,10 @@ RAISED_THREAD_LIMITS = (100, 400)  # the threads set's THREAD_LIMIT cells beside
 def threads_cells(s: Settings) -> list[Cell]:
     cells = []
     for connections in s.connections:
-        cells += [s.cell(endpoint="sync", connections=connections, thread_limit=limit)
-                  for limit in (s.base.thread_limit, *RAISED_THREAD_LIMITS)]
+        cells += [
+            s.cell(endpoint="sync", connections=connections, thread_limit=limit)
+            for limit in (s.base.thread_limit, *RAISED_THREAD_LIMITS)
+        ]
         cells.append(s.cell(endpoint="sync", connections=connections, threads=4))
     return cells
 
@@ -85,8 +52,10 @@ def workers_cells(s: Settings) -> list[Cell]:
         for w, t in s.configs:
             one = dict(server="gunicorn", worker_class=worker_class, workers=w, threads=t)
             cells += [s.cell(**one, endpoint=e, connections=c) for e in s.endpoints for c in s.connections]
-            cells += [s.cell(**one, endpoint="async", connections=4000),
-                      s.cell(**one, endpoint="async", connections=64, sleep=0.0)]
+            cells += [
+                s.cell(**one, endpoint="async", connections=4000),
+                s.cell(**one, endpoint="async", connections=64, sleep=0.0),
+            ]
     return cells
 
 
@@ -108,15 +77,18 @@ def servers_cells(s: Settings) -> list[Cell]:
         for name, worker_class in server_variants():
             one = dict(server=name, worker_class=worker_class, workers=w, threads=1 if worker_class == "-" else t)
             for endpoint in ("sync", "async"):
-                cells += [s.cell(**one, endpoint=endpoint, connections=100),
-                          s.cell(**one, endpoint=endpoint, connections=256, sleep=0.0)]
+                cells += [
+                    s.cell(**one, endpoint=endpoint, connections=100),
+                    s.cell(**one, endpoint=endpoint, connections=256, sleep=0.0),
+                ]
     return cells
 
 
 def upstream_cells(s: Settings) -> list[Cell]:
     # The pool is the ceiling for /async-http: raise it and the ceiling moves.
-    return s.grid() + [s.cell(workers=1, threads=1, http_pool=400, endpoint="async-http",
-                              connections=s.connections[-1])]
+    return s.grid() + [
+        s.cell(workers=1, threads=1, http_pool=400, endpoint="async-http", connections=s.connections[-1])
+    ]
 
 
 def db_cells(s: Settings) -> list[Cell]:
@@ -127,8 +99,10 @@ def db_cells(s: Settings) -> list[Cell]:
         # 8 workers x (5 + 10) = 120 connections, more than PostgreSQL's 100 - 3 for an ordinary role.
         s.cell(workers=8, threads=1, endpoint="async-db", connections=400),
         # A short pool timeout (between the first and second wave's wait): waiting turns into errors.
-        *(s.cell(**one, endpoint=e, connections=100, db_pool_timeout=float(f"{1.5 * s.base.sleep:g}"))
-          for e in ("sync-db", "async-db")),
+        *(
+            s.cell(**one, endpoint=e, connections=100, db_pool_timeout=float(f"{1.5 * s.base.sleep:g}"))
+            for e in ("sync-db", "async-db")
+        ),
         # fastapi/fastapi#3205's shape: `def` with a sync yield dependency, far more connections than threads.
         s.cell(**one, endpoint="sync-db", connections=1000),
     ]
@@ -136,45 +110,100 @@ def db_cells(s: Settings) -> list[Cell]:
 
 def openloop_cells(s: Settings) -> list[Cell]:
     b = s.base
-    return [s.cell(workers=w, threads=t, endpoint=e, connections=None,
-                   rate=float(f"{fraction * offered_capacity(e, w, b.sleep, b.thread_limit or ANYIO_THREAD_LIMIT, b.server):g}"))
-            for w, t in s.configs for e in s.endpoints for fraction in s.rates]
+    return [
+        s.cell(
+            workers=w,
+            threads=t,
+            endpoint=e,
+            connections=None,
+            rate=float(
+                f"{fraction * offered_capacity(e, w, b.sleep, b.thread_limit or ANYIO_THREAD_LIMIT, b.server):g}"
+            ),
+        )
+        for w, t in s.configs
+        for e in s.endpoints
+        for fraction in s.rates
+    ]
 
 
 SETS = {
     "seed": Set("the original experiment, as it was run: CONFIGS x ENDPOINTS at CONNECTIONS", {}, Settings.grid),
-    "concurrency": Set("how far each endpoint goes with more connections, 1 and 4 workers",
-                       {**FAST, "CONNECTIONS": "10 40 100 400 1000 4000", "CONFIGS": "1x1 4x1",
-                        "ENDPOINTS": "sync async async-blocking"}, Settings.grid),
-    "threads": Set("anyio's thread limit (THREAD_LIMIT, 100, 400) against gunicorn's `--threads`",
-                   {**FAST, "CONNECTIONS": "1000"}, threads_cells),
-    "workers": Set("UvicornWorker against gunicorn's `asgi` worker, client-bound and server-bound",
-                   {**FAST, "CONFIGS": "1x1 4x1"}, workers_cells),
+    "concurrency": Set(
+        "how far each endpoint goes with more connections, 1 and 4 workers",
+        {
+            **FAST,
+            "CONNECTIONS": "10 40 100 400 1000 4000",
+            "CONFIGS": "1x1 4x1",
+            "ENDPOINTS": "sync async async-blocking",
+        },
+        Settings.grid,
+    ),
+    "threads": Set(
+        "anyio's thread limit (THREAD_LIMIT, 100, 400) against gunicorn's `--threads`",
+        {**FAST, "CONNECTIONS": "1000"},
+        threads_cells,
+    ),
+    "workers": Set(
+        "UvicornWorker against gunicorn's `asgi` worker, client-bound and server-bound",
+        {**FAST, "CONFIGS": "1x1 4x1"},
+        workers_cells,
+    ),
     # No sleep: only the CPU limits; the counters stay off so the bare app is measured, pinned.
-    "overhead": Set("no sleep, one worker: the CPU cost of the thread hop (def vs async def)",
-                    {**FAST, "SLEEP_SECONDS": "0", "CONNECTIONS": "64", "CONFIGS": "1x1", "STATS": "0", "PIN": "1"},
-                    Settings.grid),
+    "overhead": Set(
+        "no sleep, one worker: the CPU cost of the thread hop (def vs async def)",
+        {**FAST, "SLEEP_SECONDS": "0", "CONNECTIONS": "64", "CONFIGS": "1x1", "STATS": "0", "PIN": "1"},
+        Settings.grid,
+    ),
     # 3 runs by default: the spread varies from run to run, and that is the point.
-    "servers": Set("the connection spread under every server and worker class in core/servers.py, 4 workers",
-                   {**FAST, "CONFIGS": "4x1", "REPEAT": "3"}, servers_cells),
-    "upstream": Set("a real HTTP call per request to a second server, and the HTTP client's pool",
-                    {**FAST, "CONNECTIONS": "10 40 100 400 1000", "CONFIGS": "1x1 4x1",
-                     "ENDPOINTS": "sync-http async-http async-http-blocking"}, upstream_cells),
-    "db": Set("a real PostgreSQL behind SQLAlchemy's pool: def, async def and a sync session in async def",
-              {**FAST, "CONNECTIONS": "10 40 100 400", "CONFIGS": "1x1 4x1",
-               "ENDPOINTS": "sync-db async-db async-db-blocking"}, db_cells),
+    "servers": Set(
+        "the connection spread under every server and worker class in core/servers.py, 4 workers",
+        {**FAST, "CONFIGS": "4x1", "REPEAT": "3"},
+        servers_cells,
+    ),
+    "upstream": Set(
+        "a real HTTP call per request to a second server, and the HTTP client's pool",
+        {
+            **FAST,
+            "CONNECTIONS": "10 40 100 400 1000",
+            "CONFIGS": "1x1 4x1",
+            "ENDPOINTS": "sync-http async-http async-http-blocking",
+        },
+        upstream_cells,
+    ),
+    "db": Set(
+        "a real PostgreSQL behind SQLAlchemy's pool: def, async def and a sync session in async def",
+        {
+            **FAST,
+            "CONNECTIONS": "10 40 100 400",
+            "CONFIGS": "1x1 4x1",
+            "ENDPOINTS": "sync-db async-db async-db-blocking",
+        },
+        db_cells,
+    ),
     # httperf spins on a core of its own: pinned, it leaves the other to the server.
-    "openloop": Set("a fixed arrival rate (httperf) at RATES x capacity: what users see above capacity",
-                    {**FAST, "DURATION": "20s", "TIMEOUT": "3s", "CONFIGS": "1x1 4x1",
-                     "ENDPOINTS": "sync async async-blocking", "PIN": "1"}, openloop_cells, open_loop=True),
+    "openloop": Set(
+        "a fixed arrival rate (httperf) at RATES x capacity: what users see above capacity",
+        {
+            **FAST,
+            "DURATION": "20s",
+            "TIMEOUT": "3s",
+            "CONFIGS": "1x1 4x1",
+            "ENDPOINTS": "sync async async-blocking",
+            "PIN": "1",
+        },
+        openloop_cells,
+        open_loop=True,
+    ),
 }
+
 
 @dataclass(frozen=True)
 class Reference:
     """One run the README uses, taken with `KNOBS ./benchmark.sh ARGS`, one at a time, 3 runs a cell."""
+
     set: str
     label: str = "reference"
-    knobs: dict = field(default_factory=dict)
+    knobs: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -199,16 +228,29 @@ class Reference:
 # py-spy after the measured runs, so the profiler's CPU is in no figure.
 PROFILED = {"PROFILE": "1"}
 REFERENCE = [Reference(name, knobs=PROFILED) for name in SETS] + [
-    Reference("seed", "worker-killed", {**PROFILED, "GUNICORN_CMD_ARGS": "--timeout=10", "SLEEP_SECONDS": "2",
-                                        "DURATION": "40s", "TIMEOUT": "10s", "CONFIGS": "1x1",
-                                        "ENDPOINTS": "async-blocking", "CONNECTIONS": "20"}),
+    Reference(
+        "seed",
+        "worker-killed",
+        {
+            **PROFILED,
+            "GUNICORN_CMD_ARGS": "--timeout=10",
+            "SLEEP_SECONDS": "2",
+            "DURATION": "40s",
+            "TIMEOUT": "10s",
+            "CONFIGS": "1x1",
+            "ENDPOINTS": "async-blocking",
+            "CONNECTIONS": "20",
+        },
+    ),
 ]
 
 
 # ---------------------------------------------------------------- the knobs, checked
 
 
-def knob_texts(set_name: str, environ, scale: str | None = None, repeat: str | None = None) -> dict[str, str]:
+def knob_texts(
+    set_name: str, environ: Mapping[str, str], scale: str | None = None, repeat: str | None = None
+) -> dict[str, str]:
     """Each knob's text: the environment's, else the set's default, else the seed's."""
     if set_name not in SETS:
         raise BadInput(f"unknown set '{set_name}' ({' '.join(SETS)})")
@@ -224,91 +266,11 @@ def knob_texts(set_name: str, environ, scale: str | None = None, repeat: str | N
     return text
 
 
-def settings(set_name: str, environ=os.environ, scale: str | None = None, repeat: str | None = None) -> Settings:
-    t = knob_texts(set_name, environ, scale, repeat)
-    scale_n = positive_int("SCALE", t["SCALE"])
-    repeat_n = positive_int("REPEAT", t["REPEAT"])
-    wrk_threads = positive_int("WRK_THREADS", t["WRK_THREADS"])
-    port = positive_int("PORT", t["PORT"])
-    upstream_port = positive_int("UPSTREAM_PORT", t["UPSTREAM_PORT"])
-    if port >= 65536:
-        raise BadInput(f"PORT must be below 65536, got '{t['PORT']}'")
-    if upstream_port >= 65536 or upstream_port == port:
-        raise BadInput(f"UPSTREAM_PORT must be below 65536 and differ from PORT, got '{t['UPSTREAM_PORT']}'")
-    db_port = positive_int("DB_PORT", t["DB_PORT"])
-    if db_port >= 65536 or db_port in (port, upstream_port):
-        raise BadInput(f"DB_PORT must be below 65536 and differ from PORT and UPSTREAM_PORT, got '{t['DB_PORT']}'")
-    if not t["HOST"]:
-        raise BadInput("HOST is empty")
-    sleep_seconds = number("SLEEP_SECONDS", t["SLEEP_SECONDS"])
-    thread_limit = optional_int("THREAD_LIMIT", t["THREAD_LIMIT"])
-    http_pool = optional_int("HTTP_POOL", t["HTTP_POOL"])
-    pool_timeout = optional_number("HTTP_POOL_TIMEOUT", t["HTTP_POOL_TIMEOUT"])
-    db_pool_size = optional_int("DB_POOL_SIZE", t["DB_POOL_SIZE"])
-    db_max_overflow = optional_count("DB_MAX_OVERFLOW", t["DB_MAX_OVERFLOW"])
-    db_pool_timeout = optional_number("DB_POOL_TIMEOUT", t["DB_POOL_TIMEOUT"])
-    stats, latency, pin, profile = (flag(name, t[name]) for name in ("STATS", "LATENCY", "PIN", "PROFILE"))
-    if not (t["WARMUP"] == "auto" or t["WARMUP"].isdigit()):
-        raise BadInput(f"WARMUP must be auto or a whole number of seconds, got '{t['WARMUP']}'")
-    if t["SERVER"] not in SERVERS:
-        raise BadInput(f"unknown server '{t['SERVER']}' ({' '.join(SERVERS)})")
-    if not all(t[name].split() for name in ("CONFIGS", "ENDPOINTS", "CONNECTIONS", "RATES")):
-        raise BadInput("CONFIGS, ENDPOINTS, CONNECTIONS and RATES must not be empty")
-    open_loop = SETS[set_name].open_loop
-    sleep_scale = 1 if open_loop else scale_n
-    duration = scaled_seconds("DURATION", t["DURATION"], scale_n)
-    timeout = scaled_seconds("TIMEOUT", t["TIMEOUT"], sleep_scale)
-    configs = []
-    for config in t["CONFIGS"].split():
-        workers, _, threads = config.partition("x")
-        if not (workers.isdigit() and threads.isdigit()):
-            raise BadInput(f"CONFIGS entries look like 4x1 (workers x threads), got '{config}'")
-        configs.append((positive_int(f"workers in '{config}'", workers), positive_int(f"threads in '{config}'", threads)))
-    for endpoint in t["ENDPOINTS"].split():
-        if endpoint not in ENDPOINTS:
-            raise BadInput(f"unknown endpoint '{endpoint}' ({', '.join(ENDPOINTS)})")
-    connections = []
-    for text in t["CONNECTIONS"].split():
-        connections.append(positive_int("CONNECTIONS", text))
-        if connections[-1] < wrk_threads:
-            raise BadInput(f"CONNECTIONS ({text}) must be >= WRK_THREADS ({wrk_threads}), as wrk requires")
-    rates = []
-    for text in t["RATES"].split():
-        if not re.fullmatch(r"[0-9]*\.?[0-9]+", text) or float(text) <= 0:
-            raise BadInput(f"RATES are fractions of capacity > 0, got '{text}'")
-        rates.append(float(text))
-    if open_loop and sleep_seconds <= 0:
-        raise BadInput(f"the {set_name} set needs SLEEP_SECONDS > 0: capacity is threads / sleep")
-    check_open_files(max(connections))
-    base = Cell(server=t["SERVER"], worker_class=t["WORKER_CLASS"], thread_limit=thread_limit, http_pool=http_pool,
-                sleep=float(f"{sleep_seconds / sleep_scale:g}"), wrk_threads=wrk_threads, duration=duration,
-                timeout=timeout, pin=pin and pinning_possible(), pool_timeout=pool_timeout, stats=stats,
-                db_pool_size=db_pool_size, db_max_overflow=db_max_overflow,
-                db_pool_timeout=None if db_pool_timeout is None else float(f"{db_pool_timeout / sleep_scale:g}"))
-    return Settings(set=set_name, text=t, scale=scale_n, repeat=repeat_n, base=base, connections=connections,
-                    configs=configs, endpoints=t["ENDPOINTS"].split(), rates=rates, warmup=t["WARMUP"],
-                    latency=latency, profile=profile, host=t["HOST"], port=port, upstream_port=upstream_port, db_port=db_port,
-                    server_args=t["GUNICORN_CMD_ARGS"])
-
-
-def check_open_files(connections: int) -> None:
-    """wrk and the one worker that may take every connection each need a descriptor per connection."""
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft != resource.RLIM_INFINITY and soft < connections + 64:
-        raise BadInput(f"ulimit -n is {soft}, too low for {connections} connections; "
-                       f"raise it first: ulimit -n {connections + 1024}")
-
-
-def pinning_possible() -> bool:
-    import sys
-
-    if shutil.which("taskset") is None:
-        print("benchmark.sh: PIN=1 needs taskset (Linux); running unpinned", file=sys.stderr)
-        return False
-    if (os.cpu_count() or 1) < 2:
-        print(f"benchmark.sh: PIN=1 needs 2 cores, this machine has {os.cpu_count()}; running unpinned", file=sys.stderr)
-        return False
-    return True
+def settings(
+    set_name: str, environ: Mapping[str, str] = os.environ, scale: str | None = None, repeat: str | None = None
+) -> Settings:
+    """The knobs of a run of SET_NAME, checked (BadInput on the first that is wrong)."""
+    return read_settings(set_name, knob_texts(set_name, environ, scale, repeat), SETS[set_name].open_loop)
 
 
 def warmup_for(cell: Cell, s: Settings) -> int:
@@ -317,7 +279,7 @@ def warmup_for(cell: Cell, s: Settings) -> int:
         return 0
     if s.warmup != "auto":
         return int(s.warmup)
-    cpu_bound = cell.sleep == 0 or (cell.endpoint == "async" and cell.connections >= 4000)
+    cpu_bound = cell.sleep == 0 or (cell.endpoint == "async" and (cell.connections or 0) >= 4000)
     return (2 if s.scale == 1 else 1) if cpu_bound else 0
 
 
@@ -326,7 +288,7 @@ def cells(s: Settings) -> list[Cell]:
     made = []
     reuse_port = "--reuse-port" in shlex.split(s.server_args)
     for cell in SETS[s.set].cells(s):
-        extra = {}
+        extra: dict[str, Any] = {}
         if cell.server.startswith("gunicorn") and s.server_args:
             extra["server_args"] = s.server_args  # what reaches gunicorn is shown wherever the cell is
             if reuse_port:
@@ -340,36 +302,37 @@ def cells(s: Settings) -> list[Cell]:
 def check_cell(cell: Cell) -> None:
     if cell.connections is not None:
         check_open_files(cell.connections)
-    elif cell.rate * cell.timeout >= 1000:
-        raise BadInput(f"rate {cell.rate:g}/s x timeout {cell.timeout}s keeps about {cell.rate * cell.timeout:g} "
-                       "connections open; httperf's select() allows about 1000: lower RATES or TIMEOUT")
+    elif cell.rate is not None and cell.rate * cell.timeout >= 1000:
+        raise BadInput(
+            f"rate {cell.rate:g}/s x timeout {cell.timeout}s keeps about {cell.rate * cell.timeout:g} "
+            "connections open; httperf's select() allows about 1000: lower RATES or TIMEOUT"
+        )
 
 
 # ---------------------------------------------------------------- the plan
-
-
-def minutes(seconds: float) -> str:
-    return f"{seconds:.0f}s" if seconds < 90 else f"{(seconds + 30) // 60:.0f} min"
-
-
-def cell_seconds(cell: Cell, overhead: float = PER_CELL_OVERHEAD_S) -> float:
-    return cell.duration + cell.warmup + overhead
 
 
 def changed_knobs(set_name: str, texts: dict[str, str]) -> dict[str, str]:
     """The knobs in TEXTS that differ from SET_NAME's defaults (SCALE and REPEAT aside: --quick and
     --repeat say those): shown wherever the run is, and with the arguments they replay it."""
     defaults = knob_texts(set_name, {})
-    return {name: texts[name] for name in KNOBS if name not in MACHINE_KNOBS | {"SCALE", "REPEAT"}
-            and name in texts and texts[name] != defaults[name]}
+    return {
+        name: texts[name]
+        for name in KNOBS
+        if name not in MACHINE_KNOBS | {"SCALE", "REPEAT"} and name in texts and texts[name] != defaults[name]
+    }
 
 
 def plan_line(s: Settings, cells: list[Cell]) -> str:
     seconds = sum(cell_seconds(c) for c in cells) * s.repeat
     end = (datetime.datetime.now() + datetime.timedelta(seconds=seconds)).strftime("%H:%M")
     b = s.base
-    load = (f"httperf --hog, {b.duration}s per rate, --timeout {b.timeout}s" if SETS[s.set].open_loop
-            else f"wrk -t{b.wrk_threads} -d{b.duration}s --timeout {b.timeout}s")
+    load = (
+        f"httperf --hog, {b.duration}s per rate, --timeout {b.timeout}s"
+        if SETS[s.set].open_loop
+        else f"wrk -t{b.wrk_threads} -d{b.duration}s --timeout {b.timeout}s"
+    )
     changed = " ".join(f"{k}={shlex.quote(v)}" for k, v in changed_knobs(s.set, s.text).items())
-    return (f"set {s.set}: {len(cells)} cells x {s.repeat} run(s), {load}; about {minutes(seconds)} (ends ~{end})"
-            + (f"; knobs: {changed}" if changed else ""))
+    return f"set {s.set}: {len(cells)} cells x {s.repeat} run(s), {load}; about {minutes(seconds)} (ends ~{end})" + (
+        f"; knobs: {changed}" if changed else ""
+    )

@@ -19,8 +19,11 @@ def main(argv: list[str]) -> int:
     brief = commands.add_parser("brief", help="one line of a cell's figures, as the runner prints it")
     brief.add_argument("run_dir", type=Path)
     brief.add_argument("cell")
-    compare = commands.add_parser("compare", help="pair two runs' cells by configuration: did a flag change anything? "
-                                               "(exit 1 when a pair differs beyond the spread)")
+    compare = commands.add_parser(
+        "compare",
+        help="pair two runs' cells by configuration: did a flag change anything? "
+        "(exit 1 when a pair differs beyond the spread)",
+    )
     compare.add_argument("run_a", type=Path)
     compare.add_argument("run_b", type=Path)
     compare.add_argument("--out", type=Path, help="also write the comparison as markdown to this file")

@@ -2,16 +2,17 @@
 
 Cells are paired by their configuration: workers, threads, endpoint and load, and every field a
 knob sets except those whose values the two runs do not share at all, which are the tweak under
-test (GUNICORN_CMD_ARGS, THREAD_LIMIT, the server...). A pair differs when B - A is beyond what the repetitions of A and B already vary by,
-and beyond the model's band (the edge wave and the ✓ tolerance) for a predicted cell, or 10% for
-a cell only the CPU limits. Exit status: 1 when a pair differs, else 0; 2 when the runs cannot be
-compared.
+test (GUNICORN_CMD_ARGS, THREAD_LIMIT, the server...). A pair differs when B - A is beyond what
+the repetitions of A and B already vary by, and beyond the model's band (the edge wave and the ✓
+tolerance) for a predicted cell, or 10% for a cell only the CPU limits. Exit status: 1 when a pair
+differs, else 0; 2 when the runs cannot be compared.
 """
 
 import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core import files
 from core.cell import Cell
@@ -24,8 +25,21 @@ from .tables import COMPACT_WIDTH, format_seconds
 
 ALWAYS_PAIRED_BY = ["workers", "threads", "endpoint", "connections", "rate"]  # the configuration and its load
 # What a knob sets: paired by too, unless the two runs share no value of it (then it is the tweak under test).
-KNOB_FIELDS = ["server", "worker_class", "thread_limit", "http_pool", "pool_timeout", "sleep", "wrk_threads",
-               "duration", "timeout", "db_pool_size", "db_max_overflow", "db_pool_timeout", "server_args"]
+KNOB_FIELDS = [
+    "server",
+    "worker_class",
+    "thread_limit",
+    "http_pool",
+    "pool_timeout",
+    "sleep",
+    "wrk_threads",
+    "duration",
+    "timeout",
+    "db_pool_size",
+    "db_max_overflow",
+    "db_pool_timeout",
+    "server_args",
+]
 CPU_ONLY_BAND = 0.10  # a cell with no prediction (sleep 0): differences within 10% are noise on a shared machine
 
 
@@ -33,7 +47,7 @@ class NotComparable(Exception):
     pass
 
 
-def load(run_dir: Path) -> tuple[dict, list[CellResult]]:
+def load(run_dir: Path) -> tuple[dict[str, Any], list[CellResult]]:
     document = parse.read_json(run_dir / files.RUN_JSON)
     if not document:
         raise NotComparable(f"{run_dir} has no run.json: not a run directory")
@@ -46,10 +60,13 @@ def tweak(a: list[Cell], b: list[Cell]) -> list[str]:
     return [f for f in KNOB_FIELDS if not {getattr(c, f) for c in a} & {getattr(c, f) for c in b}]
 
 
-def knobs_that_differ(a: dict, b: dict) -> list[str]:
+def knobs_that_differ(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     pa, pb = a["parameters"], b["parameters"]
-    return [f"{name}: {pa.get(name.lower(), '-')!r} -> {pb.get(name.lower(), '-')!r}" for name in KNOBS
-            if name not in MACHINE_KNOBS and pa.get(name.lower()) != pb.get(name.lower())]
+    return [
+        f"{name}: {pa.get(name.lower(), '-')!r} -> {pb.get(name.lower(), '-')!r}"
+        for name in KNOBS
+        if name not in MACHINE_KNOBS and pa.get(name.lower()) != pb.get(name.lower())
+    ]
 
 
 @dataclass
@@ -75,11 +92,21 @@ def figures(rows: list[CellResult]) -> Side:
     # wrk's count includes non-2xx
     errors = [r.measured.errors + ((r.measured.client_timeouts or 0) if open_loop else 0) for r in rows]
     predicted = first.verdict.predicted_replies if open_loop else first.verdict.predicted_requests
-    band = (None if predicted is None else
-            (OPEN_CLOSE if open_loop else CLOSE) * predicted + (first.verdict.predicted_edge or 0))
-    return Side(first, statistics.median(answered), min(answered), max(answered),
-                statistics.median([x for x in latency if x is not None] or [0]), statistics.median(errors),
-                len(rows), band)
+    band = (
+        None
+        if predicted is None
+        else (OPEN_CLOSE if open_loop else CLOSE) * predicted + (first.verdict.predicted_edge or 0)
+    )
+    return Side(
+        first,
+        statistics.median(answered),
+        min(answered),
+        max(answered),
+        statistics.median([x for x in latency if x is not None] or [0]),
+        statistics.median(errors),
+        len(rows),
+        band,
+    )
 
 
 def judge(a: Side, b: Side) -> tuple[bool, str]:
@@ -103,19 +130,21 @@ class Pair:
     threshold: str
 
 
-def compare(run_a: Path, run_b: Path) -> tuple[list[str], list[dict], list[str]]:
-    """The header lines, one dict per pair, and the cells on one side only."""
+def compare(run_a: Path, run_b: Path) -> tuple[list[str], list[Pair], list[str]]:
+    """The header lines, the pairs, and the cells on one side only."""
     doc_a, rows_a = load(run_a)
     doc_b, rows_b = load(run_b)
     scale_a, scale_b = doc_a["parameters"].get("scale"), doc_b["parameters"].get("scale")
     if scale_a != scale_b:
-        raise NotComparable(f"{run_a.name} ran at SCALE={scale_a} and {run_b.name} at SCALE={scale_b}: sleep, "
-                            "duration and timeout differ, so their counts do not compare; compare runs of one scale")
+        raise NotComparable(
+            f"{run_a.name} ran at SCALE={scale_a} and {run_b.name} at SCALE={scale_b}: sleep, "
+            "duration and timeout differ, so their counts do not compare; compare runs of one scale"
+        )
     left_out = tweak([r.cell for r in rows_a], [r.cell for r in rows_b])
     key_fields = ALWAYS_PAIRED_BY + [f for f in KNOB_FIELDS if f not in left_out]
 
-    def by_key(rows: list[CellResult]) -> dict[tuple, list[CellResult]]:
-        grouped: dict[tuple, list[CellResult]] = {}
+    def by_key(rows: list[CellResult]) -> dict[tuple[object, ...], list[CellResult]]:
+        grouped: dict[tuple[object, ...], list[CellResult]] = {}
         for row in rows:
             grouped.setdefault(tuple(getattr(row.cell, f) for f in key_fields), []).append(row)
         return grouped
@@ -126,9 +155,12 @@ def compare(run_a: Path, run_b: Path) -> tuple[list[str], list[dict], list[str]]
         if key in side_b:
             a, b = figures(side_a[key]), figures(side_b[key])
             pairs.append(Pair(a, b, *judge(a, b)))
-    only = [f"only in {name}: {rows[0].cell.label()} /{rows[0].cell.endpoint} {load_text(rows[0])}"
-            for name, mine, other in (("A", side_a, side_b), ("B", side_b, side_a))
-            for key, rows in mine.items() if key not in other]
+    only = [
+        f"only in {name}: {rows[0].cell.label()} /{rows[0].cell.endpoint} {load_text(rows[0])}"
+        for name, mine, other in (("A", side_a, side_b), ("B", side_b, side_a))
+        for key, rows in mine.items()
+        if key not in other
+    ]
     header = [f"A: {run_a}", f"B: {run_b}"]
     differ = knobs_that_differ(doc_a, doc_b)
     header.append("knobs that differ: " + ("; ".join(differ) if differ else "none"))
@@ -153,11 +185,16 @@ def pair_fields(p: Pair) -> dict[str, str]:
     """A pair's columns (the markdown table's header is their names)."""
     a, b = p.a, p.b
     return {
-        "config": a.row.cell.label(), "endpoint": "/" + a.row.cell.endpoint, "load": load_text(a.row),
-        "answered A": spread(a), "answered B": spread(b), "B-A": f"{b.answered - a.answered:+g}",
+        "config": a.row.cell.label(),
+        "endpoint": "/" + a.row.cell.endpoint,
+        "load": load_text(a.row),
+        "answered A": spread(a),
+        "answered B": spread(b),
+        "B-A": f"{b.answered - a.answered:+g}",
         "latency A/B": f"{format_seconds(a.latency)} / {format_seconds(b.latency)}",
         "latency B-A": ("+" if b.latency >= a.latency else "-") + format_seconds(abs(b.latency - a.latency)),
-        "errors A/B": f"{number(a.errors)} / {number(b.errors)}", "errors B-A": f"{b.errors - a.errors:+g}",
+        "errors A/B": f"{number(a.errors)} / {number(b.errors)}",
+        "errors B-A": f"{b.errors - a.errors:+g}",
         "verdict": ("beyond " if p.beyond else "within ") + p.threshold,
     }
 
@@ -169,11 +206,16 @@ def text(header: list[str], pairs: list[Pair], only: list[str], width: int = COM
     out = [line for h in header for line in textwrap.wrap(h, width, subsequent_indent="    ")]
     for p in pairs:
         f = pair_fields(p)
-        first = (f"{f['config']} {f['endpoint']} {f['load']}: answered {f['answered A']} -> {f['answered B']} "
-                 f"({f['B-A']}), {f['verdict']}")
+        first = (
+            f"{f['config']} {f['endpoint']} {f['load']}: answered {f['answered A']} -> {f['answered B']} "
+            f"({f['B-A']}), {f['verdict']}"
+        )
         out += textwrap.wrap(first, width, subsequent_indent="    ")
-        out += textwrap.wrap(f"    latency {f['latency A/B']} ({f['latency B-A']}), errors {f['errors A/B']} "
-                             f"({f['errors B-A']})", width, subsequent_indent="    ")
+        out += textwrap.wrap(
+            f"    latency {f['latency A/B']} ({f['latency B-A']}), errors {f['errors A/B']} ({f['errors B-A']})",
+            width,
+            subsequent_indent="    ",
+        )
     out += only
     out.append(f"{sum(p.beyond for p in pairs)} of {len(pairs)} paired cells differ beyond the spread")
     return "\n".join(out) + "\n"

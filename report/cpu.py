@@ -21,13 +21,18 @@ def cpu_verdict(cell: Cell, m: Measured, cpus: int) -> tuple[bool | None, str]:
     busy_polling = m.load == "httperf"
     upstream = m.upstream_cpu_s or 0.0
     database = m.database_cpu_s or 0.0
-    text = (f"server {100 * server / window / cpus:.0f}%"
-            + (f", upstream {100 * upstream / window / cpus:.0f}%" if upstream else "")
-            + (f", PostgreSQL {100 * database / window / cpus:.0f}%" if database else "")
-            + f", {m.load} {100 * load / window / cpus:.0f}% of {cpus} cores")
+    text = (
+        f"server {100 * server / window / cpus:.0f}%"
+        + (f", upstream {100 * upstream / window / cpus:.0f}%" if upstream else "")
+        + (f", PostgreSQL {100 * database / window / cpus:.0f}%" if database else "")
+        + f", {m.load} {100 * load / window / cpus:.0f}% of {cpus} cores"
+    )
     left_to_servers = cpus - 1 if cell.pin or busy_polling else cpus
-    machine = (server + upstream + database + (0 if busy_polling else load)) / window / (
-        left_to_servers if busy_polling else cpus)
+    machine = (
+        (server + upstream + database + (0 if busy_polling else load))
+        / window
+        / (left_to_servers if busy_polling else cpus)
+    )
     server_cores = min(cell.workers, left_to_servers)
     server_use = server / window / server_cores
     load_cores = 1 if cell.pin else min(cpus, cell.wrk_threads)

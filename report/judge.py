@@ -5,9 +5,23 @@ from typing import Any
 
 from core.bound import Bound
 from core.cell import Cell
-from core.endpoints import ENDPOINTS, SQLALCHEMY_MAX_OVERFLOW, SQLALCHEMY_POOL_SIZE, SQLALCHEMY_POOL_TIMEOUT_S
-from core.model import (DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS, HTTPX_POOL_TIMEOUT_S, SYN_RETRY_S, Prediction,
-                        offered_capacity, predict, predict_open_loop, waves)
+from core.endpoints import (
+    ENDPOINTS,
+    HTTPX_MAX_CONNECTIONS,
+    HTTPX_POOL_TIMEOUT_S,
+    SQLALCHEMY_MAX_OVERFLOW,
+    SQLALCHEMY_POOL_SIZE,
+    SQLALCHEMY_POOL_TIMEOUT_S,
+)
+from core.model import (
+    DEFAULT_THREAD_LIMIT,
+    SYN_RETRY_S,
+    Prediction,
+    offered_capacity,
+    predict,
+    predict_open_loop,
+    waves,
+)
 
 from .cpu import cpu_verdict
 from .read import RunFacts
@@ -23,8 +37,9 @@ def within(measured: float, low: float, high: float, tolerance: float) -> bool:
 
 def db_pool(cell: Cell) -> int:
     """Connections one of the cell's SQLAlchemy engines opens at most: pool_size + max_overflow."""
-    return ((SQLALCHEMY_POOL_SIZE if cell.db_pool_size is None else cell.db_pool_size)
-            + (SQLALCHEMY_MAX_OVERFLOW if cell.db_max_overflow is None else cell.db_max_overflow))
+    return (SQLALCHEMY_POOL_SIZE if cell.db_pool_size is None else cell.db_pool_size) + (
+        SQLALCHEMY_MAX_OVERFLOW if cell.db_max_overflow is None else cell.db_max_overflow
+    )
 
 
 def judge(cell: Cell, m: Measured, facts: RunFacts) -> Verdict:
@@ -40,14 +55,24 @@ def judge(cell: Cell, m: Measured, facts: RunFacts) -> Verdict:
 def model_inputs(cell: Cell, m: Measured, facts: RunFacts) -> dict[str, Any]:
     """predict()'s arguments for the cell, with an even spread and every connection starting at once."""
     inputs: dict[str, Any] = dict(
-        endpoint=cell.endpoint, workers=cell.workers, connections=cell.connections, sleep=cell.sleep,
-        duration=float(cell.duration), thread_limit=cell.thread_limit or DEFAULT_THREAD_LIMIT,
-        wrk_threads=cell.wrk_threads, http_pool=cell.http_pool or HTTPX_MAX_CONNECTIONS,
-        pool_timeout=HTTPX_POOL_TIMEOUT_S if cell.pool_timeout is None else cell.pool_timeout, server=cell.server,
-        backlog=m.listen_backlog)
+        endpoint=cell.endpoint,
+        workers=cell.workers,
+        connections=cell.connections,
+        sleep=cell.sleep,
+        duration=float(cell.duration),
+        thread_limit=cell.thread_limit or DEFAULT_THREAD_LIMIT,
+        wrk_threads=cell.wrk_threads,
+        http_pool=cell.http_pool or HTTPX_MAX_CONNECTIONS,
+        pool_timeout=HTTPX_POOL_TIMEOUT_S if cell.pool_timeout is None else cell.pool_timeout,
+        server=cell.server,
+        backlog=m.listen_backlog,
+    )
     if ENDPOINTS[cell.endpoint].queries_database:
-        inputs.update(db_pool=db_pool(cell), db_available=facts.database_available,
-                      db_pool_timeout=SQLALCHEMY_POOL_TIMEOUT_S if cell.db_pool_timeout is None else cell.db_pool_timeout)
+        inputs.update(
+            db_pool=db_pool(cell),
+            db_available=facts.database_available,
+            db_pool_timeout=SQLALCHEMY_POOL_TIMEOUT_S if cell.db_pool_timeout is None else cell.db_pool_timeout,
+        )
     return inputs
 
 
@@ -59,15 +84,16 @@ def closed_loop(cell: Cell, m: Measured, facts: RunFacts, cpu_bound: bool | None
     v.predicted_errors, v.predicted_errors_edge = predicted.errors, predicted.errors_edge
     # What wrk should print: the predicted count over the duration (not the steady N/S rate,
     # since wrk drops the wave still in flight when it stops).
-    v.predicted_requests_per_sec = predicted.requests / cell.duration if predicted.requests is not None else None
+    v.predicted_requests_per_sec = None if predicted.requests is None else predicted.requests / cell.duration
     expect(v, predicted)
     v.predicted_errors_uncounted = predicted.errors_uncounted
     late = fed_with_what_was_measured(v, inputs, m)
     postgres_full = postgres_measured_full(v, cell, m, facts)
-    v.measured_over_predicted = round(m.requests_ok / predicted.requests, 3) if predicted.requests else None
+    v.measured_over_predicted = round((m.requests_ok or 0) / predicted.requests, 3) if predicted.requests else None
     if v.expected_requests is None:  # sleep 0: only a CPU can be the limit
-        v.bound, v.bound_by = (Bound.CPU, cpu) if cpu_bound else (Bound.UNEXPLAINED,
-                                                                  f"unexplained: no CPU saturated ({cpu})")
+        v.bound, v.bound_by = (
+            (Bound.CPU, cpu) if cpu_bound else (Bound.UNEXPLAINED, f"unexplained: no CPU saturated ({cpu})")
+        )
         return v
     v.predicted_late_requests = predicted.late_requests
     check_against_the_band(v, m, late)
@@ -75,9 +101,11 @@ def closed_loop(cell: Cell, m: Measured, facts: RunFacts, cpu_bound: bool | None
         explain_the_shortfall(v, m, postgres_full)
     if v.overflowed:
         dropped = "?" if m.listen_overflows is None else m.listen_overflows
-        v.bound_by += (f"; accept queue overflowed: {dropped} handshakes dropped, "
-                       f"{m.connections_started_late or 0} connections started ≥{SYN_RETRY_S:g} s late "
-                       f"(backlog {m.listen_backlog:g})")
+        v.bound_by += (
+            f"; accept queue overflowed: {dropped} handshakes dropped, "
+            f"{m.connections_started_late or 0} connections started ≥{SYN_RETRY_S:g} s late "
+            f"(backlog {m.listen_backlog:g})"
+        )
     return v
 
 
@@ -112,12 +140,20 @@ def postgres_measured_full(v: Verdict, cell: Cell, m: Measured, facts: RunFacts)
     with the queries PostgreSQL itself ran at the stop."""
     db = m.database
     available = facts.database_available
-    if not (v.expected_errors_uncounted and db and db.active_stop is not None and available is not None
-            and db.backends_stop is not None and db.backends_stop >= available - 1):
+    if not (
+        v.expected_errors_uncounted
+        and db
+        and db.active_stop is not None
+        and available is not None
+        and db.backends_stop is not None
+        and db.backends_stop >= available - 1
+    ):
         return False
     v.bound = Bound.POSTGRES
-    v.bound_by = (f"PostgreSQL: all {available} connections taken ({db.backends_stop} open, "
-                  f"{db.active_stop} querying at the stop)")
+    v.bound_by = (
+        f"PostgreSQL: all {available} connections taken ({db.backends_stop} open, "
+        f"{db.active_stop} querying at the stop)"
+    )
     complete, _ = waves(cell.sleep, float(cell.duration))
     if v.expected_requests is not None and db.active_stop * complete < v.expected_requests:
         v.expected_requests = db.active_stop * complete
@@ -131,8 +167,11 @@ def check_against_the_band(v: Verdict, m: Measured, late: int | None) -> None:
     # The kernel counted dropped handshakes (Linux), or, where it keeps no such count, more connections
     # than the backlog holds and some started a SYN retry late (alone that proves nothing: a blocked
     # event loop reads a new connection's first request late too).
-    v.overflowed = (bool(m.listen_overflows) if m.listen_overflows is not None
-                    else bool(m.connections_started_late) and v.predicted_late_requests is not None)
+    v.overflowed = (
+        bool(m.listen_overflows)
+        if m.listen_overflows is not None
+        else bool(m.connections_started_late) and v.predicted_late_requests is not None
+    )
     expected, edge = v.expected_requests or 0, v.expected_edge or 0
     low = min(expected, late) if v.overflowed and late is not None else expected
     v.expected_low = low
@@ -153,15 +192,19 @@ def explain_the_shortfall(v: Verdict, m: Measured, postgres_full: bool) -> None:
         v.bound, v.bound_by = Bound.WORKER_KILLED, f"worker killed ({m.worker_timeouts}x WORKER TIMEOUT)"
     elif m.workers_restarted:
         v.bound = Bound.RESTARTED
-        v.bound_by = (f"{m.workers_restarted} worker(s) restarted mid-cell "
-                      f"({m.restart_reasons or 'no reason in the log'}): the model keeps its workers")
+        v.bound_by = (
+            f"{m.workers_restarted} worker(s) restarted mid-cell "
+            f"({m.restart_reasons or 'no reason in the log'}): the model keeps its workers"
+        )
     elif v.cpu_bound:
         v.bound, v.bound_by = Bound.CPU, v.cpu
     elif db and db.connects and not postgres_full:
         # Not in the model: each new connection costs a TCP connect, SCRAM authentication and a backend.
         v.bound = Bound.NEW_DB_CONNECTIONS
-        v.bound_by = (f"below the prediction, no CPU saturated; the pools opened {db.connects} "
-                      f"connections in the window, {db.connect_s:.2f} s in all ({v.cpu})")
+        v.bound_by = (
+            f"below the prediction, no CPU saturated; the pools opened {db.connects} "
+            f"connections in the window, {db.connect_s:.2f} s in all ({v.cpu})"
+        )
     elif not postgres_full:
         v.bound, v.bound_by = Bound.UNEXPLAINED, f"unexplained: below the prediction, no CPU saturated ({v.cpu})"
 
@@ -172,26 +215,49 @@ def explain_the_shortfall(v: Verdict, m: Measured, postgres_full: bool) -> None:
 def open_loop(cell: Cell, m: Measured, cpu_bound: bool | None, cpu: str) -> Verdict:
     assert cell.rate is not None  # an open loop
     thread_limit = cell.thread_limit or DEFAULT_THREAD_LIMIT
-    inputs: dict[str, Any] = dict(endpoint=cell.endpoint, workers=cell.workers, rate=cell.rate, sleep=cell.sleep,
-                                  timeout=float(cell.timeout), duration=float(cell.duration),
-                                  thread_limit=thread_limit, server=cell.server)
+    inputs: dict[str, Any] = dict(
+        endpoint=cell.endpoint,
+        workers=cell.workers,
+        rate=cell.rate,
+        sleep=cell.sleep,
+        timeout=float(cell.timeout),
+        duration=float(cell.duration),
+        thread_limit=thread_limit,
+        server=cell.server,
+    )
     predicted = predict_open_loop(**inputs)
     spread = m.connections_per_worker
     # Each request is a new connection, and the workers still race to accept them: feed the
     # model the share each worker really took.
-    observed = (predict_open_loop(**inputs, connections_per_worker=spread)
-                if spread and len(spread) == cell.workers and sum(spread) else predicted)
-    v = Verdict(cpu_bound, cpu, observed.bound, observed.bound_by, predicted_replies=predicted.replies,
-                predicted_timeouts=predicted.timeouts, predicted_latency_median_s=predicted.latency_median_s,
-                capacity_per_s=predicted.capacity_per_s, expected_replies=observed.replies,
-                expected_timeouts=observed.timeouts,
-                offered_fraction=round(cell.rate / offered_capacity(cell.endpoint, cell.workers, cell.sleep,
-                                                                     thread_limit, cell.server), 3))
+    observed = (
+        predict_open_loop(**inputs, connections_per_worker=spread)
+        if spread and len(spread) == cell.workers and sum(spread)
+        else predicted
+    )
+    v = Verdict(
+        cpu_bound,
+        cpu,
+        observed.bound,
+        observed.bound_by,
+        predicted_replies=predicted.replies,
+        predicted_timeouts=predicted.timeouts,
+        predicted_latency_median_s=predicted.latency_median_s,
+        capacity_per_s=predicted.capacity_per_s,
+        expected_replies=observed.replies,
+        expected_timeouts=observed.timeouts,
+        offered_fraction=round(
+            cell.rate / offered_capacity(cell.endpoint, cell.workers, cell.sleep, thread_limit, cell.server), 3
+        ),
+    )
     slack = max(OPEN_CLOSE * predicted.offered, 2)
     replies, timeouts = m.replies or 0, m.client_timeouts or 0
-    v.as_predicted = (abs(replies - observed.replies) <= slack and abs(timeouts - observed.timeouts) <= slack
-                      and not m.errors)
+    v.as_predicted = (
+        abs(replies - observed.replies) <= slack and abs(timeouts - observed.timeouts) <= slack and not m.errors
+    )
     if replies < observed.replies - slack and not m.errors:
-        v.bound, v.bound_by = ((Bound.CPU, cpu) if cpu_bound else
-                               (Bound.UNEXPLAINED, f"unexplained: fewer replies, no CPU saturated ({cpu})"))
+        v.bound, v.bound_by = (
+            (Bound.CPU, cpu)
+            if cpu_bound
+            else (Bound.UNEXPLAINED, f"unexplained: fewer replies, no CPU saturated ({cpu})")
+        )
     return v

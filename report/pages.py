@@ -25,8 +25,10 @@ ROOT_COMMAND = "./benchmark.sh"
 def machine(run: Run) -> str:
     env = run.environment
     packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
-    return (f"{env['cpu_count']} x {env['cpu_model']}, {env['os']}, somaxconn {env.get('somaxconn')}; "
-            f"Python {env['python']}; {packages}; {env['wrk']}" + (f"; {env['httperf']}" if env.get("httperf") else ""))
+    return (
+        f"{env['cpu_count']} x {env['cpu_model']}, {env['os']}, somaxconn {env.get('somaxconn')}; "
+        f"Python {env['python']}; {packages}; {env['wrk']}" + (f"; {env['httperf']}" if env.get("httperf") else "")
+    )
 
 
 def in_flight(r: CellResult) -> int:
@@ -65,7 +67,8 @@ def evidence(runs: Runs) -> str:
         f"stops up to {WRK_STOP_GRANULARITY_S * 1000:.0f} ms late, so it counted "
         f"{fast_m.requests - fast_v.predicted_requests} of that wave's {fast_v.predicted_edge} in `{fast.cell.name}`. "
         "The seed cells' counts over all runs: "
-        + ", ".join(f"{g.cell.label()} /{g.cell.endpoint} {g.requests.text()}" for g in seed.groups) + ".",
+        + ", ".join(f"{g.cell.label()} /{g.cell.endpoint} {g.requests.text()}" for g in seed.groups)
+        + ".",
     ]
     return "\n".join(out) + "\n"
 
@@ -76,11 +79,13 @@ def never_answered(runs: Runs) -> str:
     run = runs["concurrency"]
     cell = max(rows_where(run.rows, workers=1, endpoint="sync"), key=lambda r: r.measured.connections or 0)
     m = cell.measured
-    return (f"- *Connections that are never answered are in no wrk figure.* In `{cell.cell.name}` of the concurrency "
-            f"run, {m.never_answered} of {m.connections} connections got no answer in the whole "
-            f"{cell.cell.duration:g} s (the server's own count), yet wrk reports {m.timeouts} timeouts and a "
-            f"latency average of {format_seconds(m.latency_avg_s)}: its latency and timeouts cover only "
-            f"answered requests.")
+    return (
+        f"- *Connections that are never answered are in no wrk figure.* In `{cell.cell.name}` of the concurrency "
+        f"run, {m.never_answered} of {m.connections} connections got no answer in the whole "
+        f"{cell.cell.duration:g} s (the server's own count), yet wrk reports {m.timeouts} timeouts and a "
+        f"latency average of {format_seconds(m.latency_avg_s)}: its latency and timeouts cover only "
+        f"answered requests."
+    )
 
 
 def replay(run: Run) -> str:
@@ -88,8 +93,11 @@ def replay(run: Run) -> str:
     texts = {name: run.parameters[name.lower()] for name in KNOBS if name.lower() in run.parameters}
     knobs = changed_knobs(run.parameters["set"], texts)
     argv = [ROOT_COMMAND if Path(word).name == "benchmark.sh" else word for word in run.document.get("argv", [])]
-    return shlex.join(["env", *(f"{k}={v}" for k, v in knobs.items())] if knobs else []) + (" " if knobs else "") \
+    return (
+        shlex.join(["env", *(f"{k}={v}" for k, v in knobs.items())] if knobs else [])
+        + (" " if knobs else "")
         + shlex.join(argv)
+    )
 
 
 # ---------------------------------------------------------------- the per-set pages
@@ -138,13 +146,20 @@ def page(name: str, runs: Runs, found: list[Claim]) -> str:
         return head + f"\nNo reference run committed yet: `{command}`.\n"
     run = runs[name]
     p = run.parameters
-    load = (f"httperf, {p['duration']} per rate, --timeout {p['timeout']}" if name in SETS and SETS[name].open_loop
-            else f"wrk -t {p['wrk_threads']} -d {p['duration']} --timeout {p['timeout']}")
-    parts = [head, f"Run [`{run.run_dir.name}`]({run.run_dir.name}/): sleep {p['sleep_seconds']} s, {load}"
-             + ("" if p["scale"] == "1" else f", all divided by SCALE={p['scale']}")
-             + f"; {p['repeat']} runs per cell" + (", pinned (load generator on CPU 0)" if p.get("pin") == "1" else "")
-             + f"; started {run.document.get('started')}, took {took(run)}. Reproduce: `{replay(run)}`.\n",
-             f"Machine and versions: {machine(run)}.\n"]
+    load = (
+        f"httperf, {p['duration']} per rate, --timeout {p['timeout']}"
+        if name in SETS and SETS[name].open_loop
+        else f"wrk -t {p['wrk_threads']} -d {p['duration']} --timeout {p['timeout']}"
+    )
+    parts = [
+        head,
+        f"Run [`{run.run_dir.name}`]({run.run_dir.name}/): sleep {p['sleep_seconds']} s, {load}"
+        + ("" if p["scale"] == "1" else f", all divided by SCALE={p['scale']}")
+        + f"; {p['repeat']} runs per cell"
+        + (", pinned (load generator on CPU 0)" if p.get("pin") == "1" else "")
+        + f"; started {run.document.get('started')}, took {took(run)}. Reproduce: `{replay(run)}`.\n",
+        f"Machine and versions: {machine(run)}.\n",
+    ]
     mine = [c for c in found if finding_page(c) == name]
     if mine:
         parts.append("## Findings\n")
@@ -167,37 +182,49 @@ def how(name: str, run: Run) -> str:
     """What a set's findings rest on that the README leaves to its page."""
     if name == "upstream":
         version = run.environment["packages"].get("httpcore")
-        return ("## How the pool works\n\nEvery time a request joins or leaves httpx's pool, httpcore"
-                + (f" {version}" if version else "") + " walks every queued request and every connection (`_assign_requests_to_connections`, "
-                "`httpcore/_async/connection_pool.py`; known upstream: encode/httpcore#1035), so the CPU a request "
-                "costs grows with the queue: the findings above measure how much. Size the pool for the "
-                "concurrency you expect per worker.\n")
+        return (
+            "## How the pool works\n\nEvery time a request joins or leaves httpx's pool, httpcore"
+            + (f" {version}" if version else "")
+            + " walks every queued request and every connection (`_assign_requests_to_connections`, "
+            "`httpcore/_async/connection_pool.py`; known upstream: encode/httpcore#1035), so the CPU a request "
+            "costs grows with the queue: the findings above measure how much. Size the pool for the "
+            "concurrency you expect per worker.\n"
+        )
     if name == "worker-killed":
         sleep = float(run.parameters["sleep_seconds"])
         timeout = flag(run.parameters["gunicorn_cmd_args"], "--timeout", GUNICORN_TIMEOUT_S)
-        return ("## Why a blocked worker is killed\n\ngunicorn's arbiter kills a worker silent for `--timeout` "
-                "(`arbiter.py`, `murder_workers`). UvicornWorker notifies from uvicorn's loop, which checks only "
-                "every tenth 0.1 s tick (`uvicorn/server.py`, `on_tick`) and only once `timeout / 2` has passed "
-                f"(`spawn_worker`): when every request blocks the loop for {sleep:g} s, ten ticks take at least "
-                f"{10 * sleep:g} s, " + (f"longer than the {timeout:g} s timeout, though no single block reached it."
-                                         if 10 * sleep > timeout else
-                                         f"within the {timeout:g} s timeout: this run's kills need another cause.")
-                + "\n")
+        return (
+            "## Why a blocked worker is killed\n\ngunicorn's arbiter kills a worker silent for `--timeout` "
+            "(`arbiter.py`, `murder_workers`). UvicornWorker notifies from uvicorn's loop, which checks only "
+            "every tenth 0.1 s tick (`uvicorn/server.py`, `on_tick`) and only once `timeout / 2` has passed "
+            f"(`spawn_worker`): when every request blocks the loop for {sleep:g} s, ten ticks take at least "
+            f"{10 * sleep:g} s, "
+            + (
+                f"longer than the {timeout:g} s timeout, though no single block reached it."
+                if 10 * sleep > timeout
+                else f"within the {timeout:g} s timeout: this run's kills need another cause."
+            )
+            + "\n"
+        )
     if name == "db":
-        return ("## How the database is run\n\nThe `db` set starts its own PostgreSQL (found on PATH, by "
-                "`pg_config`, in `/usr/lib/postgresql/*/bin` or brew's `postgresql@17`, else installed): a throwaway "
-                "cluster made once per run in a temporary directory, as `postgres` (else `nobody`) when run as root, "
-                "on a private socket and on 127.0.0.1 with a random password, removed on every way out. Each endpoint "
-                "runs `SELECT pg_sleep(SLEEP_SECONDS)` through SQLAlchemy 2: `/sync-db` a `def` with a session from a "
-                "`yield` dependency (psycopg 3), `/async-db` an `AsyncSession` (asyncpg), `/async-db-blocking` the "
-                "sync session inside `async def`.\n")
+        return (
+            "## How the database is run\n\nThe `db` set starts its own PostgreSQL (found on PATH, by "
+            "`pg_config`, in `/usr/lib/postgresql/*/bin` or brew's `postgresql@17`, else installed): a throwaway "
+            "cluster made once per run in a temporary directory, as `postgres` (else `nobody`) when run as root, "
+            "on a private socket and on 127.0.0.1 with a random password, removed on every way out. Each endpoint "
+            "runs `SELECT pg_sleep(SLEEP_SECONDS)` through SQLAlchemy 2: `/sync-db` a `def` with a session from a "
+            "`yield` dependency (psycopg 3), `/async-db` an `AsyncSession` (asyncpg), `/async-db-blocking` the "
+            "sync session inside `async def`.\n"
+        )
     return ""
 
 
-OPEN = ("Runs the summary marks unexplained: below the model's prediction (or, with no sleep, without one) and "
-        "no CPU measured saturated. Neither the model nor the CPU accounts for them, and why is not known yet. "
-        "py-spy's flame graph of the server processes during one more run of the cell, taken after the measured "
-        "ones so that the profiler's CPU is in no figure (`PROFILE=1`), is linked where the run recorded it.")
+OPEN = (
+    "Runs the summary marks unexplained: below the model's prediction (or, with no sleep, without one) and "
+    "no CPU measured saturated. Neither the model nor the CPU accounts for them, and why is not known yet. "
+    "py-spy's flame graph of the server processes during one more run of the cell, taken after the measured "
+    "ones so that the profiler's CPU is in no figure (`PROFILE=1`), is linked where the run recorded it."
+)
 
 
 def unexplained(run: Run) -> list[tuple[Group, list[CellResult]]]:
@@ -215,13 +242,19 @@ def open_questions(run: Run) -> list[str]:
     for g, rows in unexplained(run):
         svgs = [files.cell_files(run.run_dir, r.cell.name, profiling=True).profile() for r in g.rows]
         svgs = [svg for svg in svgs if svg.exists()]
-        profiles = (", ".join(f"[`profiles/{path.parent.name}`]({run.run_dir.name}/profiles/{path.parent.name}/"
-                              f"{path.name})" for path in svgs) if svgs
-                    else "none recorded" + ("" if run.parameters.get("profile") == "1" else " (taken without PROFILE=1)"))
+        profiles = (
+            ", ".join(
+                f"[`profiles/{path.parent.name}`]({run.run_dir.name}/profiles/{path.parent.name}/{path.name})"
+                for path in svgs
+            )
+            if svgs
+            else "none recorded" + ("" if run.parameters.get("profile") == "1" else " (taken without PROFILE=1)")
+        )
         load = f"{g.connections} connections" if not g.cell.open_loop else f"{g.cell.rate:g}/s"
-        lines.append(f"- {g.cell.label()} `/{g.cell.endpoint}`, {load}, sleep {g.cell.sleep:g} s: {len(rows)} of "
-                     f"{g.runs} runs. " + "; ".join(f"`{r.cell.name}`: {r.verdict.bound_by}" for r in rows)
-                     + f". Profile: {profiles}.")
+        lines.append(
+            f"- {g.cell.label()} `/{g.cell.endpoint}`, {load}, sleep {g.cell.sleep:g} s: {len(rows)} of "
+            f"{g.runs} runs. "
+            + "; ".join(f"`{r.cell.name}`: {r.verdict.bound_by}" for r in rows)
+            + f". Profile: {profiles}."
+        )
     return lines
-
-

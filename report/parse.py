@@ -3,9 +3,14 @@ servers' CPU samples and the load generator's own usage. Nothing here interprets
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from core.files import worker_files
+
+# A report's figures by name, as the tool printed them (seconds, bytes, counts): the raw-file boundary.
+Report = dict[str, Any]
 
 
 class ParseError(ValueError):
@@ -20,11 +25,11 @@ BYTE_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 METRIC_UNITS = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 
 
-def _with_unit(text: str, units: dict, what: str) -> float:
+def _with_unit(text: str, units: Mapping[str, float], what: str) -> float:
     match = re.fullmatch(r"(-?[0-9.]+)([A-Za-z]*)", text)
     if not match or match.group(2) not in units:
         raise ValueError(f"cannot read {what} {text!r}")
-    return float(match.group(1)) * units[match.group(2)]
+    return float(match.group(1)) * float(units[match.group(2)])
 
 
 def seconds(text: str) -> float:
@@ -56,10 +61,12 @@ WRK_LINES = [
 WRK_REQUIRED = ["header", "setup", "latency", "req_sec", "totals", "requests_per_sec", "transfer_per_sec"]
 
 
-def _match_lines(text: str, name: str, patterns: list, required: list) -> tuple[dict, list]:
+def _match_lines(
+    text: str, name: str, patterns: list[tuple[str, str]], required: list[str]
+) -> tuple[dict[str, tuple[str, ...]], list[tuple[str, tuple[str, ...]]]]:
     """Every non-empty line must match one pattern: an unknown line is an error naming file and line."""
-    seen: dict[str, tuple] = {}  # the first line of each kind
-    lines: list[tuple] = []  # every line, for the kinds that repeat (wrk's percentiles)
+    seen: dict[str, tuple[str, ...]] = {}  # the first line of each kind
+    lines: list[tuple[str, tuple[str, ...]]] = []  # every line, for the kinds that repeat (wrk's percentiles)
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -77,7 +84,7 @@ def _match_lines(text: str, name: str, patterns: list, required: list) -> tuple[
     return seen, lines
 
 
-def parse_wrk(text: str, name: str = "wrk output") -> dict:
+def parse_wrk(text: str, name: str = "wrk output") -> Report:
     """Parse wrk 4's text report; every figure in seconds, bytes or plain counts."""
     seen, lines = _match_lines(text, name, WRK_LINES, WRK_REQUIRED)
     try:
@@ -109,13 +116,13 @@ def parse_wrk(text: str, name: str = "wrk output") -> dict:
         raise ParseError(f"{name}: {error}") from None
 
 
-def load_wrk(path: Path) -> dict:
+def load_wrk(path: Path) -> Report:
     return parse_wrk(path.read_text(errors="replace"), str(path))
 
 
-def wrk_errors(wrk: dict) -> int:
+def wrk_errors(wrk: Report) -> int:
     """Socket errors other than timeouts (those are completed requests), plus 4xx/5xx answers."""
-    return wrk["errors_connect"] + wrk["errors_read"] + wrk["errors_write"] + wrk["non_2xx_3xx"]
+    return int(wrk["errors_connect"] + wrk["errors_read"] + wrk["errors_write"] + wrk["non_2xx_3xx"])
 
 
 # ---------------------------------------------------------------- httperf 0.9 (src/stat/basic.c)
@@ -144,41 +151,57 @@ HTTPERF_LINES = [
 HTTPERF_REQUIRED = ["total", "connection_time", "reply_rate", "reply_status", "cpu", "errors", "errors_more"]
 
 
-def parse_httperf(text: str, name: str = "httperf output") -> dict:
+def parse_httperf(text: str, name: str = "httperf output") -> Report:
     """Parse httperf's report: times in seconds (it prints ms), counts as integers."""
     seen, _ = _match_lines(text, name, HTTPERF_LINES, HTTPERF_REQUIRED)
     total, connection, status = seen["total"], seen["connection_time"], seen["reply_status"]
     errors, more, cpu, rate = seen["errors"], seen["errors_more"], seen["cpu"], seen["reply_rate"]
     return {
-        "connections": int(total[0]), "requests": int(total[1]), "replies": int(total[2]),
+        "connections": int(total[0]),
+        "requests": int(total[1]),
+        "replies": int(total[2]),
         "test_duration_s": float(total[3]),
         "concurrent_max": int(seen["connection_rate"][2]) if "connection_rate" in seen else None,
         # httperf's connection time covers connections that got their reply.
-        "latency_min_s": float(connection[0]) / 1e3, "latency_avg_s": float(connection[1]) / 1e3,
-        "latency_max_s": float(connection[2]) / 1e3, "latency_median_s": float(connection[3]) / 1e3,
+        "latency_min_s": float(connection[0]) / 1e3,
+        "latency_avg_s": float(connection[1]) / 1e3,
+        "latency_max_s": float(connection[2]) / 1e3,
+        "latency_median_s": float(connection[3]) / 1e3,
         "latency_stdev_s": float(connection[4]) / 1e3,
-        "reply_rate_min": float(rate[0]), "reply_rate_avg": float(rate[1]), "reply_rate_max": float(rate[2]),
+        "reply_rate_min": float(rate[0]),
+        "reply_rate_avg": float(rate[1]),
+        "reply_rate_max": float(rate[2]),
         "reply_rate_samples": int(rate[4]),
-        "status_1xx": int(status[0]), "status_2xx": int(status[1]), "status_3xx": int(status[2]),
-        "status_4xx": int(status[3]), "status_5xx": int(status[4]),
-        "cpu_user_s": float(cpu[0]), "cpu_system_s": float(cpu[1]),
-        "errors_total": int(errors[0]), "client_timeouts": int(errors[1]), "socket_timeouts": int(errors[2]),
-        "connrefused": int(errors[3]), "connreset": int(errors[4]), "fd_unavail": int(more[0]),
-        "addrunavail": int(more[1]), "ftab_full": int(more[2]), "errors_other": int(more[3]),
+        "status_1xx": int(status[0]),
+        "status_2xx": int(status[1]),
+        "status_3xx": int(status[2]),
+        "status_4xx": int(status[3]),
+        "status_5xx": int(status[4]),
+        "cpu_user_s": float(cpu[0]),
+        "cpu_system_s": float(cpu[1]),
+        "errors_total": int(errors[0]),
+        "client_timeouts": int(errors[1]),
+        "socket_timeouts": int(errors[2]),
+        "connrefused": int(errors[3]),
+        "connreset": int(errors[4]),
+        "fd_unavail": int(more[0]),
+        "addrunavail": int(more[1]),
+        "ftab_full": int(more[2]),
+        "errors_other": int(more[3]),
     }
 
 
-def load_httperf(path: Path) -> dict:
+def load_httperf(path: Path) -> Report:
     return parse_httperf(path.read_text(errors="replace"), str(path))
 
 
 # ---------------------------------------------------------------- what benchmark.sh recorded beside them
 
 
-def read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> Report | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def worker_snapshots(stats_dir: Path, name: str) -> list[dict]:
+def worker_snapshots(stats_dir: Path, name: str) -> list[Report]:
     """One dict per worker: the counters it wrote when asked for snapshot NAME ("" = its last dump)."""
     return [json.loads(p.read_text()) for p in worker_files(stats_dir, name)]

@@ -4,13 +4,14 @@ the set: a sweep over connections, bars per config, the servers' spread, or the 
 import statistics
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from core import files
 
 from .records import Group
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,8 +20,11 @@ def _pyplot():
     return plt
 
 
-def _lines(groups: list[Group], key: Callable[[Group], tuple]) -> dict[tuple, list[Group]]:
-    by_line: dict[tuple, list[Group]] = {}
+Line = tuple[object, ...]
+
+
+def _lines(groups: list[Group], key: Callable[[Group], Line]) -> dict[Line, list[Group]]:
+    by_line: dict[Line, list[Group]] = {}
     for g in groups:
         by_line.setdefault(key(g), []).append(g)
     return by_line
@@ -59,9 +63,11 @@ def plot(run_dir: Path, groups: list[Group]) -> Path:
     return path
 
 
-def _sweep(ax, groups: list[Group]) -> None:
-    for (config, endpoint, _), line in _lines(groups, lambda g: (g.cell.label(), g.cell.endpoint, g.cell.sleep)).items():
-        line.sort(key=lambda g: g.connections)
+def _sweep(ax: Any, groups: list[Group]) -> None:
+    for (config, endpoint, _), line in _lines(
+        groups, lambda g: (g.cell.label(), g.cell.endpoint, g.cell.sleep)
+    ).items():
+        line.sort(key=lambda g: g.connections or 0)
         x = [g.connections for g in line]
         drawn = ax.plot(x, [g.requests_per_sec.median for g in line], marker="o", label=f"{config} /{endpoint}")
         ceiling = [g.predicted_requests_per_sec for g in line]
@@ -74,11 +80,11 @@ def _sweep(ax, groups: list[Group]) -> None:
     ax.set_title("measured (solid) vs predicted (dashed)")
 
 
-def _bars(ax, groups: list[Group]) -> None:
+def _bars(ax: Any, groups: list[Group]) -> None:
     one_load = len({(g.connections, g.cell.sleep) for g in groups}) == 1
 
     def _category(g: Group) -> str:
-        return g.cell.label() if one_load else f"{g['config']}\nc={g['connections']} sleep {g['sleep_s']:g}s"
+        return g.cell.label() if one_load else f"{g.cell.label()}\nc={g.connections} sleep {g.cell.sleep:g}s"
 
     categories = list(dict.fromkeys(_category(g) for g in groups))
     endpoints = list(dict.fromkeys(g.cell.endpoint for g in groups))
@@ -89,17 +95,42 @@ def _bars(ax, groups: list[Group]) -> None:
             if g is None:
                 continue
             x = j + (i - (len(endpoints) - 1) / 2) * width
-            median = g.requests_per_sec.median
-            ax.bar(x, median, width * 0.9, color=f"C{i}", label=f"/{endpoint}" if j == 0 else None,
-                   yerr=[[median - g.requests_per_sec.low], [g.requests_per_sec.high - median]], capsize=3)
+            median, low, high = (
+                g.requests_per_sec.median or 0,
+                g.requests_per_sec.low or 0,
+                g.requests_per_sec.high or 0,
+            )
+            ax.bar(
+                x,
+                median,
+                width * 0.9,
+                color=f"C{i}",
+                label=f"/{endpoint}" if j == 0 else None,
+                yerr=[[median - low], [high - median]],
+                capsize=3,
+            )
             if g.predicted_requests_per_sec is not None:
                 first = (i, j) == (0, 0)
-                ax.hlines(g.predicted_requests_per_sec, x - width / 2, x + width / 2, colors="black",
-                          linestyles="--", label="predicted: complete waves" if first else None)
+                ax.hlines(
+                    g.predicted_requests_per_sec,
+                    x - width / 2,
+                    x + width / 2,
+                    colors="black",
+                    linestyles="--",
+                    label="predicted: complete waves" if first else None,
+                )
                 if g.predicted_edge:
-                    ax.bar(x, g.predicted_edge / g.cell.duration, width, bottom=g.predicted_requests_per_sec,
-                           fill=False, hatch="//", edgecolor="gray", linewidth=0,
-                           label="+ the wave ending as wrk stops" if first else None)
+                    ax.bar(
+                        x,
+                        g.predicted_edge / g.cell.duration,
+                        width,
+                        bottom=g.predicted_requests_per_sec,
+                        fill=False,
+                        hatch="//",
+                        edgecolor="gray",
+                        linewidth=0,
+                        label="+ the wave ending as wrk stops" if first else None,
+                    )
     ax.set_xticks(range(len(categories)), categories, fontsize="x-small", rotation=20 if len(categories) > 4 else 0)
     if any(g.cell.sleep == 0 for g in groups) and any(g.cell.sleep > 0 for g in groups):
         ax.set_yscale("log")
@@ -107,12 +138,17 @@ def _bars(ax, groups: list[Group]) -> None:
     ax.set_title("measured req/s (bars: median, whiskers: min-max) vs predicted")
 
 
-def _spread(ax, groups: list[Group]) -> None:
+def _spread(ax: Any, groups: list[Group]) -> None:
     """Per server, the share of connections the busiest worker took in each run (even = 1/workers)."""
     configs = list(dict.fromkeys(g.cell.label() for g in groups))
     for i, config in enumerate(configs):
-        shares = [max(s) / sum(s) for g in groups if g.cell.label() == config
-                  for s in g.connections_per_worker if s and sum(s)]
+        shares = [
+            max(s) / sum(s)
+            for g in groups
+            if g.cell.label() == config
+            for s in g.connections_per_worker
+            if s and sum(s)
+        ]
         ax.scatter([i] * len(shares), shares, color="C3", alpha=0.6, label="one run" if i == 0 else None)
     workers = max(g.cell.workers for g in groups)
     ax.axhline(1 / workers, color="black", linestyle="--", label=f"even: 1/{workers}")
@@ -122,17 +158,29 @@ def _spread(ax, groups: list[Group]) -> None:
     ax.set_title("the connection spread")
 
 
-def _open_loop(axes, groups: list[Group]) -> None:
+def _open_loop(axes: Any, groups: list[Group]) -> None:
     for (config, endpoint), line in _lines(groups, lambda g: (g.cell.label(), g.cell.endpoint)).items():
-        line.sort(key=lambda g: g.offered_fraction)
+        line.sort(key=lambda g: g.offered_fraction or 0)
         x = [g.offered_fraction for g in line]
-        drawn = axes[0].plot(x, [g.client_timeouts.median / g.offered.median for g in line], marker="o",
-                             label=f"{config} /{endpoint}")
+        drawn = axes[0].plot(
+            x,
+            [(g.client_timeouts.median or 0) / (g.offered.median or 1) for g in line],
+            marker="o",
+            label=f"{config} /{endpoint}",
+        )
         color = drawn[0].get_color()
         # The model as fed with the spread the workers reported (the same as the even one for 1 worker).
         expected = [statistics.median(e for e in g.expected_replies if e is not None) for g in line]
-        axes[0].plot(x, [1 - e / g.offered.median for e, g in zip(expected, line)], linestyle="--", color=color, alpha=0.6)
-        axes[1].plot(x, [g.latency_median_s.median for g in line], marker="o", color=color, label=f"{config} /{endpoint}")
+        axes[0].plot(
+            x,
+            [1 - e / (g.offered.median or 1) for e, g in zip(expected, line)],
+            linestyle="--",
+            color=color,
+            alpha=0.6,
+        )
+        axes[1].plot(
+            x, [g.latency_median_s.median for g in line], marker="o", color=color, label=f"{config} /{endpoint}"
+        )
         axes[1].plot(x, [g.predicted_latency_median_s for g in line], linestyle="--", color=color, alpha=0.6)
     axes[0].set_ylabel("share of requests timed out")
     axes[1].set_ylabel("median latency of the replies (s)")

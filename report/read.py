@@ -3,6 +3,7 @@ servers' process samples, the workers' counters, the server's log. Nothing here 
 
 import statistics
 from pathlib import Path
+from typing import Any
 
 from core import files
 from core.cell import Cell
@@ -21,7 +22,7 @@ RESTART_REASONS = {
     # Not "was sent SIGABRT": gunicorn's own kill after a WORKER TIMEOUT, counted above.
     "exited": ("exited with code", "was sent SIGKILL", "was sent SIGTERM", "] died"),
 }
-Snapshot = dict  # one worker's counters as counters.py writes them (JSON)
+Snapshot = dict[str, Any]  # one worker's counters as counters.py writes them (JSON)
 
 
 class RunFacts:
@@ -35,7 +36,8 @@ class RunFacts:
         facts = document.get("database")
         # Connections PostgreSQL gives the app's ordinary role: max_connections - superuser_reserved_connections.
         self.database_available: int | None = (
-            facts["max_connections"] - facts["superuser_reserved_connections"] if facts else None)
+            facts["max_connections"] - facts["superuser_reserved_connections"] if facts else None
+        )
 
 
 def load_output(run_dir: Path, cell: Cell) -> Path:
@@ -54,26 +56,38 @@ def read_cell(run_dir: Path, cell: Cell, facts: RunFacts) -> Measured:
     starts = side.connection_starts if side else {}
     restarted, reasons = restarts(log_text, cell.server, cell.workers, side.workers_exited if side else 0)
     measured = Measured(
-        load=raw.stem, window_s=usage.get("wall_s"), load_cpu_s=usage.get("cpu_s"),
+        load=raw.stem,
+        window_s=usage.get("wall_s"),
+        load_cpu_s=usage.get("cpu_s"),
         load_maxrss_mib=round(usage["maxrss_bytes"] / 2**20, 1) if usage.get("maxrss_bytes") else None,
-        server_cpu_s=server_cpu_s, upstream_cpu_s=process_cpu(where, "upstream")[0],
+        server_cpu_s=server_cpu_s,
+        upstream_cpu_s=process_cpu(where, "upstream")[0],
         database_cpu_s=process_cpu(where, "database")[0] if ENDPOINTS[cell.endpoint].queries_database else None,
         server_rss_mib=round(sum(server_rss) / 2**20, 1) if server_rss else None,
-        worker_timeouts=log_text.count(RESTART_REASONS["WORKER TIMEOUT"][0]), side=side,
+        worker_timeouts=log_text.count(RESTART_REASONS["WORKER TIMEOUT"][0]),
+        side=side,
         # Those whose first request came a SYN retry or more after the load began.
         connections_started_late=sum(n for second, n in (starts or {}).items() if second >= SYN_RETRY_S),
-        listen_backlog=effective_backlog(cell, facts.somaxconn), listen_overflows=listen_overflows(where),
-        workers_restarted=restarted, restart_reasons=reasons,
+        listen_backlog=effective_backlog(cell, facts.somaxconn),
+        listen_overflows=listen_overflows(where),
+        workers_restarted=restarted,
+        restart_reasons=reasons,
         max_share=round(max(spread) / sum(spread), 3) if spread and sum(spread) else None,
         spread_index=round(max(spread) / statistics.mean(spread), 2) if spread and sum(spread) else None,
-        connections=None, requests=0, errors=0, latency_avg_s=None, latency_max_s=None)
+        connections=None,
+        requests=0,
+        errors=0,
+        latency_avg_s=None,
+        latency_max_s=None,
+    )
     if cell.open_loop:
         httperf = parse.load_httperf(raw)
         answered = bool(httperf["replies"])
         measured.offered, measured.replies = httperf["connections"], httperf["status_2xx"]
         measured.requests, measured.client_timeouts = httperf["status_2xx"], httperf["client_timeouts"]
-        measured.errors = (httperf["errors_total"] - httperf["client_timeouts"] + httperf["status_4xx"]
-                           + httperf["status_5xx"])
+        measured.errors = (
+            httperf["errors_total"] - httperf["client_timeouts"] + httperf["status_4xx"] + httperf["status_5xx"]
+        )
         measured.latency_median_s = httperf["latency_median_s"] if answered else None
         measured.latency_avg_s = httperf["latency_avg_s"] if answered else None
         measured.latency_max_s = httperf["latency_max_s"] if answered else None
@@ -107,8 +121,9 @@ def process_cpu(where: files.CellFiles, role: str) -> tuple[float | None, list[i
 
 def listen_overflows(where: files.CellFiles) -> int | None:
     """Handshakes the kernel dropped over the cell because a listen queue was full (Linux only)."""
-    start, stop = (((parse.read_json(where.processes(name)) or {}).get("listen_queue") or {})
-                   for name in (files.START, files.STOP))
+    start, stop = (
+        ((parse.read_json(where.processes(name)) or {}).get("listen_queue") or {}) for name in (files.START, files.STOP)
+    )
     if "ListenOverflows" not in start or "ListenOverflows" not in stop:
         return None
     return int(stop["ListenOverflows"] - start["ListenOverflows"])
@@ -138,14 +153,17 @@ class Window:
         self.at_stop = stop  # what was in flight is what the workers still there held
         self.stop = stop + gone
 
-    def growth(self, worker: Snapshot, *path: str) -> float:
-        def at(snapshot: Snapshot) -> float:
+    def growth(self, worker: Snapshot, *path: str) -> Any:
+        """A count (or seconds) as the counters hold it."""
+
+        def at(snapshot: Snapshot) -> Any:
             for key in path[:-1]:
                 snapshot = snapshot.get(key, {})
             return snapshot.get(path[-1], 0)
+
         return at(worker) - at(self.start.get(worker["pid"], {}))
 
-    def total(self, *path: str) -> int:
+    def total(self, *path: str) -> Any:
         return sum(self.growth(s, *path) for s in self.stop)
 
 
@@ -172,10 +190,13 @@ def server_side(where: files.CellFiles, endpoint: str) -> ServerSide | None:
         worker_cpu_s=round(sum(s["cpu_s"] - window.start.get(s["pid"], {}).get("cpu_s", 0) for s in window.stop), 3),
         rss_mib_per_worker=[round(s["peak_rss_bytes"] / 2**20, 1) for s in by_connections],
         upstream_peak=max((s["endpoints"].get("async", {}).get("peak", 0) for s in upstream), default=None),
-        upstream_completed=(sum(s["endpoints"].get("async", {}).get("completed", 0) for s in upstream)
-                            if upstream else None),
-        database=database_side(where, endpoint, window, by_connections) if ENDPOINTS[endpoint].queries_database
-        else None)
+        upstream_completed=(
+            sum(s["endpoints"].get("async", {}).get("completed", 0) for s in upstream) if upstream else None
+        ),
+        database=database_side(where, endpoint, window, by_connections)
+        if ENDPOINTS[endpoint].queries_database
+        else None,
+    )
 
 
 def connection_starts(snapshots: list[Snapshot]) -> dict[int, int]:
@@ -204,11 +225,13 @@ def alive_at_stop(where: files.CellFiles) -> set[int]:
     return {p["pid"] for p in sample.get("roles", {}).get("server", [])}
 
 
-def database_side(where: files.CellFiles, endpoint: str, window: Window,
-                  by_connections: list[Snapshot]) -> DatabaseSide:
+def database_side(
+    where: files.CellFiles, endpoint: str, window: Window, by_connections: list[Snapshot]
+) -> DatabaseSide:
     engine = "async" if ENDPOINTS[endpoint].kind == ASYNC else "sync"
-    samples = {name: (parse.read_json(where.processes(name)) or {}).get("database", {})
-               for name in (files.START, files.STOP)}
+    samples = {
+        name: (parse.read_json(where.processes(name)) or {}).get("database", {}) for name in (files.START, files.STOP)
+    }
     return DatabaseSide(
         pool_peak_per_worker=[s.get("pools", {}).get(engine, {}).get("peak_checked_out") for s in by_connections],
         overflow_peak_per_worker=[s.get("pools", {}).get(engine, {}).get("peak_overflow") for s in by_connections],
@@ -216,5 +239,8 @@ def database_side(where: files.CellFiles, endpoint: str, window: Window,
         connects=window.total("pools", engine, "connects"),
         connect_s=round(window.total("pools", engine, "connect_s"), 3),
         errors=window.total("endpoints", endpoint, "db_errors"),
-        backends_start=samples[files.START].get("backends"), active_start=samples[files.START].get("active"),
-        backends_stop=samples[files.STOP].get("backends"), active_stop=samples[files.STOP].get("active"))
+        backends_start=samples[files.START].get("backends"),
+        active_start=samples[files.START].get("active"),
+        backends_stop=samples[files.STOP].get("backends"),
+        active_stop=samples[files.STOP].get("active"),
+    )

@@ -10,6 +10,7 @@ from core import cell as cells_tsv
 from core import files
 from core.cell import Cell
 
+from .export import group_dict, row_dict
 from .group import summarise_groups
 from .judge import judge
 from .read import RunFacts, load_output, read_cell
@@ -42,12 +43,12 @@ def write_summary(run_dir: Path) -> list[Group]:
     from .plot import plot
 
     rows, groups = summarise_run(run_dir)
-    dicts = [row.as_dict() for row in rows]
+    dicts = [row_dict(row) for row in rows]
     with open(run_dir / files.SUMMARY_CSV, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in dicts for k in r)))
         writer.writeheader()
         writer.writerows(dicts)
-    document = {"cells": dicts, "groups": [g.as_dict() for g in groups]}
+    document = {"cells": dicts, "groups": [group_dict(g) for g in groups]}
     (run_dir / files.SUMMARY_JSON).write_text(json.dumps(document, indent=2) + "\n")
     title = run_dir.name + (" (INCOMPLETE)" if (run_dir / files.INCOMPLETE).exists() else "")
     (run_dir / files.SUMMARY_MD).write_text(f"# {title}\n\n{markdown_table(groups)}")

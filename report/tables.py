@@ -37,7 +37,9 @@ def predicted_text(g: Group, spread_seen: bool = True) -> str:
         return "-"
     text = str(g.predicted_requests) + (f" (+≤{g.predicted_edge} edge)" if g.predicted_edge else "")
     if g.predicted_errors or g.predicted_errors_edge:
-        text += f"; {g.predicted_errors}" + (f" (+≤{g.predicted_errors_edge})" if g.predicted_errors_edge else "") + " 503"
+        text += (
+            f"; {g.predicted_errors}" + (f" (+≤{g.predicted_errors_edge})" if g.predicted_errors_edge else "") + " 503"
+        )
     if g.predicted_errors_uncounted:
         text += "; some 503 (refused)"
     if spread_seen and any(e != g.predicted_requests for e in g.expected_requests if e is not None):
@@ -57,12 +59,15 @@ def verdict(g: Group) -> str:
 
 
 def bound_text(g: Group) -> str:
-    extra = (f"; {g.worker_timeouts}x WORKER TIMEOUT" if g.worker_timeouts and Bound.WORKER_KILLED not in g.bounds
-             else "")
+    extra = (
+        f"; {g.worker_timeouts}x WORKER TIMEOUT" if g.worker_timeouts and Bound.WORKER_KILLED not in g.bounds else ""
+    )
     if g.workers_restarted and Bound.RESTARTED not in g.bounds:
-        extra += (f"; {g.workers_restarted} worker restart(s) mid-cell"
-                  + (f" in {g.runs} runs" if g.runs > 1 else "")
-                  + (f" ({g.restart_reasons})" if g.restart_reasons else ""))
+        extra += (
+            f"; {g.workers_restarted} worker restart(s) mid-cell"
+            + (f" in {g.runs} runs" if g.runs > 1 else "")
+            + (f" ({g.restart_reasons})" if g.restart_reasons else "")
+        )
     return g.bound_by + extra
 
 
@@ -93,28 +98,45 @@ Column = tuple[str, Callable[[Group], str]]
 
 def closed_loop_columns(groups: list[Group]) -> list[Column]:
     columns: list[Column] = [
-        ("config", lambda g: g.cell.label()), ("endpoint", lambda g: f"/{g.cell.endpoint}"),
-        ("conns", lambda g: str(g.connections)), ("requests", lambda g: g.requests.text()),
+        ("config", lambda g: g.cell.label()),
+        ("endpoint", lambda g: f"/{g.cell.endpoint}"),
+        ("conns", lambda g: str(g.connections)),
+        ("requests", lambda g: g.requests.text()),
         ("req/s", lambda g: g.requests_per_sec.text(2)),
-        ("latency avg", latency_text), ("timeouts", lambda g: f"{g.timeouts.median:g}"),
+        ("latency avg", latency_text),
+        ("timeouts", lambda g: f"{g.timeouts.median:g}"),
         ("errors", lambda g: str(g.errors_max)),
-        ("predicted", predicted_text), ("measured / predicted", verdict), ("bound by", bound_text),
+        ("predicted", predicted_text),
+        ("measured / predicted", verdict),
+        ("bound by", bound_text),
         ("CPU server / client", lambda g: f"{format_percent(g.server_cpu_share)} / {format_percent(g.load_cpu_share)}"),
         ("RSS per worker", lambda g: optional(g.rss_mib_per_worker_median, lambda x: f"{x:.0f} MiB")),
-        ("in flight at stop", in_flight_text), ("never answered", lambda g: g.never_answered.text()),
+        ("in flight at stop", in_flight_text),
+        ("never answered", lambda g: g.never_answered.text()),
         ("peak waiting", lambda g: optional(g.peak_waiting_max)),
         ("peak in handler", lambda g: optional(g.peak_in_handler_max)),
         ("conns per worker", spreads_text),
-        ("busiest worker", lambda g: "-" if g.max_share.median is None or g.cell.workers == 1
-         else format_percent(g.max_share.high)),
+        (
+            "busiest worker",
+            lambda g: "-" if g.max_share.median is None or g.cell.workers == 1 else format_percent(g.max_share.high),
+        ),
     ]
     if any(g.rows[0].measured.database for g in groups):
-        columns.insert(8, ("503 pool timeout / refused", lambda g: "-" if not g.rows[0].measured.database else
-                           f"{g.pool_timeouts.text()} / {g.db_refused.text()}"))
-        columns.append(("pool peak per worker", lambda g: str(g.db_pool_peak_max if g.rows[0].measured.database
-                                                              else "-")))
-        columns.append(("PostgreSQL active at stop", lambda g: "-" if not g.rows[0].measured.database
-                        else g.db_active_stop.text()))
+        columns.insert(
+            8,
+            (
+                "503 pool timeout / refused",
+                lambda g: (
+                    "-" if not g.rows[0].measured.database else f"{g.pool_timeouts.text()} / {g.db_refused.text()}"
+                ),
+            ),
+        )
+        columns.append(
+            ("pool peak per worker", lambda g: str(g.db_pool_peak_max if g.rows[0].measured.database else "-"))
+        )
+        columns.append(
+            ("PostgreSQL active at stop", lambda g: "-" if not g.rows[0].measured.database else g.db_active_stop.text())
+        )
     if any(g.upstream_peak.median is not None for g in groups):
         columns.insert(8, ("503 pool timeouts", lambda g: g.non_2xx.text()))
         columns.append(("upstream peak", lambda g: g.upstream_peak.text()))
@@ -122,14 +144,18 @@ def closed_loop_columns(groups: list[Group]) -> list[Column]:
 
 
 OPEN_LOOP_COLUMNS: list[Column] = [
-    ("config", lambda g: g.cell.label()), ("endpoint", lambda g: f"/{g.cell.endpoint}"),
-    ("offered rate", lambda g: f"{g.cell.rate:g}/s"), ("offered", lambda g: f"{g.offered.median:g}"),
-    ("replies", lambda g: g.replies.text()), ("timeouts", lambda g: g.client_timeouts.text()),
+    ("config", lambda g: g.cell.label()),
+    ("endpoint", lambda g: f"/{g.cell.endpoint}"),
+    ("offered rate", lambda g: f"{g.cell.rate:g}/s"),
+    ("offered", lambda g: f"{g.offered.median:g}"),
+    ("replies", lambda g: g.replies.text()),
+    ("timeouts", lambda g: g.client_timeouts.text()),
     ("latency median", lambda g: format_seconds(g.latency_median_s.median)),
     ("errors", lambda g: str(g.errors_max)),
     ("predicted", predicted_text),
     ("predicted median", lambda g: format_seconds(g.predicted_latency_median_s)),
-    ("measured / predicted", verdict), ("bound by", bound_text),
+    ("measured / predicted", verdict),
+    ("bound by", bound_text),
     ("CPU server / client", lambda g: f"{format_percent(g.server_cpu_share)} / {format_percent(g.load_cpu_share)}"),
 ]
 
@@ -174,8 +200,9 @@ def compact_table(groups: list[Group]) -> str:
     for g in groups:
         load = f"c={g.connections}" if not g.cell.open_loop else f"{g.cell.rate:g}/s"
         ok = "-" if g.measured_over_predicted is None and not g.cell.open_loop else ("✓" if g.ok else "✗")
-        rows.append((g.cell.label(), "/" + g.cell.endpoint, load, answered_text(g), compact_predicted(g), ok,
-                     g.bound_by))
+        rows.append(
+            (g.cell.label(), "/" + g.cell.endpoint, load, answered_text(g), compact_predicted(g), ok, g.bound_by)
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines = []
     for r in rows:
@@ -187,8 +214,9 @@ def compact_table(groups: list[Group]) -> str:
     problems = [g for g in groups if not g.ok and g.measured_over_predicted is not None or g.errors_max]
     for g in problems:
         why = f"{g.errors_max} errors; " if g.errors_max else ""
-        lines += textwrap.wrap(f"✗ {g.cell.label()} /{g.cell.endpoint}: {why}{g.bound_by}", COMPACT_WIDTH,
-                               subsequent_indent="    ")
+        lines += textwrap.wrap(
+            f"✗ {g.cell.label()} /{g.cell.endpoint}: {why}{g.bound_by}", COMPACT_WIDTH, subsequent_indent="    "
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -196,8 +224,7 @@ def brief_line(row: CellResult, group: Group, width: int = COMPACT_WIDTH) -> str
     """The line the runner prints when a cell ends, in WIDTH columns: the detail is in summary.md."""
     m, v = row.measured, row.verdict
     if not row.cell.open_loop:
-        figures = (f"{m.requests} requests  {m.requests_per_sec:.2f} req/s  "
-                   f"avg {format_seconds(m.latency_avg_s)}")
+        figures = f"{m.requests} requests  {m.requests_per_sec:.2f} req/s  avg {format_seconds(m.latency_avg_s)}"
         trouble = {"timeouts": m.timeouts, "errors": m.errors}
     else:
         figures = f"{m.replies}/{m.offered} replied  median {format_seconds(m.latency_median_s)}"

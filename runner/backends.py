@@ -74,8 +74,10 @@ def postgres_missing(asked_only: bool) -> list[str]:
     if given:
         raise Failed(f"initdb and postgres not found: PG_BINDIR={given}")
     if not asked_only:
-        raise Failed("PostgreSQL's initdb and postgres are not installed; install them with: sudo apt-get install "
-                     "-y postgresql (Debian/Ubuntu) or brew install postgresql@17 (macOS)")
+        raise Failed(
+            "PostgreSQL's initdb and postgres are not installed; install them with: sudo apt-get install "
+            "-y postgresql (Debian/Ubuntu) or brew install postgresql@17 (macOS)"
+        )
     return ["postgresql"]
 
 
@@ -89,8 +91,9 @@ def postgres_cluster(s: Settings, run_dir: Path, lock: Lock) -> Iterator[Any]:
         yield database
 
 
-def postgres_for_cell(database: Any, run: "Run", stack: ExitStack, cell: Cell,
-                      cell_dir: Path) -> tuple[int, dict[str, str]]:
+def postgres_for_cell(
+    database: Any, run: "Run", stack: ExitStack, cell: Cell, cell_dir: Path
+) -> tuple[int, dict[str, str]]:
     """The cluster the run started, with every backend of the last cell ended: this cell gets every
     connection. The app's pool settings are the cell's."""
     database.end_backends()
@@ -102,13 +105,25 @@ def postgres_for_cell(database: Any, run: "Run", stack: ExitStack, cell: Cell,
 
 
 BACKENDS = {
-    "upstream": Backend(waits_on="upstream", port_knob="UPSTREAM_PORT", host=lambda s: s.host,
-                        port=lambda s: s.upstream_port, missing=lambda asked_only: [],
-                        start=lambda s, run_dir, lock: nullcontext(), for_cell=upstream_for_cell),
+    "upstream": Backend(
+        waits_on="upstream",
+        port_knob="UPSTREAM_PORT",
+        host=lambda s: s.host,
+        port=lambda s: s.upstream_port,
+        missing=lambda asked_only: [],
+        start=lambda s, run_dir, lock: nullcontext(),
+        for_cell=upstream_for_cell,
+    ),
     # PostgreSQL listens on 127.0.0.1 whatever HOST says: only the app connects to it.
-    "database": Backend(waits_on="database", port_knob="DB_PORT", host=lambda s: "127.0.0.1",
-                        port=lambda s: s.db_port, missing=postgres_missing, start=postgres_cluster,
-                        for_cell=postgres_for_cell),
+    "database": Backend(
+        waits_on="database",
+        port_knob="DB_PORT",
+        host=lambda s: "127.0.0.1",
+        port=lambda s: s.db_port,
+        missing=postgres_missing,
+        start=postgres_cluster,
+        for_cell=postgres_for_cell,
+    ),
 }
 
 

@@ -26,8 +26,9 @@ PROGRAM = "benchmark.sh"
 
 def usage() -> str:
     set_lines = "\n".join(f"    {name:<12} {s.purpose}" for name, s in sets.SETS.items())
-    knob_lines = "\n".join(f"  {name:<18} {knob.help}" + (f" [{knob.default}]" if knob.default else "")
-                           for name, knob in KNOBS.items())
+    knob_lines = "\n".join(
+        f"  {name:<18} {knob.help}" + (f" [{knob.default}]" if knob.default else "") for name, knob in KNOBS.items()
+    )
     ignored = "\n".join(f"  {name:<20} ignores {', '.join(server.ignores)}" for name, server in SERVERS.items())
     return f"""\
 Usage: ./benchmark.sh [--quick] [--set NAME] [--repeat N] [--label TEXT] [--quiet]
@@ -177,8 +178,16 @@ def command(argv: list[str]) -> int:
     except Failed as error:
         die(str(error))
     if options.needs:
-        print(" ".join([name for knob, name in (("WRK", "wrk"), ("HTTPERF", "httperf"))
-                        if tools[name] and not os.environ.get(knob)] + missing))
+        print(
+            " ".join(
+                [
+                    name
+                    for knob, name in (("WRK", "wrk"), ("HTTPERF", "httperf"))
+                    if tools[name] and not os.environ.get(knob)
+                ]
+                + missing
+            )
+        )
         return 0
     return run(s, cells, options, tools, argv)
 
@@ -198,8 +207,9 @@ def check_port_free(host: str, port: int, knob: str) -> None:
         die(f"cannot listen on {host}:{port}; check HOST and {knob}")
 
 
-def run(s: sets.Settings, cells: list[Cell], options: argparse.Namespace, tools: dict[str, str],
-        argv: list[str]) -> int:
+def run(
+    s: sets.Settings, cells: list[Cell], options: argparse.Namespace, tools: dict[str, str], argv: list[str]
+) -> int:
     from core import cell as cells_tsv
     from report import summary, tables
 
@@ -211,8 +221,10 @@ def run(s: sets.Settings, cells: list[Cell], options: argparse.Namespace, tools:
     raise_on_signals()
     name = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{s.set}"
     name += {1: "", 10: "-quick"}.get(s.scale, f"-scale{s.scale}") + (f"-{options.label}" if options.label else "")
-    lock = Lock(Path(os.environ.get("LOCK") or Path(os.environ.get("TMPDIR", "/tmp")) /
-                     "fastapi-def-vs-async-benchmark.lock"), name)
+    lock = Lock(
+        Path(os.environ.get("LOCK") or Path(os.environ.get("TMPDIR", "/tmp")) / "fastapi-def-vs-async-benchmark.lock"),
+        name,
+    )
     try:
         lock.take()
     except LockBusy as error:
@@ -234,16 +246,32 @@ def run(s: sets.Settings, cells: list[Cell], options: argparse.Namespace, tools:
         (run_dir / files.INCOMPLETE).write_text(f"started {started}; removed when every cell has run\n")
         app_files = copy_app(run_dir)
         cells_tsv.write_header(run_dir / files.CELLS_TSV)
-        parameters = {"set": s.set, "label": options.label,
-                      **{k.lower(): v for k, v in s.text.items() if k not in ("VENV", "PYTHON", "LOCK", "RESULTS_DIR", "WRK", "HTTPERF")},
-                      "pin": "1" if s.base.pin else "0", "cpus": str(os.cpu_count() or 1), "wrk": tools["wrk"],
-                      "httperf": tools["httperf"]}
+        parameters = {
+            "set": s.set,
+            "label": options.label,
+            **{
+                k.lower(): v
+                for k, v in s.text.items()
+                if k not in ("VENV", "PYTHON", "LOCK", "RESULTS_DIR", "WRK", "HTTPERF")
+            },
+            "pin": "1" if s.base.pin else "0",
+            "cpus": str(os.cpu_count() or 1),
+            "wrk": tools["wrk"],
+            "httperf": tools["httperf"],
+        }
         with ExitStack() as stack:  # what a backend starts once (PostgreSQL) lives as long as the cells run
             running = {name: stack.enter_context(backend.start(s, run_dir, lock)) for name, backend in backends.items()}
             database = running.get("database")
-            document = record.describe(run_dir, [os.environ.get("BENCHMARK_SH", PROGRAM), *argv], parameters,
-                                       given(), tools["wrk"], tools["httperf"], app_files,
-                                       database.facts if database else None)
+            document = record.describe(
+                run_dir,
+                [os.environ.get("BENCHMARK_SH", PROGRAM), *argv],
+                parameters,
+                given(),
+                tools["wrk"],
+                tools["httperf"],
+                app_files,
+                database.facts if database else None,
+            )
             out.note(sets.plan_line(s, cells))
             out.note(f"Run directory: {run_dir}")
             try:
@@ -261,8 +289,10 @@ def run(s: sets.Settings, cells: list[Cell], options: argparse.Namespace, tools:
         return 0
     except Interrupted:
         try:  # the terminal may be gone (SIGHUP): a message it cannot show must not stop the clean-up
-            print(f"\n{PROGRAM}: interrupted; stopping the servers. Partial results kept in "
-                  f"{run_dir or 'nothing yet'}", file=sys.stderr)
+            print(
+                f"\n{PROGRAM}: interrupted; stopping the servers. Partial results kept in {run_dir or 'nothing yet'}",
+                file=sys.stderr,
+            )
         except OSError:
             pass
         if run_dir and (run_dir / files.RUN_JSON).exists():
@@ -275,5 +305,3 @@ def run(s: sets.Settings, cells: list[Cell], options: argparse.Namespace, tools:
         return 1
     finally:
         lock.release()
-
-

@@ -18,6 +18,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .process import Failed, Lock, started, tail
 
@@ -28,11 +29,13 @@ ROLE = "bench"  # an ordinary role: it gets max_connections - superuser_reserved
 def find_bindir(given: str | None = None) -> Path | None:
     """Where initdb and postgres are: PG_BINDIR if given; else PATH, `pg_config --bindir`, the newest
     /usr/lib/postgresql/*/bin (Debian and Ubuntu keep them there, off PATH), brew's postgresql@17."""
+
     def has_both(directory) -> bool:
         return directory is not None and all((Path(directory) / name).is_file() for name in ("initdb", "postgres"))
 
     if given:
         return Path(given) if has_both(given) else None
+
     def output(*command: str) -> str:
         if not shutil.which(command[0]):
             return ""
@@ -42,11 +45,15 @@ def find_bindir(given: str | None = None) -> Path | None:
         found = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if p.parent.name.isdigit()]
         return max(found, key=lambda p: int(p.parent.name), default=None)
 
-    lookups = [lambda: shutil.which("initdb") and Path(shutil.which("initdb")).resolve().parent,
-               lambda: output("pg_config", "--bindir"),
-               newest_debian,
-               lambda: (output("brew", "--prefix", "postgresql@17") or None) and Path(output("brew", "--prefix",
-                                                                                            "postgresql@17")) / "bin"]
+    lookups = [
+        lambda: (initdb := shutil.which("initdb")) and Path(initdb).resolve().parent,
+        lambda: output("pg_config", "--bindir"),
+        newest_debian,
+        lambda: (
+            (output("brew", "--prefix", "postgresql@17") or None)
+            and Path(output("brew", "--prefix", "postgresql@17")) / "bin"
+        ),
+    ]
     for lookup in lookups:  # in this order, each only if the one before found nothing usable
         found = lookup()
         if found and has_both(found):
@@ -65,8 +72,11 @@ def unprivileged() -> tuple[list[str], int, int] | None:
         except KeyError:
             continue
         if shutil.which("setpriv"):
-            return (["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"],
-                    user.pw_uid, user.pw_gid)
+            return (
+                ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"],
+                user.pw_uid,
+                user.pw_gid,
+            )
         if shutil.which("runuser"):
             return ["runuser", "-u", name, "--"], user.pw_uid, user.pw_gid
     raise Failed("PostgreSQL refuses to run as root, and neither setpriv nor runuser (util-linux) is here")
@@ -76,15 +86,19 @@ def unprivileged() -> tuple[list[str], int, int] | None:
 class Database:
     url: str  # what the app connects with: the ordinary role, its password, TCP on 127.0.0.1
     password: str = field(repr=False)
-    facts: dict = field(default_factory=dict)  # for run.json: version, max_connections, superuser_reserved_connections
-    monitor: object = field(default=None, repr=False)  # a superuser connection over the private socket
+    facts: dict[str, Any] = field(
+        default_factory=dict
+    )  # for run.json: version, max_connections, superuser_reserved_connections
+    monitor: Any = field(default=None, repr=False)  # a superuser connection over the private socket
     pid: int = 0  # the postmaster's (its backends are its children: sampled with it, like a server's workers)
 
     def backends(self) -> dict:
         """PostgreSQL's own count of the app's backends, and of those running a query now."""
         row = self.monitor.execute(
             "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity "
-            "WHERE usename = %s AND backend_type = 'client backend'", (ROLE,)).fetchone()
+            "WHERE usename = %s AND backend_type = 'client backend'",
+            (ROLE,),
+        ).fetchone()
         return {"backends": row[0], "active": row[1]}
 
     def end_backends(self, timeout_s: float = 10) -> None:
@@ -131,30 +145,64 @@ def cluster(bindir: Path, port: int, log_dir: Path, lock: Lock | None = None):
             for path in (base, sockets, password_file):
                 os.chown(path, run_as[1], run_as[2])
         # No trust anywhere: a random password for every role, on the private socket and on TCP alike.
-        initdb = subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
-                                 "--locale=C", "--no-sync", "--auth=scram-sha-256", f"--pwfile={password_file}"],
-                                capture_output=True, text=True)
+        initdb = subprocess.run(
+            [
+                *prefix,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--auth=scram-sha-256",
+                f"--pwfile={password_file}",
+            ],
+            capture_output=True,
+            text=True,
+        )
         (log_dir / "postgres-initdb.log").write_text(initdb.stdout + initdb.stderr)
         if initdb.returncode != 0:
             raise Failed(f"initdb failed (exit {initdb.returncode}):\n{initdb.stderr.strip()}")
         # fsync off: the cluster holds no data worth keeping, and the benchmark waits on pg_sleep, not the disk.
-        command = [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets),
-                   "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-                   # a backend whose client is gone (a stopped server) notices within 100 ms, even in pg_sleep
-                   "-c", "client_connection_check_interval=100ms"]
+        command = [
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(sockets),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            # a backend whose client is gone (a stopped server) notices within 100 ms, even in pg_sleep
+            "-c",
+            "client_connection_check_interval=100ms",
+        ]
         log = log_dir / "postgres.log"
-        with started([*prefix, *command], log, dict(os.environ), lock, stop_signal=signal.SIGINT, grace_s=10) as process:
+        with started(
+            [*prefix, *command], log, dict(os.environ), lock, stop_signal=signal.SIGINT, grace_s=10
+        ) as process:
             monitor = connect_when_ready(psycopg, process, log, sockets, port, superuser_password)
             try:
-                monitor.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(ROLE),
-                                                                                     sql.Literal(password)))
+                monitor.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(ROLE), sql.Literal(password))
+                )
                 monitor.execute(sql.SQL("CREATE DATABASE {0} OWNER {0}").format(sql.Identifier(ROLE)))
-                facts = {"postgres_version": monitor.execute("SHOW server_version").fetchone()[0],
-                         "max_connections": int(monitor.execute("SHOW max_connections").fetchone()[0]),
-                         "superuser_reserved_connections":
-                             int(monitor.execute("SHOW superuser_reserved_connections").fetchone()[0])}
-                yield Database(f"postgresql://{ROLE}:{password}@127.0.0.1:{port}/{ROLE}", password, facts,
-                               monitor, process.pid)
+                facts = {
+                    "postgres_version": monitor.execute("SHOW server_version").fetchone()[0],
+                    "max_connections": int(monitor.execute("SHOW max_connections").fetchone()[0]),
+                    "superuser_reserved_connections": int(
+                        monitor.execute("SHOW superuser_reserved_connections").fetchone()[0]
+                    ),
+                }
+                yield Database(
+                    f"postgresql://{ROLE}:{password}@127.0.0.1:{port}/{ROLE}", password, facts, monitor, process.pid
+                )
             finally:
                 monitor.close()
     finally:
@@ -167,8 +215,9 @@ def connect_when_ready(psycopg, process, log: Path, sockets: Path, port: int, pa
         if process.poll() is not None:
             raise Failed(f"postgres exited during start-up; last lines of {log}:\n{tail(log)}")
         try:
-            return psycopg.connect(host=str(sockets), port=port, user="postgres", password=password, dbname="postgres",
-                                   autocommit=True)
+            return psycopg.connect(
+                host=str(sockets), port=port, user="postgres", password=password, dbname="postgres", autocommit=True
+            )
         except psycopg.OperationalError:
             time.sleep(0.05)
     raise Failed(f"postgres did not accept connections within {timeout_s:g} s; see {log}")

@@ -15,6 +15,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+
 class Interrupted(Exception):
     """Ctrl-C, SIGTERM or SIGHUP (the terminal closed): clean up and exit 130."""
 
@@ -66,8 +67,14 @@ def tail(path: Path, lines: int = 20) -> str:
 ENDING_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
-def spawn(command: list[str], log: Path, into: list, env: dict | None = None, lock: "Lock | None" = None,
-          cpus: str | None = None) -> subprocess.Popen:
+def spawn(
+    command: list[str],
+    log: Path,
+    into: list,
+    env: dict | None = None,
+    lock: "Lock | None" = None,
+    cpus: str | None = None,
+) -> subprocess.Popen:
     """Start COMMAND in a session of its own (pinned to CPUS with taskset), output to LOG, and append
     it to INTO and its session to the lock before a Ctrl-C, SIGTERM or SIGHUP can interrupt: those
     are held meanwhile, so one that arrives then is raised only once the caller can stop the process
@@ -75,10 +82,16 @@ def spawn(command: list[str], log: Path, into: list, env: dict | None = None, lo
     held = signal.pthread_sigmask(signal.SIG_BLOCK, ENDING_SIGNALS)
     try:
         with open(log, "wb") as out:
-            process = subprocess.Popen([*taskset(cpus), *command], stdout=out, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                                       # the child gets the signals back: a mask survives exec
-                                       preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, ENDING_SIGNALS))
+            process = subprocess.Popen(
+                [*taskset(cpus), *command],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+                # the child gets the signals back: a mask survives exec
+                preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, ENDING_SIGNALS),
+            )
         into.append(process)
         if lock:
             lock.add_group(process.pid)
@@ -88,8 +101,15 @@ def spawn(command: list[str], log: Path, into: list, env: dict | None = None, lo
 
 
 @contextmanager
-def started(command: list[str], log: Path, env: dict, lock: "Lock | None" = None, cpus: str | None = None,
-            stop_signal: int = signal.SIGTERM, grace_s: float = 1.0):
+def started(
+    command: list[str],
+    log: Path,
+    env: dict,
+    lock: "Lock | None" = None,
+    cpus: str | None = None,
+    stop_signal: int = signal.SIGTERM,
+    grace_s: float = 1.0,
+):
     """Start COMMAND (see spawn) and stop its whole session on every way out: the end of the block,
     an exception, a signal (STOP_SIGNAL, GRACE_S to finish, then SIGKILL)."""
     processes: list[subprocess.Popen] = []
@@ -119,7 +139,8 @@ class Lock:
     (a new link renamed over it), readable without a second file."""
 
     def __init__(self, path: Path, run: str):
-        self.path, self.run, self.groups = Path(path), run, {}
+        self.path, self.run = Path(path), run
+        self.groups: dict[int, float] = {}  # each session it started -> when its leader started
 
     def _target(self) -> str:
         return " ".join([str(os.getpid()), self.run, *(f"{g}@{t:.2f}" for g, t in self.groups.items())])
@@ -137,8 +158,10 @@ class Lock:
         words = holder.split()
         pid = int(words[0]) if words and words[0].isdigit() else None
         if pid and _is_runner(pid):
-            raise LockBusy(f"another benchmark is running (pid {pid}: {words[1] if len(words) > 1 else '?'}); two runs "
-                           f"would share the cores. Wait for it or stop it: kill {pid}")
+            raise LockBusy(
+                f"another benchmark is running (pid {pid}: {words[1] if len(words) > 1 else '?'}); two runs "
+                f"would share the cores. Wait for it or stop it: kill {pid}"
+            )
         stop_left_behind(words[2:], pid)
         try:
             self.path.unlink()
@@ -203,8 +226,11 @@ def stop_left_behind(groups: list[str], holder: int | None) -> None:
                 continue
     if not left:
         return
-    print(f"benchmark.sh: stopping {len(left)} processes a killed run (pid {holder}) left behind: "
-          + " ".join(str(p.pid) for p in left), file=sys.stderr)
+    print(
+        f"benchmark.sh: stopping {len(left)} processes a killed run (pid {holder}) left behind: "
+        + " ".join(str(p.pid) for p in left),
+        file=sys.stderr,
+    )
     for process in left:
         try:
             process.terminate()

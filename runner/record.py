@@ -2,11 +2,11 @@
 the code), the load generator's own CPU, and samples of the servers' processes."""
 
 import datetime
+import hashlib
 import importlib.metadata
 import json
 import os
 import platform
-import hashlib
 import re
 import resource
 import subprocess
@@ -19,9 +19,23 @@ from core.servers import SERVERS
 
 ROOT = Path(__file__).resolve().parent.parent
 # The app's own stack, then every server's (core/servers.py), then what the runner measures with.
-PACKAGES = list(dict.fromkeys(["fastapi", "starlette", "anyio", "httpx", "httpcore", "sqlalchemy", "psycopg",
-                               "asyncpg", "greenlet", *(p for server in SERVERS.values() for p in server.packages),
-                               "psutil"]))
+PACKAGES = list(
+    dict.fromkeys(
+        [
+            "fastapi",
+            "starlette",
+            "anyio",
+            "httpx",
+            "httpcore",
+            "sqlalchemy",
+            "psycopg",
+            "asyncpg",
+            "greenlet",
+            *(p for server in SERVERS.values() for p in server.packages),
+            "psutil",
+        ]
+    )
+)
 
 
 def now() -> str:
@@ -117,8 +131,16 @@ def code_state(run_dir: Path) -> dict:
     }
 
 
-def describe(run_dir: Path, argv: list[str], parameters: dict, knobs_given: dict, wrk: str, httperf: str,
-             app_files: dict, database: dict | None = None) -> dict:
+def describe(
+    run_dir: Path,
+    argv: list[str],
+    parameters: dict,
+    knobs_given: dict,
+    wrk: str,
+    httperf: str,
+    app_files: dict,
+    database: dict | None = None,
+) -> dict:
     """run.json: the exact command line, the knobs it was given, every parameter, the machine, the code."""
     document = {
         "argv": argv,
@@ -146,19 +168,29 @@ def finish(run_dir: Path, status: str) -> None:
 # ---------------------------------------------------------------- the load generator's own usage
 
 
-def write_usage(path: Path, command: list[str], started_at: float, wall_s: float, status: int, usage,
-                cpus: list[int] | None) -> int:
+def write_usage(
+    path: Path, command: list[str], started_at: float, wall_s: float, status: int, usage, cpus: list[int] | None
+) -> int:
     """The load generator's CPU seconds, peak memory and wall time (os.wait4's rusage); its exit code."""
     code = os.waitstatus_to_exitcode(status)
-    path.write_text(json.dumps({
-        "command": command, "started": started_at, "wall_s": round(wall_s, 3),
-        "user_s": round(usage.ru_utime, 3), "system_s": round(usage.ru_stime, 3),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-        # ru_maxrss: kilobytes on Linux, bytes on macOS
-        "maxrss_bytes": usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024),
-        "exit": code,
-        "cpus": cpus,  # the CPUs it could run on (taskset under PIN=1)
-    }, indent=2) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "command": command,
+                "started": started_at,
+                "wall_s": round(wall_s, 3),
+                "user_s": round(usage.ru_utime, 3),
+                "system_s": round(usage.ru_stime, 3),
+                "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+                # ru_maxrss: kilobytes on Linux, bytes on macOS
+                "maxrss_bytes": usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024),
+                "exit": code,
+                "cpus": cpus,  # the CPUs it could run on (taskset under PIN=1)
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return code if code >= 0 else 128 - code
 
 
@@ -178,9 +210,16 @@ def process_tree(pid: int) -> list[dict]:
         try:
             with process.oneshot():
                 cpu = process.cpu_times()
-                sampled.append({"pid": process.pid, "ppid": process.ppid(), "name": process.name(),
-                                "cpu_s": round(cpu.user + cpu.system, 3), "rss_bytes": process.memory_info().rss,
-                                "cpus": process.cpu_affinity() if hasattr(process, "cpu_affinity") else None})
+                sampled.append(
+                    {
+                        "pid": process.pid,
+                        "ppid": process.ppid(),
+                        "name": process.name(),
+                        "cpu_s": round(cpu.user + cpu.system, 3),
+                        "rss_bytes": process.memory_info().rss,
+                        "cpus": process.cpu_affinity() if hasattr(process, "cpu_affinity") else None,
+                    }
+                )
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             continue
     return sampled
@@ -190,13 +229,17 @@ def snapshot(cell_dir: Path, name: str, workers: int, stats: bool, roles: dict[s
     """Ask every worker for a snapshot of its counters, sample every server process now, then wait
     for the workers' snapshots (they poll every 20 ms)."""
     cell = files.CellFiles(cell_dir)
-    stats_dirs = {cell.stats(role): 1 if role == "upstream" else workers for role in ("server", "upstream")
-                  if role in roles}
+    stats_dirs = {
+        cell.stats(role): 1 if role == "upstream" else workers for role in ("server", "upstream") if role in roles
+    }
     if stats:
         for stats_dir in stats_dirs:
             files.snapshot_request(stats_dir, name).touch()
-    document = {"time": time.time(), "roles": {role: process_tree(pid) for role, pid in roles.items()},
-                "listen_queue": listen_queue_counters()}
+    document = {
+        "time": time.time(),
+        "roles": {role: process_tree(pid) for role, pid in roles.items()},
+        "listen_queue": listen_queue_counters(),
+    }
     if database:
         document["database"] = database.backends()
     cell.processes(name).write_text(json.dumps(document, indent=2) + "\n")

@@ -38,8 +38,22 @@ def taken_with_this_code(entry: sets.Reference) -> Path | None:
         code = document.get("code", {})
         if document.get("status") != "complete" or code.get("git_dirty") or not code.get("git_commit"):
             continue
-        same = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", code["git_commit"], "HEAD", "--", ".",
-                               ":(exclude)results", ":(exclude)README.md"], capture_output=True)
+        same = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(ROOT),
+                "diff",
+                "--quiet",
+                code["git_commit"],
+                "HEAD",
+                "--",
+                ".",
+                ":(exclude)results",
+                ":(exclude)README.md",
+            ],
+            capture_output=True,
+        )
         if same.returncode == 0:
             return run_dir
     return None
@@ -87,8 +101,9 @@ def commit_results(run_dir: Path, message: str, repo: Path = ROOT) -> None:
 def reference(listing: bool) -> int:
     """Take (or with LISTING, list with their time) every reference run not yet taken with this code."""
     if not listing:
-        status = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True)
+        status = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        )
         if status.returncode != 0 or status.stdout.strip():
             raise Failed("reference runs are taken from a committed clean tree: commit or stash first (git status)")
     total = 0

@@ -33,8 +33,18 @@ from .process import Failed, Lock, spawn, started, tail, taskset
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_FILES = ["app.py", "counters.py"]  # what a run serves: a copy taken at its start
-APP_SETTINGS = {"SLEEP_SECONDS", "THREAD_LIMIT", "HTTP_POOL", "HTTP_POOL_TIMEOUT", "UPSTREAM_URL", "STATS_DIR",
-                "DATABASE_URL", "DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_POOL_TIMEOUT"}
+APP_SETTINGS = {
+    "SLEEP_SECONDS",
+    "THREAD_LIMIT",
+    "HTTP_POOL",
+    "HTTP_POOL_TIMEOUT",
+    "UPSTREAM_URL",
+    "STATS_DIR",
+    "DATABASE_URL",
+    "DB_POOL_SIZE",
+    "DB_MAX_OVERFLOW",
+    "DB_POOL_TIMEOUT",
+}
 READY_TIMEOUT_S = 60
 # py-spy samples without pausing the servers (--nonblocking), at a rate that keeps its own CPU small.
 PROFILE_RATE_HZ = 50
@@ -51,15 +61,23 @@ class Output:
 
 
 class Run:
-    def __init__(self, s: Settings, cells: list[Cell], run_dir: Path, lock: Lock, out: Output, tools: dict[str, str],
-                 running: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        s: Settings,
+        cells: list[Cell],
+        run_dir: Path,
+        lock: Lock,
+        out: Output,
+        tools: dict[str, str],
+        running: dict[str, Any] | None = None,
+    ):
         self.s, self.cells, self.run_dir, self.lock, self.out, self.tools = s, cells, run_dir, lock, out, tools
         self.running = running or {}  # what each backend started for the run (BACKENDS), by name
         database = self.running.get("database")
         self.secret = database.password if database else None  # left out of every recorded command
         self.venv_bin = str(Path(sys.executable).parent)
         self.left_s = 0.0
-        self.overhead_seen, self.overhead = 0.0, PER_CELL_OVERHEAD_S
+        self.overhead_seen, self.overhead = 0.0, float(PER_CELL_OVERHEAD_S)
         self.profiling = s.profile  # until py-spy cannot attach: said once, then the run goes on without
         self.to_profile: dict[Cell, Cell] = {}  # each cell to profile, by itself -> its first run that needs it
 
@@ -99,12 +117,20 @@ class Run:
         env = {k: v for k, v in os.environ.items() if k not in APP_SETTINGS and k != "GUNICORN_CMD_ARGS"}
         log = files.CellFiles(cell_dir).log(what)
         process = stack.enter_context(started(command, log, {**env, **settings}, self.lock, cpus))
-        self.wait_until_ready(process, log, Path(settings["STATS_DIR"]) if "STATS_DIR" in settings else None,
-                              cell.workers, server, cell.server if what == "server" else what, port)
+        self.wait_until_ready(
+            process,
+            log,
+            Path(settings["STATS_DIR"]) if "STATS_DIR" in settings else None,
+            cell.workers,
+            server,
+            cell.server if what == "server" else what,
+            port,
+        )
         return process
 
-    def wait_until_ready(self, process, log: Path, stats_dir: Path | None, workers: int, server, what: str,
-                         port: int) -> None:
+    def wait_until_ready(
+        self, process, log: Path, stats_dir: Path | None, workers: int, server, what: str, port: int
+    ) -> None:
         """The app answers, and every worker is up: its counters file, else its start-up line in the log
         (or, when a raised log level hides those lines, 5 s of answers)."""
         url = f"http://{self.s.host}:{port}/openapi.json"
@@ -118,8 +144,10 @@ class Run:
                 if stats_dir:
                     up = len(files.worker_files(stats_dir, "")) >= workers
                 else:
-                    up = (server.ready_workers(log.read_text(errors="replace")) >= workers
-                          or time.monotonic() - answering_since > 5)
+                    up = (
+                        server.ready_workers(log.read_text(errors="replace")) >= workers
+                        or time.monotonic() - answering_since > 5
+                    )
                 if up:
                     return
             time.sleep(0.1)
@@ -150,8 +178,11 @@ class Run:
                     process.wait()
                 self.lock.remove_group(process.pid)
         wall = time.perf_counter() - began
-        affinity = [int(c) for c in cpus.split(",")] if cpus else (
-            sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
+        affinity = (
+            [int(c) for c in cpus.split(",")]
+            if cpus
+            else (sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
+        )
         code = record.write_usage(where.usage(name), command, started_at, wall, status, usage, affinity)
         if code != 0:
             raise Failed(f"{name} failed (exit {code}):\n" + where.load_output(name).read_text(errors="replace"))
@@ -160,21 +191,42 @@ class Run:
         end = time.monotonic() + seconds
         while not done.is_set():
             left = max(0, round(end - time.monotonic()))
-            sys.stdout.write(f"\r\033[K      {name}: {left}s left in this cell, about "
-                             f"{minutes(left + self.left_s)} left in the run")
+            sys.stdout.write(
+                f"\r\033[K      {name}: {left}s left in this cell, about {minutes(left + self.left_s)} left in the run"
+            )
             sys.stdout.flush()
             done.wait(1)
         sys.stdout.write("\r\033[K")
         sys.stdout.flush()
 
     def load_command(self, cell: Cell, duration: int) -> list[str]:
-        if cell.open_loop:
-            return [self.tools["httperf"], "--hog", "--server", self.s.host, "--port", str(self.s.port),
-                    "--uri", f"/{cell.endpoint}", "--rate", f"{cell.rate:g}",
-                    "--num-conns", str(int(cell.rate * duration + 0.5)), "--timeout", str(cell.timeout)]
-        return [self.tools["wrk"], f"-t{cell.wrk_threads}", f"-c{cell.connections}", f"-d{duration}s",
-                "--timeout", f"{cell.timeout}s", *(["--latency"] if self.s.latency else []),
-                f"http://{self.s.host}:{self.s.port}/{cell.endpoint}"]
+        if cell.rate is not None:  # the open loop
+            return [
+                self.tools["httperf"],
+                "--hog",
+                "--server",
+                self.s.host,
+                "--port",
+                str(self.s.port),
+                "--uri",
+                f"/{cell.endpoint}",
+                "--rate",
+                f"{cell.rate:g}",
+                "--num-conns",
+                str(int(cell.rate * duration + 0.5)),
+                "--timeout",
+                str(cell.timeout),
+            ]
+        return [
+            self.tools["wrk"],
+            f"-t{cell.wrk_threads}",
+            f"-c{cell.connections}",
+            f"-d{duration}s",
+            "--timeout",
+            f"{cell.timeout}s",
+            *(["--latency"] if self.s.latency else []),
+            f"http://{self.s.host}:{self.s.port}/{cell.endpoint}",
+        ]
 
     # ------------------------------------------------------------ profiles (PROFILE=1)
 
@@ -182,9 +234,23 @@ class Run:
         """One py-spy on the server's main process and, through --subprocesses, on each of its workers,
         sampling over the measured window into profile.svg (each process a tower of its own, by function)."""
         svg = files.CellFiles(cell_dir).profile()
-        command = [f"{self.venv_bin}/py-spy", "record", "--nonblocking", "--subprocesses", "--function",
-                   "--rate", str(PROFILE_RATE_HZ), "--duration", str(seconds), "--format", "flamegraph",
-                   "--output", str(svg), "--pid", str(server_pid)]
+        command = [
+            f"{self.venv_bin}/py-spy",
+            "record",
+            "--nonblocking",
+            "--subprocesses",
+            "--function",
+            "--rate",
+            str(PROFILE_RATE_HZ),
+            "--duration",
+            str(seconds),
+            "--format",
+            "flamegraph",
+            "--output",
+            str(svg),
+            "--pid",
+            str(server_pid),
+        ]
         return stack.enter_context(started(command, svg.with_suffix(".log"), dict(os.environ), self.lock))
 
     def profile_written(self, profiler: subprocess.Popen, svg: Path) -> None:
@@ -197,10 +263,14 @@ class Run:
         if svg.exists():
             log.unlink()
         elif self.profiling:
-            why = next((line for line in reversed(log.read_text(errors="replace").splitlines()) if line.strip()),
-                       "no output")
-            print(f"PROFILE=1: py-spy could not profile the server ({why}); it needs root or "
-                  "ptrace rights on Linux, sudo on macOS: going on without profiles", file=sys.stderr)
+            why = next(
+                (line for line in reversed(log.read_text(errors="replace").splitlines()) if line.strip()), "no output"
+            )
+            print(
+                f"PROFILE=1: py-spy could not profile the server ({why}); it needs root or "
+                "ptrace rights on Linux, sudo on macOS: going on without profiles",
+                file=sys.stderr,
+            )
             self.profiling = False
 
     # ------------------------------------------------------------ one cell
@@ -215,8 +285,10 @@ class Run:
         if not profiling:
             cells_tsv.append(self.run_dir / files.CELLS_TSV, cell)
         load = f"c={cell.connections}" if not cell.open_loop else f"rate={cell.rate:g}/s"
-        self.out.note(f"[{'profile' if profiling else f'{index}/{total}'}] {cell.describe()}  /{cell.endpoint}  {load}  sleep={cell.sleep:g}s  "
-                      f"{cell.duration}s")
+        self.out.note(
+            f"[{'profile' if profiling else f'{index}/{total}'}] {cell.describe()}  /{cell.endpoint}  {load}  "
+            f"sleep={cell.sleep:g}s  {cell.duration}s"
+        )
         stats = where.stats("server") if cell.stats else None
         with ExitStack() as stack:
             # Last, once every server has stopped: the requests for snapshots are no one's raw data.
@@ -230,15 +302,17 @@ class Run:
             database = self.running.get("database") if "database" in roles else None
             if stats:
                 stats.mkdir()
-            roles["server"] = self.serve(stack, "server", cell, self.s.port, self.app_env(cell, stats, handed),
-                                         cell_dir).pid
+            roles["server"] = self.serve(
+                stack, "server", cell, self.s.port, self.app_env(cell, stats, handed), cell_dir
+            ).pid
             if cell.warmup:  # unmeasured: connect storm and first-request costs stay out of the cell
                 self.load(cell_dir, "warmup", self.load_command(cell, cell.warmup), cell.warmup)
                 time.sleep(cell.sleep + 1)  # the warm-up's last requests finish before the measured window
             record.snapshot(cell_dir, files.START, cell.workers, cell.stats, roles, database)
             profiler = self.profile(stack, cell_dir, roles["server"], cell.duration) if profiling else None
-            self.load(cell_dir, "httperf" if cell.open_loop else "wrk", self.load_command(cell, cell.duration),
-                      cell.duration)
+            self.load(
+                cell_dir, "httperf" if cell.open_loop else "wrk", self.load_command(cell, cell.duration), cell.duration
+            )
             record.snapshot(cell_dir, files.STOP, cell.workers, cell.stats, roles, database)
             if profiler:
                 self.profile_written(profiler, where.profile())

@@ -1,5 +1,7 @@
+import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,10 +18,8 @@ sys.path.insert(0, str(ROOT))
 VENV_BIN = Path(sys.executable).parent
 
 from core.cell import Cell  # noqa: E402 (after the path)
-from core.servers import SERVERS, Where  # noqa: E402
-
-
 from core.knobs import KNOBS  # noqa: E402 (the knobs: a value left in the caller's shell must not leak in)
+from core.servers import SERVERS, Where  # noqa: E402
 from runner.run import APP_SETTINGS  # noqa: E402
 
 
@@ -68,21 +68,27 @@ def server_pids(port: int) -> list[int]:
     (uvicorn's, granian's) do not carry the port on their command line: their parent does.
     """
     marks = {f"127.0.0.1:{port}", f"--port {port}", f"--port={port}"}
-    binaries = {Path(server.command(Cell(), Where("bin", "app", "127.0.0.1", port))[0]).name
-                for server in SERVERS.values()}
+    binaries = {
+        Path(server.command(Cell(), Where("bin", "app", "127.0.0.1", port))[0]).name for server in SERVERS.values()
+    }
     masters = set()
     for process in psutil.process_iter(["pid", "cmdline", "status"]):
         try:
             line = " ".join(process.info["cmdline"] or [])
-            if process.info["status"] != psutil.STATUS_ZOMBIE and any(m in line for m in marks) and any(
-                    b in line for b in binaries):
+            if (
+                process.info["status"] != psutil.STATUS_ZOMBIE
+                and any(m in line for m in marks)
+                and any(b in line for b in binaries)
+            ):
                 masters.add(process.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     pids = set(masters)
     for pid in masters:
         try:
-            pids.update(c.pid for c in psutil.Process(pid).children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE)
+            pids.update(
+                c.pid for c in psutil.Process(pid).children(recursive=True) if c.status() != psutil.STATUS_ZOMBIE
+            )
         except psutil.NoSuchProcess:
             continue
     return sorted(pids)
@@ -113,8 +119,12 @@ def benchmark_env(port: int, results: Path, **knobs) -> dict:
 
 def run_benchmark(port: int, results: Path, *args: str, timeout: float = 600, **knobs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(ROOT / "benchmark.sh"), *args], env=benchmark_env(port, results, **knobs),
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        [str(ROOT / "benchmark.sh"), *args],
+        env=benchmark_env(port, results, **knobs),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -131,14 +141,31 @@ def summary_groups(run_dir: Path) -> list[dict]:
 class Server:
     """A real gunicorn serving app.py on 127.0.0.1, for tests of the app itself."""
 
-    def __init__(self, port: int, workers: int = 1, threads: int = 1,
-                 worker_class: str = "uvicorn_worker.UvicornWorker", **env):
+    def __init__(
+        self, port: int, workers: int = 1, threads: int = 1, worker_class: str = "uvicorn_worker.UvicornWorker", **env
+    ):
         self.url = f"http://127.0.0.1:{port}"
         self.log = ""
         self.process = subprocess.Popen(
-            [str(VENV_BIN / "gunicorn"), "app:app", "--chdir", str(ROOT), "--no-control-socket",
-             "-b", f"127.0.0.1:{port}", "-w", str(workers), "--threads", str(threads), "-k", worker_class],
-            env=app_environment(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                str(VENV_BIN / "gunicorn"),
+                "app:app",
+                "--chdir",
+                str(ROOT),
+                "--no-control-socket",
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                str(workers),
+                "--threads",
+                str(threads),
+                "-k",
+                worker_class,
+            ],
+            env=app_environment(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
 
     def wait_ready(self, timeout: float = 30) -> None:
@@ -178,3 +205,73 @@ def serve(port):
     yield start
     for server in servers:
         server.stop()
+
+
+# ---------------------------------------------------------------- shared by the end-to-end tests
+
+# 0.4 s waves in a 3 s run: 7 end inside it (at 2.8 s) and the 8th at 3.2 s, well after wrk stops.
+TINY = dict(SLEEP_SECONDS=0.4, DURATION="3s", TIMEOUT="2s", WRK_THREADS=2)
+
+
+def assert_as_predicted(groups: list[dict]) -> None:
+    """Every group the model predicts is as predicted, and the model predicts every group with a sleep
+    (only a cell with no sleep, where the CPU alone limits, goes without a prediction)."""
+    assert groups
+    for group in groups:
+        predicted = group["predicted_requests" if group["rate"] is None else "predicted_replies"]
+        assert (predicted is None) == (group["sleep_s"] == 0), group
+        if predicted is not None:
+            assert group["as_predicted"] == group["runs"], group
+
+
+def clone(tmp_path):
+    """This working tree (results aside) as a fresh, clean repository, to run or edit freely."""
+    repo = tmp_path / "repo"
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in listed:
+        if not name.startswith("results/") and (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    git = ["git", "-C", str(repo), "-c", "user.name=test", "-c", "user.email=test@localhost"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "snapshot"]):
+        subprocess.run(git + command, check=True)
+    return repo
+
+
+def start_in_background(port, results, script=ROOT / "benchmark.sh", *args, **knobs):
+    return subprocess.Popen(
+        [str(script), *args],
+        env=benchmark_env(port, results, **knobs),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def wait_for_load(port, results, process, timeout=60):
+    """Until the first cell's load generator is running against a live server."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        if (
+            server_pids(port)
+            and results.exists()
+            and list(results.glob("*/01-*/*.usage.json")) == []
+            and list(results.glob("*/01-*/server.start.json"))
+        ):
+            return
+        time.sleep(0.05)
+    raise AssertionError("benchmark.sh never reached the load generator")
+
+
+def tree_digest(path):
+    digest = hashlib.sha256()
+    for file in sorted(path.rglob("*")):
+        digest.update(str(file.relative_to(path)).encode())
+        if file.is_file():
+            digest.update(file.read_bytes())
+    return digest.hexdigest()

@@ -27,18 +27,34 @@ def test_endpoint_answers_after_sleeping(serve, endpoint):
 
 
 def test_default_sleep_is_the_original_ten_seconds():
-    out = subprocess.run([sys.executable, "-c", "import app; print(app.SLEEP_SECONDS)"],
-                         cwd=ROOT, env=app_environment(), capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import app; print(app.SLEEP_SECONDS)"],
+        cwd=ROOT,
+        env=app_environment(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "10.0"
 
 
-@pytest.mark.parametrize("name, value", [
-    ("SLEEP_SECONDS", "ten"), ("SLEEP_SECONDS", "-1"), ("SLEEP_SECONDS", "nan"), ("SLEEP_SECONDS", "inf"),
-    ("THREAD_LIMIT", "0"), ("THREAD_LIMIT", "4.5"), ("HTTP_POOL", "0"), ("HTTP_POOL_TIMEOUT", "-1"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("SLEEP_SECONDS", "ten"),
+        ("SLEEP_SECONDS", "-1"),
+        ("SLEEP_SECONDS", "nan"),
+        ("SLEEP_SECONDS", "inf"),
+        ("THREAD_LIMIT", "0"),
+        ("THREAD_LIMIT", "4.5"),
+        ("HTTP_POOL", "0"),
+        ("HTTP_POOL_TIMEOUT", "-1"),
+    ],
+)
 def test_invalid_setting_refuses_to_start_with_a_clear_message(name, value):
-    out = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env={**os.environ, name: value},
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import app"], cwd=ROOT, env={**os.environ, name: value}, capture_output=True, text=True
+    )
     assert out.returncode != 0
     kind, minimum = ("float", 0) if name in ("SLEEP_SECONDS", "HTTP_POOL_TIMEOUT") else ("int", 1)
     assert out.stderr.strip().splitlines()[-1] == f"app.py: {name} must be a {kind} >= {minimum}, got {value!r}"
@@ -55,7 +71,9 @@ def test_without_stats_dir_the_handlers_are_untouched():
         "import app, json; routes = {r.path: r.endpoint.__name__ for r in app.app.routes if hasattr(r, 'endpoint')};"
         "print(json.dumps([app.stats is None, routes, len(app.app.user_middleware)]))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=app_environment(), capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=app_environment(), capture_output=True, text=True, check=True
+    )
     no_stats, routes, middleware = json.loads(out.stdout)
     assert no_stats and middleware == 0
     assert routes["/sync"] == "sync_sleep" and routes["/async"] == "async_sleep"

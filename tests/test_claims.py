@@ -6,14 +6,26 @@ import json
 import re
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 from conftest import ROOT
 from report import findings, readme
-from report.findings import (Claim, Finding, concurrency, db, openloop, overhead, seed, servers, threads, upstream,
-                             worker_killed, workers)
+from report.findings import (
+    Claim,
+    Finding,
+    concurrency,
+    db,
+    openloop,
+    overhead,
+    seed,
+    servers,
+    threads,
+    upstream,
+    worker_killed,
+    workers,
+)
 from report.runs import reference_runs
 
 RESULTS = ROOT / "results"
@@ -37,10 +49,20 @@ def evaluate(results: Path, finding: Finding) -> Claim:
 def scale_wrk_requests(cell: Path, factor: float) -> None:
     """wrk's request count and its requests per second, both times FACTOR."""
     wrk = cell / "wrk.txt"
-    text = re.sub(r"^(\s+)(\d+) requests in", lambda m: f"{m.group(1)}{int(int(m.group(2)) * factor)} requests in",
-                  wrk.read_text(), flags=re.M)
-    wrk.write_text(re.sub(r"^Requests/sec:(\s+)([0-9.]+)", lambda m: f"Requests/sec:{m.group(1)}{float(m.group(2)) * factor:.2f}",
-                          text, flags=re.M))
+    text = re.sub(
+        r"^(\s+)(\d+) requests in",
+        lambda m: f"{m.group(1)}{int(int(m.group(2)) * factor)} requests in",
+        wrk.read_text(),
+        flags=re.M,
+    )
+    wrk.write_text(
+        re.sub(
+            r"^Requests/sec:(\s+)([0-9.]+)",
+            lambda m: f"Requests/sec:{m.group(1)}{float(m.group(2)) * factor:.2f}",
+            text,
+            flags=re.M,
+        )
+    )
 
 
 def rate_of(cell: Path) -> float:
@@ -83,6 +105,7 @@ def flip(finding):
     def register(alter):
         FLIPS[finding] = alter
         return alter
+
     return register
 
 
@@ -112,8 +135,10 @@ def _(runs):  # THREAD_LIMIT 400 answered no more than 100 did
 
 @flip(seed.SPREAD_CAPS_DEF)
 def _(runs):  # in one run every worker had one more inside the handler than its connections or threads allow
-    edit_stats(every(runs["seed"], "*-4w1t-sync-*")[0],
-               lambda data, i: data["endpoints"]["sync"].update(peak=data["endpoints"]["sync"]["peak"] + 1))
+    edit_stats(
+        every(runs["seed"], "*-4w1t-sync-*")[0],
+        lambda data, i: data["endpoints"]["sync"].update(peak=data["endpoints"]["sync"]["peak"] + 1),
+    )
 
 
 @flip(concurrency.ASYNC_WINS)
@@ -130,8 +155,9 @@ def _(runs):  # at 4000 connections 4 workers answered less than one
 
 @flip(concurrency.WORKERS_FOR_DEF)
 def _(runs):  # a worker ran 41 at once: more than its 40 threads
-    edit_stats(every(runs["concurrency"], "*-4w1t-sync-c1000-r*")[0],
-               lambda data, i: data["endpoints"]["sync"].update(peak=41))
+    edit_stats(
+        every(runs["concurrency"], "*-4w1t-sync-c1000-r*")[0], lambda data, i: data["endpoints"]["sync"].update(peak=41)
+    )
 
 
 @flip(concurrency.BLOCKING_ASYNC)
@@ -159,8 +185,10 @@ def _(runs):  # the `asgi` worker answered three times as many at 4000 connectio
 
 @flip(servers.REUSE_PORT)
 def _(runs):  # with --reuse-port one worker took 70 of 100 connections
-    edit_stats(every(runs["servers"], "*-sync-c100-gunicorn-reuse-port*")[0],
-               lambda data, i: data.update(connections=[70, 10, 10, 10][i], connections_answered=10))
+    edit_stats(
+        every(runs["servers"], "*-sync-c100-gunicorn-reuse-port*")[0],
+        lambda data, i: data.update(connections=[70, 10, 10, 10][i], connections_answered=10),
+    )
 
 
 @flip(servers.WHICH_SERVER)
@@ -197,9 +225,11 @@ def _(runs):  # HTTP_POOL=400 answered no more than the default pool
 
 @flip(upstream.UPSTREAM_AGREES)
 def _(runs):  # the upstream answered 1000 calls the front never made
-    edit_stats(every(runs["upstream"], "*-1w1t-async-http-c100-*")[0],
-               lambda data, i: data["endpoints"]["async"].update(completed=data["endpoints"]["async"]["completed"] + 1000),
-               "upstream-stats")
+    edit_stats(
+        every(runs["upstream"], "*-1w1t-async-http-c100-*")[0],
+        lambda data, i: data["endpoints"]["async"].update(completed=data["endpoints"]["async"]["completed"] + 1000),
+        "upstream-stats",
+    )
 
 
 @flip(openloop.OPEN_LOOP)
@@ -215,16 +245,20 @@ def _(runs):  # timeouts below capacity although the workers took the connection
     below = sorted({rate_of(c) for c in every(runs["openloop"], "*-4w1t-sync-rate*")})[1]  # 90% of capacity
     for cell in every(runs["openloop"], "*-4w1t-sync-rate*"):
         if rate_of(cell) == below:
+
             def even(data: dict, index: int, cell=cell) -> None:  # the stop count, so the start's stays
                 start = json.loads((cell / "stats" / f"worker-{data['pid']}.start.json").read_text())
                 data["connections"] = start["connections"] + 720
+
             edit_stats(cell, even)
 
 
 @flip(db.DB_DEF_POOL)
 def _(runs):  # a worker held one connection more than the pool
-    edit_stats(every(runs["db"], "*-1w1t-sync-db-c100-r*")[0],
-               lambda data, i: data["pools"]["sync"].update(peak_checked_out=16))
+    edit_stats(
+        every(runs["db"], "*-1w1t-sync-db-c100-r*")[0],
+        lambda data, i: data["pools"]["sync"].update(peak_checked_out=16),
+    )
 
 
 @flip(db.DB_ASYNC_POOL)
@@ -235,20 +269,26 @@ def _(runs):  # `async def` answered more than the pool allows
 
 @flip(db.DB_POOL_TIMEOUT)
 def _(runs):  # the app counted no pool timeout
-    edit_stats(every(runs["db"], "*-1w1t-async-db-c100-dbtimeout*")[0],
-               lambda data, i: data["endpoints"]["async-db"].update(pool_timeouts=0))
+    edit_stats(
+        every(runs["db"], "*-1w1t-async-db-c100-dbtimeout*")[0],
+        lambda data, i: data["endpoints"]["async-db"].update(pool_timeouts=0),
+    )
 
 
 @flip(db.DB_MAX_CONNECTIONS)
 def _(runs):  # nothing was refused
-    edit_stats(every(runs["db"], "*-8w1t-async-db-c400-r*")[0],
-               lambda data, i: data["endpoints"]["async-db"].update(db_refused=0))
+    edit_stats(
+        every(runs["db"], "*-8w1t-async-db-c400-r*")[0],
+        lambda data, i: data["endpoints"]["async-db"].update(db_refused=0),
+    )
 
 
 @flip(db.DB_BLOCKING)
 def _(runs):  # two requests ran at once in a worker
-    edit_stats(every(runs["db"], "*-4w1t-async-db-blocking-c100-r*")[0],
-               lambda data, i: data["endpoints"]["async-db-blocking"].update(peak=2))
+    edit_stats(
+        every(runs["db"], "*-4w1t-async-db-blocking-c100-r*")[0],
+        lambda data, i: data["endpoints"]["async-db-blocking"].update(peak=2),
+    )
 
 
 @flip(db.DB_YIELD_DEPENDENCY)

@@ -9,13 +9,19 @@ import sys
 from conftest import ROOT, benchmark_env, run_benchmark
 
 # 0.45 s waves in 2 s: 4 end inside the run, the 5th at 2.25 s, after wrk stops (no edge wave).
-TINY = dict(CONFIGS="1x1", ENDPOINTS="sync", CONNECTIONS=200, SLEEP_SECONDS=0.45, DURATION="2s", TIMEOUT="2s",
-            WRK_THREADS=2)
+TINY = dict(
+    CONFIGS="1x1", ENDPOINTS="sync", CONNECTIONS=200, SLEEP_SECONDS=0.45, DURATION="2s", TIMEOUT="2s", WRK_THREADS=2
+)
 
 
 def compare(*args: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "report", "compare", *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "report", "compare", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def test_a_knob_that_changes_the_result_is_beyond_the_spread_and_the_same_config_is_not(port, tmp_path):
@@ -30,12 +36,15 @@ def test_a_knob_that_changes_the_result_is_beyond_the_spread_and_the_same_config
     assert "knobs that differ: THREAD_LIMIT: 'default' -> '100'" in beyond.stdout
     assert "paired across: thread_limit" in beyond.stdout
     (row,) = [line for line in beyond.stdout.splitlines() if "/sync" in line]
-    assert re.search(r"^1w x 1t /sync c=200: answered 1[56]\d -> (39\d|40\d) \(\+2\d\d\), beyond ±\d+ \(model's band\)$",
-                     row), row
+    assert re.search(
+        r"^1w x 1t /sync c=200: answered 1[56]\d -> (39\d|40\d) \(\+2\d\d\), beyond ±\d+ \(model's band\)$", row
+    ), row
     assert "1 of 1 paired cells differ beyond the spread" in beyond.stdout
     assert all(len(line) <= 100 for line in beyond.stdout.splitlines())
     assert "| 1w x 1t | /sync | c=200 |" in (tmp_path / "compare.md").read_text()
-    assert re.search(r"^    latency [0-9.]+ \w+ / [0-9.]+ \w+ \([+-][0-9.]+ \w+\), errors 0 / 0 \(\+0\)$", beyond.stdout, re.M)
+    assert re.search(
+        r"^    latency [0-9.]+ \w+ / [0-9.]+ \w+ \([+-][0-9.]+ \w+\), errors 0 / 0 \(\+0\)$", beyond.stdout, re.M
+    )
     within = compare(runs["plain"], runs["again"])
     assert within.returncode == 0, within.stdout + within.stderr
     assert "0 of 1 paired cells differ beyond the spread" in within.stdout and " within " in within.stdout
@@ -73,8 +82,14 @@ def test_the_readmes_worked_example_runs_as_written(port, tmp_path):
     results = tmp_path / "results"
     env = benchmark_env(port, results)
     for command in commands:  # in a directory of its own, where results/ is the test's
-        out = subprocess.run(["bash", "-c", command.replace("./benchmark.sh", str(ROOT / "benchmark.sh"))],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            ["bash", "-c", command.replace("./benchmark.sh", str(ROOT / "benchmark.sh"))],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         expected = (0, 1) if "--compare" in command else (0,)
         assert out.returncode in expected, (command, out.stdout, out.stderr)
     assert "1w x 1t" in out.stdout and "/async" in out.stdout and "c=1000" in out.stdout

@@ -30,9 +30,12 @@ def sources(package: str) -> list[Path]:
 
 @pytest.mark.parametrize("package", LAYERS)
 def test_a_layer_imports_only_the_layers_below_it(package):
-    above = set(LAYERS[LAYERS.index(package) + 1:])
-    wrong = {f"{path.relative_to(ROOT)} imports {name}" for path in sources(package)
-             for name in imported_packages(path) & above}
+    above = set(LAYERS[LAYERS.index(package) + 1 :])
+    wrong = {
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sources(package)
+        for name in imported_packages(path) & above
+    }
     assert not wrong
 
 
@@ -42,9 +45,11 @@ def test_the_layer_check_sees_a_wrong_import(tmp_path):
     assert imported_packages(module) == {"os", "runner", "report"}
 
 
-@pytest.mark.parametrize("path", [p for layer in LAYERS for p in sources(layer)] + [ROOT / "app.py",
-                                                                                     ROOT / "counters.py"],
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path",
+    [p for layer in LAYERS for p in sources(layer)] + [ROOT / "app.py", ROOT / "counters.py"],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_no_source_file_is_over_400_lines(path):
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f"{path.relative_to(ROOT)}: {lines} lines"
@@ -56,13 +61,20 @@ def test_counters_names_its_files_as_core_does():
     counters = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(counters)
     assert (counters.WORKER_FILE, counters.WORKER_SNAPSHOT_FILE, counters.SNAPSHOT_REQUEST) == (
-        files.WORKER_FILE, files.WORKER_SNAPSHOT_FILE, files.SNAPSHOT_REQUEST)
+        files.WORKER_FILE,
+        files.WORKER_SNAPSHOT_FILE,
+        files.SNAPSHOT_REQUEST,
+    )
 
 
 def test_results_holds_only_the_runs_the_pages_link_and_no_snapshot_request():
     results = ROOT / "results"
-    linked = {part.split("/")[0] for page in results.glob("*.md")
-              for part in page.read_text().split("](")[1:] if part.startswith("2")}
+    linked = {
+        part.split("/")[0]
+        for page in results.glob("*.md")
+        for part in page.read_text().split("](")[1:]
+        if part.startswith("2")
+    }
     runs = {path.name for path in results.iterdir() if path.is_dir()}
     assert runs == linked
     assert not list(results.rglob(files.SNAPSHOT_REQUEST.format(name="*")))

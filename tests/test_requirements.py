@@ -20,8 +20,12 @@ SYSTEMS = {
     "macos-arm64": (["macosx_14_0_arm64"], ["requirements.txt", "requirements-dev.txt"]),
     "macos-x86_64": (["macosx_13_0_x86_64"], ["requirements.txt", "requirements-dev.txt"]),
 }
-OFFLINE = ("Could not fetch URL", "Failed to establish a new connection", "Network is unreachable",
-           "Temporary failure in name resolution")
+OFFLINE = (
+    "Could not fetch URL",
+    "Failed to establish a new connection",
+    "Network is unreachable",
+    "Temporary failure in name resolution",
+)
 
 
 def pinned(files: list[str]) -> set[str]:
@@ -38,9 +42,25 @@ def pinned(files: list[str]) -> set[str]:
 def test_pinned_requirements_install_on(tmp_path, python, system):
     platforms, files = SYSTEMS[system]
     report = tmp_path / "report.json"
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
-               "--target", str(tmp_path / "target"), "--python-version", python, "--only-binary=:all:",
-               "--no-deps", "--require-hashes", "--report", str(report), "--disable-pip-version-check"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--dry-run",
+        "--ignore-installed",
+        "--target",
+        str(tmp_path / "target"),
+        "--python-version",
+        python,
+        "--only-binary=:all:",
+        "--no-deps",
+        "--require-hashes",
+        "--report",
+        str(report),
+        "--disable-pip-version-check",
+    ]
     for platform in platforms:
         command += ["--platform", platform]
     for name in files:
@@ -49,5 +69,7 @@ def test_pinned_requirements_install_on(tmp_path, python, system):
     if out.returncode and any(sign in out.stderr for sign in OFFLINE):
         pytest.skip(f"PyPI unreachable: {out.stderr.strip().splitlines()[-1]}")
     assert out.returncode == 0, out.stderr
-    installed = {item["metadata"]["name"].lower().replace("_", "-") for item in json.loads(report.read_text())["install"]}
+    installed = {
+        item["metadata"]["name"].lower().replace("_", "-") for item in json.loads(report.read_text())["install"]
+    }
     assert installed == pinned(files)

@@ -13,14 +13,13 @@ import psutil
 import pytest
 
 from conftest import ROOT
-from core import model
 from core import cell as cells_tsv
-from core import sets
+from core import model, sets
 from core.cell import Cell
 from core.endpoints import ENDPOINTS
 from core.knobs import BadInput
-from runner.process import Lock, LockBusy
 from core.servers import SERVERS, Where
+from runner.process import Lock, LockBusy
 
 WHERE = Where("/venv/bin", "/app", "127.0.0.1", 8123)
 
@@ -35,9 +34,11 @@ def cells_of(name: str, **environ) -> list[Cell]:
 def test_seed_is_the_original_experiment():
     cells = cells_of("seed")
     assert [(c.workers, c.threads, c.endpoint) for c in cells] == [
-        (w, t, e) for w, t in [(1, 1), (1, 4), (4, 1), (4, 4)] for e in ["sync", "async"]]
+        (w, t, e) for w, t in [(1, 1), (1, 4), (4, 1), (4, 4)] for e in ["sync", "async"]
+    ]
     assert {(c.server, c.sleep, c.connections, c.duration, c.timeout, c.wrk_threads) for c in cells} == {
-        ("gunicorn", 10.0, 100, 60, 30, 4)}
+        ("gunicorn", 10.0, 100, 60, 30, 4)
+    }
 
 
 def test_quick_divides_sleep_duration_and_timeout_but_not_the_openloop_sleep():
@@ -58,8 +59,10 @@ def test_workers_set_adds_the_server_bound_cells_for_both_worker_classes():
     for worker_class in ("uvicorn_worker.UvicornWorker", "asgi"):
         mine = [c for c in cells if c.worker_class == worker_class]
         assert [(c.workers, c.endpoint, c.connections, c.sleep) for c in mine] == [
-            (w, e, c, s) for w in (1, 4)
-            for e, c, s in [("sync", 100, 1.0), ("async", 100, 1.0), ("async", 4000, 1.0), ("async", 64, 0.0)]]
+            (w, e, c, s)
+            for w in (1, 4)
+            for e, c, s in [("sync", 100, 1.0), ("async", 100, 1.0), ("async", 4000, 1.0), ("async", 64, 0.0)]
+        ]
     warmed = {(c.connections, c.sleep): c.warmup for c in cells}
     assert warmed == {(100, 1.0): 0, (4000, 1.0): 2, (64, 0.0): 2}  # only the CPU-bound cells warm up
 
@@ -113,12 +116,15 @@ def test_reuse_port_given_by_hand_is_labelled_and_modelled_as_reuse_port():
     assert cell.label() == "4w x 1t --reuse-port +--reuse-port --backlog 64"
 
 
-@pytest.mark.parametrize("environ, message", [
-    (dict(CONFIGS="2x"), "CONFIGS entries look like 4x1 (workers x threads), got '2x'"),
-    (dict(SERVER="hypercorn"), f"unknown server 'hypercorn' ({' '.join(SERVERS)})"),
-    (dict(RATES="1."), "RATES are fractions of capacity > 0, got '1.'"),
-    (dict(UPSTREAM_PORT="8000"), "UPSTREAM_PORT must be below 65536 and differ from PORT, got '8000'"),
-])
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        (dict(CONFIGS="2x"), "CONFIGS entries look like 4x1 (workers x threads), got '2x'"),
+        (dict(SERVER="hypercorn"), f"unknown server 'hypercorn' ({' '.join(SERVERS)})"),
+        (dict(RATES="1."), "RATES are fractions of capacity > 0, got '1.'"),
+        (dict(UPSTREAM_PORT="8000"), "UPSTREAM_PORT must be below 65536 and differ from PORT, got '8000'"),
+    ],
+)
 def test_bad_knobs_are_refused_with_their_message(environ, message):
     with pytest.raises(BadInput, match=re.escape(message)):
         sets.settings("seed", environ)
@@ -139,12 +145,6 @@ def test_each_server_command_line_serves_the_app_dir_on_the_port_with_its_worker
     assert ("--reuse-port" in command) == (name == "gunicorn-reuse-port")
 
 
-def test_gunicorn_gets_workers_threads_and_worker_class():
-    command = SERVERS["gunicorn"].command(Cell(workers=4, threads=2, worker_class="asgi"), WHERE)
-    assert command[1:] == ["app:app", "--chdir", "/app", "--no-control-socket", "-b", "127.0.0.1:8123",
-                           "-w", "4", "--threads", "2", "-k", "asgi"]
-
-
 def test_only_granian_limits_requests_by_itself():
     assert {name for name, s in SERVERS.items() if s.own_limit(4)} == {"granian"}
     assert model.worker_limit("async", 4, server="granian").name == SERVERS["granian"].own_limit(4)[1]
@@ -152,10 +152,16 @@ def test_only_granian_limits_requests_by_itself():
 
 def test_a_server_name_lives_in_at_most_two_source_files():
     """Adding a server is one entry in core/servers.py (plus its pin); the README may name it."""
-    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard"],
-                            capture_output=True, text=True, check=True).stdout.split()
-    files = [name for name in listed if (ROOT / name).is_file() and not name.startswith(("tests/", "results/"))
-             and not name.startswith("requirements")]
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    files = [
+        name
+        for name in listed
+        if (ROOT / name).is_file()
+        and not name.startswith(("tests/", "results/"))
+        and not name.startswith("requirements")
+    ]
     naming = [name for name in files if "granian" in (ROOT / name).read_text(errors="replace")]
     assert len(naming) <= 2, naming
 
@@ -163,13 +169,16 @@ def test_a_server_name_lives_in_at_most_two_source_files():
 # ---------------------------------------------------------------- names, cells.tsv, the plan
 
 
-@pytest.mark.parametrize("fields, name", [
-    (dict(), "07-1w1t-sync-c100"),
-    (dict(workers=4, endpoint="async", thread_limit=100, http_pool=4), "07-4w1t-async-c100-limit100-pool4"),
-    (dict(server="granian", worker_class="-", sleep=0.0), "07-1w1t-sync-c100-granian-sleep0"),
-    (dict(worker_class="asgi", round=2), "07-1w1t-sync-c100-asgi-r2"),
-    (dict(connections=None, rate=36.0), "07-1w1t-sync-rate36"),
-])
+@pytest.mark.parametrize(
+    "fields, name",
+    [
+        (dict(), "07-1w1t-sync-c100"),
+        (dict(workers=4, endpoint="async", thread_limit=100, http_pool=4), "07-4w1t-async-c100-limit100-pool4"),
+        (dict(server="granian", worker_class="-", sleep=0.0), "07-1w1t-sync-c100-granian-sleep0"),
+        (dict(worker_class="asgi", round=2), "07-1w1t-sync-c100-asgi-r2"),
+        (dict(connections=None, rate=36.0), "07-1w1t-sync-rate36"),
+    ],
+)
 def test_cell_directory_names(fields, name):
     cell = Cell(sleep=fields.pop("sleep", 1.0), **fields)
     assert cell.directory_name(7, 2, set_sleep=1.0, numbered_rounds=cell.round > 1) == name
@@ -181,8 +190,10 @@ def test_cell_numbers_have_as_many_digits_as_the_count_needs():
 
 def test_cells_tsv_round_trip_and_an_older_file_reads_with_defaults(tmp_path):
     path = tmp_path / "cells.tsv"
-    written = [Cell(name="01-x", thread_limit=2, rate=None, server_args="--backlog 64"),
-               Cell(name="02-y", connections=None, rate=36.0, pin=True, stats=False, pool_timeout=1.5, sleep=0.4)]
+    written = [
+        Cell(name="01-x", thread_limit=2, rate=None, server_args="--backlog 64"),
+        Cell(name="02-y", connections=None, rate=36.0, pin=True, stats=False, pool_timeout=1.5, sleep=0.4),
+    ]
     cells_tsv.write_header(path)
     for cell in written:
         cells_tsv.append(path, cell)
@@ -195,8 +206,11 @@ def test_the_plan_counts_duration_warmup_and_start_stop_time_for_every_run():
     s = sets.settings("workers", {})
     cells = sets.cells(s)
     seconds = sum(c.duration + c.warmup + sets.PER_CELL_OVERHEAD_S for c in cells) * s.repeat
-    assert re.fullmatch(rf"set workers: {len(cells)} cells x 1 run\(s\), wrk -t4 -d10s --timeout 10s; "
-                        rf"about {re.escape(sets.minutes(seconds))} \(ends ~\d\d:\d\d\)", sets.plan_line(s, cells))
+    assert re.fullmatch(
+        rf"set workers: {len(cells)} cells x 1 run\(s\), wrk -t4 -d10s --timeout 10s; "
+        rf"about {re.escape(sets.minutes(seconds))} \(ends ~\d\d:\d\d\)",
+        sets.plan_line(s, cells),
+    )
 
 
 def test_the_plan_names_the_knobs_that_differ_from_the_sets_defaults():
@@ -245,7 +259,9 @@ def test_the_lock_refuses_while_its_runner_lives_and_records_each_group(tmp_path
     try:
         time.sleep(0.2)
         os.symlink(f"{holder.pid} 20000101T000000Z-seed", tmp_path / "lock")
-        with pytest.raises(LockBusy, match=f"another benchmark is running \\(pid {holder.pid}: 20000101T000000Z-seed\\)"):
+        with pytest.raises(
+            LockBusy, match=f"another benchmark is running \\(pid {holder.pid}: 20000101T000000Z-seed\\)"
+        ):
             Lock(tmp_path / "lock", "now").take()
     finally:
         holder.kill()
@@ -265,15 +281,27 @@ def test_the_lock_refuses_while_its_runner_lives_and_records_each_group(tmp_path
 def test_db_set_runs_each_pool_limit_once_beside_the_grid():
     s = sets.settings("db", {})
     cells = sets.cells(s)
-    grid = [c for c in cells if (c.workers in (1, 4) and c.db_pool_size is None and c.db_pool_timeout is None
-                                 and c.connections in (10, 40, 100, 400))]
+    grid = [
+        c
+        for c in cells
+        if (
+            c.workers in (1, 4)
+            and c.db_pool_size is None
+            and c.db_pool_timeout is None
+            and c.connections in (10, 40, 100, 400)
+        )
+    ]
     assert {(c.workers, c.endpoint, c.connections) for c in grid} == {
-        (w, e, n) for w in (1, 4) for e in ("sync-db", "async-db", "async-db-blocking") for n in (10, 40, 100, 400)}
+        (w, e, n) for w in (1, 4) for e in ("sync-db", "async-db", "async-db-blocking") for n in (10, 40, 100, 400)
+    }
     extra = [c for c in cells if c not in grid]
     assert [(c.workers, c.endpoint, c.connections, c.label()) for c in extra] == [
-        (1, "sync-db", 100, "1w x 1t dbpool 40+0"), (8, "async-db", 400, "8w x 1t"),
-        (1, "sync-db", 100, "1w x 1t dbtimeout 1.5"), (1, "async-db", 100, "1w x 1t dbtimeout 1.5"),
-        (1, "sync-db", 1000, "1w x 1t")]
+        (1, "sync-db", 100, "1w x 1t dbpool 40+0"),
+        (8, "async-db", 400, "8w x 1t"),
+        (1, "sync-db", 100, "1w x 1t dbtimeout 1.5"),
+        (1, "async-db", 100, "1w x 1t dbtimeout 1.5"),
+        (1, "sync-db", 1000, "1w x 1t"),
+    ]
     quick = sets.cells(sets.settings("db", {}, scale="10"))
     assert {c.db_pool_timeout for c in quick} == {None, 0.15}  # scaled with the sleep
 
@@ -288,13 +316,16 @@ def test_db_knobs_reach_every_cell_and_are_checked():
         sets.settings("db", {"DB_PORT": "8001"})
 
 
-@pytest.mark.parametrize("endpoint, workers, connections, pool, expected, bound", [
-    ("sync-db", 1, 100, 15, 15, "database pool: 15/worker"),  # 40 threads, 15 connections
-    ("sync-db", 1, 100, 40, 40, "thread limiter: 40/worker"),  # the pool raised: the threads again
-    ("async-db", 1, 100, 15, 15, "database pool: 15/worker"),
-    ("async-db-blocking", 4, 100, 15, 4, "blocked event loop: 1/worker"),
-    ("async-db", 4, 40, 15, 40, "client: 40 connections"),
-])
+@pytest.mark.parametrize(
+    "endpoint, workers, connections, pool, expected, bound",
+    [
+        ("sync-db", 1, 100, 15, 15, "database pool: 15/worker"),  # 40 threads, 15 connections
+        ("sync-db", 1, 100, 40, 40, "thread limiter: 40/worker"),  # the pool raised: the threads again
+        ("async-db", 1, 100, 15, 15, "database pool: 15/worker"),
+        ("async-db-blocking", 4, 100, 15, 4, "blocked event loop: 1/worker"),
+        ("async-db", 4, 40, 15, 40, "client: 40 connections"),
+    ],
+)
 def test_the_model_holds_database_endpoints_to_the_pool(endpoint, workers, connections, pool, expected, bound):
     p = model.predict(endpoint, workers, connections, sleep=1, duration=10, db_pool=pool, db_available=97)
     assert (p.concurrency, p.bound_by, p.requests, p.errors) == (expected, bound, 9 * expected, 0)
@@ -334,8 +365,9 @@ def test_a_finished_reference_run_is_committed_by_itself(tmp_path):
     (run_dir / "01-cell").mkdir(parents=True)
     (run_dir / "01-cell" / "wrk.txt").write_text("raw\n")
     commit_results(run_dir, "Reference run seed", repo=tmp_path)
-    shown = subprocess.run([*git, "show", "--name-only", "--format=%s", "HEAD"], capture_output=True, text=True,
-                           check=True).stdout.split()
+    shown = subprocess.run(
+        [*git, "show", "--name-only", "--format=%s", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert shown[:3] == ["Reference", "run", "seed"]
     assert shown[3:] == ["results/20261127T000000Z-seed-reference/01-cell/wrk.txt"]  # nothing else
 
@@ -349,11 +381,19 @@ def test_an_interrupted_reference_waits_for_its_run_to_stop_its_servers(tmp_path
         "    time.sleep(1); pathlib.Path(sys.argv[1]).write_text('cleaned'); sys.exit(130)\n"
         "signal.signal(signal.SIGTERM, stop)\n"
         "pathlib.Path(sys.argv[1] + '.up').touch()\n"
-        "time.sleep(60)\n")
-    parent = subprocess.Popen([sys.executable, "-c",
-                               "import subprocess, sys; sys.path.insert(0, sys.argv[1]); from runner.reference import "
-                               "wait_passing_signals_on as w; sys.exit(w(subprocess.Popen([sys.executable] + sys.argv[2:])))",
-                               str(ROOT), str(child), str(tmp_path / "done")])
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys; sys.path.insert(0, sys.argv[1]); from runner.reference import "
+            "wait_passing_signals_on as w; sys.exit(w(subprocess.Popen([sys.executable] + sys.argv[2:])))",
+            str(ROOT),
+            str(child),
+            str(tmp_path / "done"),
+        ]
+    )
     deadline = time.monotonic() + 10
     while not (tmp_path / "done.up").exists() and time.monotonic() < deadline:
         time.sleep(0.05)

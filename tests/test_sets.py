@@ -7,7 +7,6 @@ import re
 import pytest
 
 from conftest import only_run_dir, run_benchmark, summary_groups
-
 from core.sets import SETS
 
 
@@ -20,8 +19,9 @@ def listed_cells(out) -> list[list[str]]:
 def test_every_set_is_valid_at_full_and_quick_scale(port, results, name, quick):
     out = run_benchmark(port, results, "--set", name, "--list", *quick)
     assert out.returncode == 0, out.stderr
-    assert re.match(rf"set {name}: \d+ cells x \d run\(s\), .*; about \d+ ?(s|min) \(ends ~\d\d:\d\d\)$",
-                    out.stdout.splitlines()[0])
+    assert re.match(
+        rf"set {name}: \d+ cells x \d run\(s\), .*; about \d+ ?(s|min) \(ends ~\d\d:\d\d\)$", out.stdout.splitlines()[0]
+    )
     cells = listed_cells(out)
     assert cells and all(len(cell) == 10 for cell in cells)
     assert not results.exists()
@@ -32,7 +32,8 @@ def test_seed_full_run_has_exactly_the_original_parameters(port, results):
     assert "wrk -t4 -d60s --timeout 30s" in out.stdout.splitlines()[0]
     cells = listed_cells(out)
     assert [(c[2], c[3], c[7]) for c in cells] == [
-        (w, t, e) for w, t in [("1", "1"), ("1", "4"), ("4", "1"), ("4", "4")] for e in ["sync", "async"]]
+        (w, t, e) for w, t in [("1", "1"), ("1", "4"), ("4", "1"), ("4", "4")] for e in ["sync", "async"]
+    ]
     assert {(c[0], c[1], c[6], c[8]) for c in cells} == {("gunicorn", "uvicorn_worker.UvicornWorker", "10", "100")}
 
 
@@ -53,12 +54,24 @@ def test_reference_lists_every_set_with_three_runs_and_its_time(port, results):
 
 
 def test_concurrency_set_sweeps_connections_and_plots_them(port, results):
-    out = run_benchmark(port, results, "--set", "concurrency", SLEEP_SECONDS=0.4, DURATION="2s", TIMEOUT="2s",
-                        CONNECTIONS="4 8", CONFIGS="1x1", WRK_THREADS=2, THREAD_LIMIT=4)
+    out = run_benchmark(
+        port,
+        results,
+        "--set",
+        "concurrency",
+        SLEEP_SECONDS=0.4,
+        DURATION="2s",
+        TIMEOUT="2s",
+        CONNECTIONS="4 8",
+        CONFIGS="1x1",
+        WRK_THREADS=2,
+        THREAD_LIMIT=4,
+    )
     assert out.returncode == 0, out.stderr
     groups = summary_groups(only_run_dir(results))
     assert [(g["endpoint"], g["connections"]) for g in groups] == [
-        (e, c) for e in ["sync", "async", "async-blocking"] for c in [4, 8]]
+        (e, c) for e in ["sync", "async", "async-blocking"] for c in [4, 8]
+    ]
     by = {(g["endpoint"], g["connections"]): g for g in groups}
     assert by[("sync", 8)]["predicted_requests"] == 4 * 4  # the 4-thread limit, not the 8 connections
     assert by[("async", 8)]["predicted_requests"] == 8 * 4
@@ -68,23 +81,51 @@ def test_concurrency_set_sweeps_connections_and_plots_them(port, results):
 
 
 def test_threads_set_compares_thread_limits_with_gunicorn_threads(port, results):
-    out = run_benchmark(port, results, "--set", "threads", SLEEP_SECONDS=0.4, DURATION="2s", TIMEOUT="2s",
-                        CONNECTIONS=8, WRK_THREADS=2, THREAD_LIMIT=2)
+    out = run_benchmark(
+        port,
+        results,
+        "--set",
+        "threads",
+        SLEEP_SECONDS=0.4,
+        DURATION="2s",
+        TIMEOUT="2s",
+        CONNECTIONS=8,
+        WRK_THREADS=2,
+        THREAD_LIMIT=2,
+    )
     assert out.returncode == 0, out.stderr
     groups = summary_groups(only_run_dir(results))
-    assert [g["config"] for g in groups] == ["1w x 1t limit 2", "1w x 1t limit 100", "1w x 1t limit 400", "1w x 4t limit 2"]
+    assert [g["config"] for g in groups] == [
+        "1w x 1t limit 2",
+        "1w x 1t limit 100",
+        "1w x 1t limit 400",
+        "1w x 4t limit 2",
+    ]
     peaks = [g["peak_in_handler_max"] for g in groups]
     assert peaks == [2, 8, 8, 2]  # --threads 4 leaves the limiter at 2
 
 
 def test_workers_set_compares_both_worker_classes_where_the_server_is_the_limit(port, results):
-    out = run_benchmark(port, results, "--set", "workers", SLEEP_SECONDS=0.4, DURATION="2s", TIMEOUT="2s",
-                        CONNECTIONS=4, CONFIGS="1x2", ENDPOINTS="async", WRK_THREADS=2, WARMUP=0)
+    out = run_benchmark(
+        port,
+        results,
+        "--set",
+        "workers",
+        SLEEP_SECONDS=0.4,
+        DURATION="2s",
+        TIMEOUT="2s",
+        CONNECTIONS=4,
+        CONFIGS="1x2",
+        ENDPOINTS="async",
+        WRK_THREADS=2,
+        WARMUP=0,
+    )
     assert out.returncode == 0, out.stderr
     run_dir = only_run_dir(results)
     cells = json.loads((run_dir / "summary.json").read_text())["cells"]
     assert [(c["worker_class"], c["connections"], c["sleep_s"]) for c in cells] == [
-        (k, c, s) for k in ("uvicorn_worker.UvicornWorker", "asgi") for c, s in ((4, 0.4), (4000, 0.4), (64, 0))]
+        (k, c, s) for k in ("uvicorn_worker.UvicornWorker", "asgi") for c, s in ((4, 0.4), (4000, 0.4), (64, 0))
+    ]
     log = (run_dir / "04-1w2t-async-c4-asgi" / "server.log").read_text()
     assert "ASGI worker does not use threads configuration" in log
     assert all(c["requests"] >= 12 for c in cells)

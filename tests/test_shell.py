@@ -16,8 +16,15 @@ SCRIPTS = [ROOT / "benchmark.sh", ROOT / "tests" / "run.sh", ROOT / ".ci" / "run
 
 
 def test_every_shell_script_is_listed_here():
-    found = {p for p in ROOT.rglob("*") if p.is_file() and ".venv" not in p.parts and ".git" not in p.parts
-             and "results" not in p.parts and (p.suffix == ".sh" or p.read_bytes()[:20].startswith(b"#!/usr/bin/env bash"))}
+    found = {
+        p
+        for p in ROOT.rglob("*")
+        if p.is_file()
+        and ".venv" not in p.parts
+        and ".git" not in p.parts
+        and "results" not in p.parts
+        and (p.suffix == ".sh" or p.read_bytes()[:20].startswith(b"#!/usr/bin/env bash"))
+    }
     assert found == set(SCRIPTS)
 
 
@@ -78,10 +85,25 @@ def test_no_bash4_only_construct(script):
 
 
 SAMPLES = [
-    "shopt -s inherit_errexit", "declare -A seen", "local -n ref=$1", "mapfile -t lines < f", "readarray x",
-    'echo "${name,,}"', 'echo "${name^^}"', "wait -n", "coproc worker { :; }", "make |& tee log",
-    "echo hi &>> log", 'echo "${x@Q}"', "echo $EPOCHSECONDS", 'echo "${arr[-1]}"', "[[ -v HOME ]]",
-    "declare -g x=1", "read -r -t 0.5 line", "exec {fd}>file", "shopt -s globstar",
+    "shopt -s inherit_errexit",
+    "declare -A seen",
+    "local -n ref=$1",
+    "mapfile -t lines < f",
+    "readarray x",
+    'echo "${name,,}"',
+    'echo "${name^^}"',
+    "wait -n",
+    "coproc worker { :; }",
+    "make |& tee log",
+    "echo hi &>> log",
+    'echo "${x@Q}"',
+    "echo $EPOCHSECONDS",
+    'echo "${arr[-1]}"',
+    "[[ -v HOME ]]",
+    "declare -g x=1",
+    "read -r -t 0.5 line",
+    "exec {fd}>file",
+    "shopt -s globstar",
     'items=()\nprintf "%s" "${items[@]}"',
 ]
 
@@ -92,8 +114,10 @@ def test_the_static_check_fails_on_each_construct(sample):
 
 
 def test_the_static_check_passes_what_bash_32_has():
-    fine = 'items=()\nprintf "%s" ${items[@]+"${items[@]}"}\n# shopt -s inherit_errexit is only mentioned\nx+=1\n' \
-           '[[ $a =~ ^([0-9]+)$ ]] && echo "${BASH_REMATCH[1]}"\nprintf "%q " "$@"\necho "${x/a/b}" "${#x}"\n'
+    fine = (
+        'items=()\nprintf "%s" ${items[@]+"${items[@]}"}\n# shopt -s inherit_errexit is only mentioned\nx+=1\n'
+        '[[ $a =~ ^([0-9]+)$ ]] && echo "${BASH_REMATCH[1]}"\nprintf "%q " "$@"\necho "${x/a/b}" "${#x}"\n'
+    )
     assert bash4_constructs(fine) == []
 
 
@@ -106,8 +130,9 @@ def fake_python(directory: Path, name: str, version: str | None) -> None:
     if version is None:
         path.write_text(f"#!/bin/sh\necho 'pyenv: {name}: command not found' >&2\nexit 127\n")
     else:
-        path.write_text(f"#!/bin/sh\nif [ \"$1\" = -c ]; then echo {version}; exit 0; fi\n"
-                        f"echo \"fake {name} $*\" >&2\nexit 1\n")
+        path.write_text(
+            f"#!/bin/sh\nif [ \"$1\" = -c ]; then echo {version}; exit 0; fi\necho \"fake {name} $*\" >&2\nexit 1\n"
+        )
     path.chmod(0o755)
 
 
@@ -115,37 +140,70 @@ def setup_with(tmp_path: Path, pythons: dict[str, str | None]) -> subprocess.Com
     """benchmark.sh --setup with only these interpreters (and the usual tools) on PATH."""
     tools = tmp_path / "bin"
     tools.mkdir()
-    for tool in ["bash", "env", "dirname", "grep", "cksum", "ls", "ln", "readlink", "rm", "ps", "getconf", "id",
-                 "cat", "awk", "sed", "mkdir", "sleep", "date", "tail", "find", "wc", "kill"]:
+    for tool in [
+        "bash",
+        "env",
+        "dirname",
+        "grep",
+        "cksum",
+        "ls",
+        "ln",
+        "readlink",
+        "rm",
+        "ps",
+        "getconf",
+        "id",
+        "cat",
+        "awk",
+        "sed",
+        "mkdir",
+        "sleep",
+        "date",
+        "tail",
+        "find",
+        "wc",
+        "kill",
+    ]:
         if shutil.which(tool):
             (tools / tool).symlink_to(shutil.which(tool))
     for name, version in pythons.items():
         fake_python(tools, name, version)
     env = {"PATH": str(tools), "HOME": str(tmp_path), "VENV": str(tmp_path / "venv"), "LOCK": str(tmp_path / "lock")}
-    return subprocess.run([str(tools / "bash"), str(ROOT / "benchmark.sh"), "--setup"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(tools / "bash"), str(ROOT / "benchmark.sh"), "--setup"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_picks_the_newest_supported_python_that_runs(tmp_path):
     out = setup_with(tmp_path, {"python3.13": None, "python3.12": "3.12.1", "python3.11": "3.11.7", "python3": "3.9.6"})
-    assert "Using python3.12 (3.12.1), the newest of python3.14, python3.13, python3.12, python3.11, python3 on PATH; " \
-           "python3.13 does not run" in out.stderr
+    assert (
+        "Using python3.12 (3.12.1), the newest of python3.14, python3.13, python3.12, python3.11, python3 on PATH; "
+        "python3.13 does not run" in out.stderr
+    )
     assert "fake python3.12 -m venv --clear" in out.stderr  # and it was the one used
     assert out.returncode == 2
 
 
-@pytest.mark.parametrize("pythons, found", [
-    ({"python3": "3.9.6"}, "; python3 is 3.9.6, too old"),
-    ({"python3": "3.10.13"}, "; python3 is 3.10.13, too old"),
-    ({}, "; none on PATH"),
-])
+@pytest.mark.parametrize(
+    "pythons, found",
+    [
+        ({"python3": "3.9.6"}, "; python3 is 3.9.6, too old"),
+        ({"python3": "3.10.13"}, "; python3 is 3.10.13, too old"),
+        ({}, "; none on PATH"),
+    ],
+)
 def test_refuses_an_old_python_with_the_install_command(tmp_path, pythons, found):
     out = setup_with(tmp_path, pythons)
     assert out.returncode == 2
     assert out.stderr == (
         "benchmark.sh: Python 3.11 or newer is needed (FastAPI and the pinned requirements; macOS's "
         f"/usr/bin/python3 is 3.9){found}; install one: brew install python@3.12 (macOS) or "
-        "apt-get install python3 (Debian/Ubuntu)\n")
+        "apt-get install python3 (Debian/Ubuntu)\n"
+    )
 
 
 def test_never_clears_a_venv_it_did_not_make(tmp_path):
@@ -155,19 +213,26 @@ def test_never_clears_a_venv_it_did_not_make(tmp_path):
     env = {**os.environ, "VENV": str(theirs), "LOCK": str(tmp_path / "lock")}
     out = subprocess.run([str(ROOT / "benchmark.sh"), "--setup"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
-    assert out.stderr == (f"benchmark.sh: VENV={theirs} exists and was not made by benchmark.sh (no .installed in "
-                          "it); point VENV at a new directory\n")
+    assert out.stderr == (
+        f"benchmark.sh: VENV={theirs} exists and was not made by benchmark.sh (no .installed in "
+        "it); point VENV at a new directory\n"
+    )
     assert (theirs / "precious.txt").read_text() == "keep me"
 
 
 def test_no_unguarded_proc_read_in_the_code():
     """/proc is Linux's: each use must check that it exists and have a fallback (macOS has none)."""
-    for path in [ROOT / "app.py", ROOT / "counters.py", ROOT / "benchmark.sh", *sorted((ROOT / "report").glob("*.py")),
-                 *sorted((ROOT / "runner").glob("*.py")),
-                 *sorted((ROOT / "tests").glob("*.py"))]:
+    for path in [
+        ROOT / "app.py",
+        ROOT / "counters.py",
+        ROOT / "benchmark.sh",
+        *sorted((ROOT / "report").glob("*.py")),
+        *sorted((ROOT / "runner").glob("*.py")),
+        *sorted((ROOT / "tests").glob("*.py")),
+    ]:
         if path.name == "test_shell.py":
             continue
         lines = path.read_text().splitlines()
         for number, line in enumerate(lines):
             if re.search(r"[\"']/proc", line):
-                assert any("exists()" in later for later in lines[number:number + 3]), f"{path.name}:{number + 1}"
+                assert any("exists()" in later for later in lines[number : number + 3]), f"{path.name}:{number + 1}"

@@ -5,11 +5,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from core.cell import Cell
-from core.model import DB_POOL, DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS  # noqa: F401 (re-exported)
+from core.endpoints import HTTPX_MAX_CONNECTIONS
+from core.model import DB_POOL, DEFAULT_THREAD_LIMIT
 
 from ..records import CellResult, Group
 from ..tables import format_percent, predicted_text
-from . import Missing
+from .base import Missing
 
 SAME = 0.10  # two figures this close (of the larger) are "the same" where a run-to-run spread is unknown
 
@@ -17,14 +18,19 @@ SAME = 0.10  # two figures this close (of the larger) are "the same" where a run
 # (workers, threads, endpoint). github.com/ajndkr/fastapi-concurrency-tests, README (one run per
 # cell, hardware not stated).
 ORIGINAL = {
-    (1, 1, "sync"): (200, 3.33, "18.04 s", 50), (1, 1, "async"): (500, 8.33, "10.01 s", 0),
-    (1, 4, "sync"): (200, 3.33, "17.80 s", 53), (1, 4, "async"): (500, 8.33, "10.00 s", 0),
-    (4, 1, "sync"): (500, 8.33, "10.00 s", 0), (4, 1, "async"): (500, 8.33, "10.00 s", 0),
-    (4, 4, "sync"): (500, 8.33, "10.01 s", 0), (4, 4, "async"): (500, 8.33, "10.00 s", 0),
+    (1, 1, "sync"): (200, 3.33, "18.04 s", 50),
+    (1, 1, "async"): (500, 8.33, "10.01 s", 0),
+    (1, 4, "sync"): (200, 3.33, "17.80 s", 53),
+    (1, 4, "async"): (500, 8.33, "10.00 s", 0),
+    (4, 1, "sync"): (500, 8.33, "10.00 s", 0),
+    (4, 1, "async"): (500, 8.33, "10.00 s", 0),
+    (4, 4, "sync"): (500, 8.33, "10.01 s", 0),
+    (4, 4, "async"): (500, 8.33, "10.00 s", 0),
 }
 # A cell with no knob set beyond its configuration: what "1w x 1t" names in the tables.
-PLAIN: dict[str, Any] = dict(thread_limit=None, http_pool=None, db_pool_size=None, db_max_overflow=None,
-                             db_pool_timeout=None)
+PLAIN: dict[str, Any] = dict(
+    thread_limit=None, http_pool=None, db_pool_size=None, db_max_overflow=None, db_pool_timeout=None
+)
 
 
 def matches(cell: Cell, where: dict[str, Any]) -> bool:
@@ -62,8 +68,11 @@ def pct(share: float | None) -> str:
 
 def cpu_s_per_request(rows: Iterable[CellResult]) -> float | None:
     """Median over the runs of the server's CPU seconds per answered (2xx) request."""
-    values = [r.measured.server_cpu_s / r.measured.requests_ok for r in rows
-              if r.measured.server_cpu_s is not None and r.measured.requests_ok]
+    values = [
+        r.measured.server_cpu_s / r.measured.requests_ok
+        for r in rows
+        if r.measured.server_cpu_s is not None and r.measured.requests_ok
+    ]
     return statistics.median(values) if values else None
 
 

@@ -7,7 +7,7 @@ from core.bound import Bound
 
 from ..records import Group
 from ..runs import Run, Runs
-from . import Finding, Missing, Sentence
+from .base import Finding, Missing, Sentence
 from .common import DEFAULT_THREAD_LIMIT, SAME, cells_where, find, pct, run_spread
 
 
@@ -41,8 +41,10 @@ def async_wins_check(c: AsyncWins) -> bool:
     def apart_by_no_more_than_their_runs(a: Group, d: Group) -> bool:
         assert a.requests.median is not None and d.requests.median is not None
         return abs(a.requests.median - d.requests.median) <= max(run_spread(a), run_spread(d))
-    return (all(a.requests.above(d.requests) for _, a, d in c.more)
-            and all(apart_by_no_more_than_their_runs(a, d) for _, a, d in c.within))
+
+    return all(a.requests.above(d.requests) for _, a, d in c.more) and all(
+        apart_by_no_more_than_their_runs(a, d) for _, a, d in c.within
+    )
 
 
 def async_wins_sentence(c: AsyncWins) -> Sentence:
@@ -51,13 +53,15 @@ def async_wins_sentence(c: AsyncWins) -> Sentence:
         f"`async def` answers more than `def` exactly where the client sends more than the {DEFAULT_THREAD_LIMIT} "
         "threads hold.",
         f"One worker, {top.cell.sleep:g} s sleep, requests answered by `async def` vs `def` at each connection count "
-        "of the sweep: " + "; ".join(f"{n}: {a.requests.text()} vs {d.requests.text()}" for n, a, d in c.pairs)
+        "of the sweep: "
+        + "; ".join(f"{n}: {a.requests.text()} vs {d.requests.text()}" for n, a, d in c.pairs)
         + f". Above {DEFAULT_THREAD_LIMIT} connections every `async def` run answered more than every `def` run; at "
         f"{DEFAULT_THREAD_LIMIT} and below the two differ by no more than their runs (and the wave ending as wrk "
         f"stops) do. At {top.connections} connections `async def` was bound by {top.bound_by}; `def` by "
         f"{sync.bound_by}, {sync.never_answered.median:g} connections never answered in the run.",
         f"{top.connections} connections: `async def` {top.requests_per_sec.text()} req/s, `def` "
-        f"{sync.requests_per_sec.text(1)}")
+        f"{sync.requests_per_sec.text(1)}",
+    )
 
 
 ASYNC_WINS = Finding("async_wins", ("concurrency",), async_wins_cells, async_wins_check, async_wins_sentence)
@@ -76,14 +80,20 @@ def workers_for_async_cells(runs: Runs) -> WorkersForAsync:
     ones = sorted(cells_where(run.groups, workers=1, endpoint="async"), key=lambda g: g.cell.connections or 0)
     if not ones:
         raise Missing("1-worker /async cells")
-    return WorkersForAsync(run, ones[-1], beside(run.groups, ones[-1], workers=4),
-                           [(g, beside(run.groups, g, workers=4)) for g in ones[:-1]])
+    return WorkersForAsync(
+        run,
+        ones[-1],
+        beside(run.groups, ones[-1], workers=4),
+        [(g, beside(run.groups, g, workers=4)) for g in ones[:-1]],
+    )
 
 
 def workers_for_async_check(c: WorkersForAsync) -> bool:
-    return (c.top.cpu_bound == c.top.runs and c.four.requests_per_sec.above(c.top.requests_per_sec)
-            and all(a.ok and b.ok and all(bound is Bound.CLIENT for bound in a.bounds + b.bounds)
-                    for a, b in c.lower))
+    return (
+        c.top.cpu_bound == c.top.runs
+        and c.four.requests_per_sec.above(c.top.requests_per_sec)
+        and all(a.ok and b.ok and all(bound is Bound.CLIENT for bound in a.bounds + b.bounds) for a, b in c.lower)
+    )
 
 
 def workers_for_async_sentence(c: WorkersForAsync) -> Sentence:
@@ -95,14 +105,17 @@ def workers_for_async_sentence(c: WorkersForAsync) -> Sentence:
         f"{top.requests_per_sec.text()} req/s; 4 workers {four.requests_per_sec.text()}, more in every run "
         f"({four.bound_by}). These req/s are this machine's ({c.run.here()}, shared with wrk); the direction is what "
         f"every run shows. Below that both gave what the client allows, every cell bound by the client as the model "
-        f"predicts: " + ", ".join(f"{a.connections} connections {a.requests.median:g} vs {b.requests.median:g}"
-                                  for a, b in c.lower) + ".",
+        f"predicts: "
+        + ", ".join(f"{a.connections} connections {a.requests.median:g} vs {b.requests.median:g}" for a, b in c.lower)
+        + ".",
         f"{top.connections} connections: 1 worker {top.requests_per_sec.text()} req/s, 4 workers "
-        f"{four.requests_per_sec.text()} ({c.run.environment['cpu_count']} cores here)")
+        f"{four.requests_per_sec.text()} ({c.run.environment['cpu_count']} cores here)",
+    )
 
 
-WORKERS_FOR_ASYNC = Finding("workers_for_async", ("concurrency",), workers_for_async_cells, workers_for_async_check,
-                            workers_for_async_sentence)
+WORKERS_FOR_ASYNC = Finding(
+    "workers_for_async", ("concurrency",), workers_for_async_cells, workers_for_async_check, workers_for_async_sentence
+)
 
 
 @dataclass
@@ -126,10 +139,15 @@ def workers_for_def_check(c: WorkersForDef) -> bool:
     # Where every worker of every run took more connections than its threads, 4 workers must give 4x;
     # where the client sends no more than one worker's threads, the same as one worker.
     peaks = {n: four.peak_in_handler_max or 0 for n, _, four in c.pairs}
-    return (all(one.ok and four.ok for _, one, four in c.pairs) and bool(c.busy) and bool(c.idle)
-            and all(c.ratios[n] >= 4 * (1 - SAME) for n in c.busy) and all(abs(c.ratios[n] - 1) <= SAME for n in c.idle)
-            and all(peak <= DEFAULT_THREAD_LIMIT for peak in peaks.values())
-            and all(peaks[n] == DEFAULT_THREAD_LIMIT for n in c.busy))
+    return (
+        all(one.ok and four.ok for _, one, four in c.pairs)
+        and bool(c.busy)
+        and bool(c.idle)
+        and all(c.ratios[n] >= 4 * (1 - SAME) for n in c.busy)
+        and all(abs(c.ratios[n] - 1) <= SAME for n in c.idle)
+        and all(peak <= DEFAULT_THREAD_LIMIT for peak in peaks.values())
+        and all(peaks[n] == DEFAULT_THREAD_LIMIT for n in c.busy)
+    )
 
 
 def workers_for_def_sentence(c: WorkersForDef) -> Sentence:
@@ -138,18 +156,21 @@ def workers_for_def_sentence(c: WorkersForDef) -> Sentence:
         f"For `def`, each worker adds {DEFAULT_THREAD_LIMIT} thread slots: 4 workers give 4x once every worker "
         f"has more than {DEFAULT_THREAD_LIMIT} connections, and 1x while the client sends no more than "
         f"{DEFAULT_THREAD_LIMIT}.",
-        "4 workers over 1, `/sync`, as the requests each answered: " + ", ".join(
-            f"{n} connections {c.ratios[n]:.2f}x" for n in counts)
+        "4 workers over 1, `/sync`, as the requests each answered: "
+        + ", ".join(f"{n} connections {c.ratios[n]:.2f}x" for n in counts)
         + f". Every worker took more than {DEFAULT_THREAD_LIMIT} connections in every run at "
-        + ", ".join(map(str, c.busy)) + "; in between, the ratio is what the connections each worker took allow "
+        + ", ".join(map(str, c.busy))
+        + "; in between, the ratio is what the connections each worker took allow "
         "(every cell as the model fed with that spread predicts). Per worker, the most inside the handler was "
         + ", ".join(f"{four.peak_in_handler_max} at {n}" for n, _, four in c.pairs)
         + f": never above {DEFAULT_THREAD_LIMIT}, and {DEFAULT_THREAD_LIMIT} wherever every worker was busy.",
-        ", ".join(f"{c.ratios[n]:.1f}x at {n}" for n in counts) + " connections")
+        ", ".join(f"{c.ratios[n]:.1f}x at {n}" for n in counts) + " connections",
+    )
 
 
-WORKERS_FOR_DEF = Finding("workers_for_def", ("concurrency",), workers_for_def_cells, workers_for_def_check,
-                          workers_for_def_sentence)
+WORKERS_FOR_DEF = Finding(
+    "workers_for_def", ("concurrency",), workers_for_def_cells, workers_for_def_check, workers_for_def_sentence
+)
 
 
 @dataclass
@@ -190,8 +211,10 @@ def blocking_async_sentence(c: BlockingAsync) -> Sentence:
         f"{len(c.cells)} cells ({workers} workers; {counts} connections) every run answered fewer than every run of "
         "`/sync` and of `/async` beside it.",
         f"{one.requests_per_sec.median:.2f} req/s per worker at {top.connections} connections, "
-        f"fewer than both in {len(c.fewer)} of {len(c.cells)} cells")
+        f"fewer than both in {len(c.fewer)} of {len(c.cells)} cells",
+    )
 
 
-BLOCKING_ASYNC = Finding("blocking_async", ("concurrency",), blocking_async_cells, blocking_async_check,
-                         blocking_async_sentence)
+BLOCKING_ASYNC = Finding(
+    "blocking_async", ("concurrency",), blocking_async_cells, blocking_async_check, blocking_async_sentence
+)

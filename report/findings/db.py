@@ -9,7 +9,7 @@ from ..judge import CLOSE, within
 from ..read import RunFacts
 from ..records import CellResult, Group
 from ..runs import Run, Runs
-from . import Finding, Missing, Sentence
+from .base import Finding, Missing, Sentence
 from .common import DB_POOL, DEFAULT_THREAD_LIMIT, PLAIN, cells_where, find, predicted, rows_where
 
 ONE: dict[str, Any] = dict(workers=1, threads=1, **PLAIN)  # one worker, the pool as SQLAlchemy sizes it
@@ -37,15 +37,24 @@ class DefPool:
 def db_def_pool_cells(runs: Runs) -> DefPool:
     run = runs["db"]
     held = [g for g in db_cells(run, endpoint="sync-db", **ONE) if (g.connections or 0) > DB_POOL]
-    return DefPool(held, find(run.groups, workers=1, endpoint="sync-db", db_pool_size=DEFAULT_THREAD_LIMIT,
-                              db_max_overflow=0))
+    return DefPool(
+        held, find(run.groups, workers=1, endpoint="sync-db", db_pool_size=DEFAULT_THREAD_LIMIT, db_max_overflow=0)
+    )
 
 
 def db_def_pool_check(c: DefPool) -> bool:
-    return (all(g.ok and all(b is Bound.DB_POOL for b in g.bounds) and g.db_pool_peak_max == DB_POOL
-                and g.peak_in_handler_max == min(g.connections or 0, DEFAULT_THREAD_LIMIT) for g in c.held)
-            and c.raised.ok and all(b is Bound.THREADS for b in c.raised.bounds)
-            and c.raised.db_pool_peak_max == DEFAULT_THREAD_LIMIT)
+    return (
+        all(
+            g.ok
+            and all(b is Bound.DB_POOL for b in g.bounds)
+            and g.db_pool_peak_max == DB_POOL
+            and g.peak_in_handler_max == min(g.connections or 0, DEFAULT_THREAD_LIMIT)
+            for g in c.held
+        )
+        and c.raised.ok
+        and all(b is Bound.THREADS for b in c.raised.bounds)
+        and c.raised.db_pool_peak_max == DEFAULT_THREAD_LIMIT
+    )
 
 
 def db_def_pool_sentence(c: DefPool) -> Sentence:
@@ -54,15 +63,18 @@ def db_def_pool_sentence(c: DefPool) -> Sentence:
         f"`def` is held to SQLAlchemy's pool ({DB_POOL} connections per worker), not to the {DEFAULT_THREAD_LIMIT} "
         "threads.",
         f"One worker, `/sync-db` (`SELECT pg_sleep({held[0].cell.sleep:g})` through a session from a yield "
-        f"dependency): " + "; ".join(
+        f"dependency): "
+        + "; ".join(
             f"{g.connections} connections {g.requests.text()} requests (predicted {predicted(g)}), up to "
             f"{g.peak_in_handler_max} inside the handler and {g.db_pool_peak_max} holding a connection"
-            for g in held)
+            for g in held
+        )
         + f". The other threads wait in the pool. With the pool raised to {DEFAULT_THREAD_LIMIT} + 0 at "
         f"{raised.connections} connections: {raised.requests.text()} (predicted {predicted(raised)}), "
         f"{raised.db_pool_peak_max} connections at once: the threads are the limit again.",
         f"{held[-1].requests.text()} requests, {held[-1].db_pool_peak_max} connections per worker; pool "
-        f"{DEFAULT_THREAD_LIMIT} + 0: {raised.requests.text()}")
+        f"{DEFAULT_THREAD_LIMIT} + 0: {raised.requests.text()}",
+    )
 
 
 DB_DEF_POOL = Finding("db_def_pool", ("db",), db_def_pool_cells, db_def_pool_check, db_def_pool_sentence)
@@ -79,27 +91,36 @@ def db_async_pool_cells(runs: Runs) -> AsyncPool:
     plain = [g for g in db_cells(run, endpoint="async-db", threads=1, **PLAIN) if g.cell.workers in (1, 4)]
     held = [g for g in plain if (g.connections or 0) >= 4 * DB_POOL * g.cell.workers / 2]
     rows = [r for r in rows_where(run.rows, endpoint="async-db", threads=1, **PLAIN) if r.cell.workers in (1, 4)]
-    per_worker = [(n, p) for r in rows for n, p in zip(r.measured.connections_per_worker or [],
-                                                       database(r).pool_peak_per_worker)]
+    per_worker = [
+        (n, p) for r in rows for n, p in zip(r.measured.connections_per_worker or [], database(r).pool_peak_per_worker)
+    ]
     return AsyncPool(held, per_worker)
 
 
 def db_async_pool_check(c: AsyncPool) -> bool:
     # Per worker and run: never more connections than the pool, and the whole pool wherever the worker
     # took a pool's worth of connections and more.
-    return (bool(c.held) and all(g.ok for g in c.held) and all((p or 0) <= DB_POOL for _, p in c.per_worker)
-            and all(p == DB_POOL for n, p in c.per_worker if n > DB_POOL + 5))
+    return (
+        bool(c.held)
+        and all(g.ok for g in c.held)
+        and all((p or 0) <= DB_POOL for _, p in c.per_worker)
+        and all(p == DB_POOL for n, p in c.per_worker if n > DB_POOL + 5)
+    )
 
 
 def db_async_pool_sentence(c: AsyncPool) -> Sentence:
     return Sentence(
         f"`async def` is held to the pool too: {DB_POOL} queries per worker at once, whatever the connections.",
-        "`/async-db` (an `AsyncSession` on asyncpg): " + "; ".join(
+        "`/async-db` (an `AsyncSession` on asyncpg): "
+        + "; ".join(
             f"{g.cell.workers}w at {g.connections} connections {g.requests.text()} (predicted {predicted(g)}, "
-            f"at most {g.db_pool_peak_max} connections per worker)" for g in c.held)
+            f"at most {g.db_pool_peak_max} connections per worker)"
+            for g in c.held
+        )
         + f". In every run of 1 and 4 workers, no worker held more than {DB_POOL} connections, and every worker "
         f"that took more than {DB_POOL + 5} client connections held exactly {DB_POOL}.",
-        ", ".join(f"{g.cell.workers}w at {g.connections}: {g.requests.text()}" for g in c.held))
+        ", ".join(f"{g.cell.workers}w at {g.connections}: {g.requests.text()}" for g in c.held),
+    )
 
 
 DB_ASYNC_POOL = Finding("db_async_pool", ("db",), db_async_pool_cells, db_async_pool_check, db_async_pool_sentence)
@@ -127,10 +148,14 @@ def db_pool_timeout_check(c: PoolTimeout) -> bool:
         return within(r.measured.requests_ok or 0, expected, expected + (r.verdict.expected_edge or 0), CLOSE)
 
     def each_503_a_pool_timeout(r: CellResult) -> bool:
-        side = r.measured.side
-        return bool(side) and side.pool_timeouts == r.measured.non_2xx > 0 and database(r).refused == 0  # type: ignore[union-attr]
-    return (all(answered_as_predicted(r) for r in c.rows) and all(each_503_a_pool_timeout(r) for r in c.rows)
-            and all(p.ok and p.non_2xx.high == 0 for p in c.plain.values()))
+        side, non_2xx = r.measured.side, r.measured.non_2xx or 0
+        return side is not None and side.pool_timeouts == non_2xx > 0 and database(r).refused == 0
+
+    return (
+        all(answered_as_predicted(r) for r in c.rows)
+        and all(each_503_a_pool_timeout(r) for r in c.rows)
+        and all(p.ok and p.non_2xx.high == 0 for p in c.plain.values())
+    )
 
 
 def db_pool_timeout_sentence(c: PoolTimeout) -> Sentence:
@@ -148,11 +173,13 @@ def db_pool_timeout_sentence(c: PoolTimeout) -> Sentence:
         f"{c.plain['async-db'].requests_ok.text()} and {c.plain['sync-db'].requests_ok.text()} answered. The app "
         "counted each 503 as a pool timeout.",
         f"`/async-db` {a.non_2xx.text()} 503 against {a.predicted_errors}, `/sync-db` {d.non_2xx.text()} against "
-        f"{d.predicted_errors} predicted")
+        f"{d.predicted_errors} predicted",
+    )
 
 
-DB_POOL_TIMEOUT = Finding("db_pool_timeout", ("db",), db_pool_timeout_cells, db_pool_timeout_check,
-                          db_pool_timeout_sentence)
+DB_POOL_TIMEOUT = Finding(
+    "db_pool_timeout", ("db",), db_pool_timeout_cells, db_pool_timeout_check, db_pool_timeout_sentence
+)
 
 
 @dataclass
@@ -174,17 +201,26 @@ def db_max_connections_cells(runs: Runs) -> MaxConnections:
     (g,) = over
     available = RunFacts(run.run_dir).database_available
     assert available is not None and g.predicted_requests  # a db run records its PostgreSQL
-    fits = [f for f in cells_where(run.groups, endpoint=g.cell.endpoint, connections=g.cell.connections)
-            if f.cell.workers < g.cell.workers]
-    return MaxConnections(run, g, available, fits,
-                          [(r.measured.requests_ok or 0) / g.predicted_requests for r in g.rows])
+    fits = [
+        f
+        for f in cells_where(run.groups, endpoint=g.cell.endpoint, connections=g.cell.connections)
+        if f.cell.workers < g.cell.workers
+    ]
+    return MaxConnections(
+        run, g, available, fits, [(r.measured.requests_ok or 0) / g.predicted_requests for r in g.rows]
+    )
 
 
 def db_max_connections_check(c: MaxConnections) -> bool:
-    return (bool(c.fits) and all(f.db_refused.high == 0 for f in c.fits)
-            and all(database(r).refused > 0 and c.available - 1 <= (database(r).backends_stop or 0) <= c.available
-                    for r in c.g.rows)
-            and all(0.9 <= x <= 1 + CLOSE for x in c.share))
+    return (
+        bool(c.fits)
+        and all(f.db_refused.high == 0 for f in c.fits)
+        and all(
+            database(r).refused > 0 and c.available - 1 <= (database(r).backends_stop or 0) <= c.available
+            for r in c.g.rows
+        )
+        and all(0.9 <= x <= 1 + CLOSE for x in c.share)
+    )
 
 
 def db_max_connections_sentence(c: MaxConnections) -> Sentence:
@@ -201,13 +237,17 @@ def db_max_connections_sentence(c: MaxConnections) -> Sentence:
         f"{available} connections allow in the run (a likely reason for the rest, not measured here: a slot is also "
         f"held by each attempt PostgreSQL refuses and each connection being opened or closed). With "
         + ", ".join(f"{f.cell.workers} workers" for f in c.fits)
-        + " (" + ", ".join(f"{f.cell.workers * DB_POOL}" for f in c.fits) + " wanted) none was refused.",
+        + " ("
+        + ", ".join(f"{f.cell.workers * DB_POOL}" for f in c.fits)
+        + " wanted) none was refused.",
         f"{g.cell.workers} x {DB_POOL} > {available}: {g.db_refused.text()} refused, "
-        f"{min(share):.0%}-{max(share):.0%} of what {available} connections allow answered")
+        f"{min(share):.0%}-{max(share):.0%} of what {available} connections allow answered",
+    )
 
 
-DB_MAX_CONNECTIONS = Finding("db_max_connections", ("db",), db_max_connections_cells, db_max_connections_check,
-                             db_max_connections_sentence)
+DB_MAX_CONNECTIONS = Finding(
+    "db_max_connections", ("db",), db_max_connections_cells, db_max_connections_check, db_max_connections_sentence
+)
 
 
 def db_blocking_cells(runs: Runs) -> list[Group]:
@@ -222,12 +262,17 @@ def db_blocking_sentence(cells: list[Group]) -> Sentence:
         f"in all {len(cells)} cells one request at a time per worker (one connection checked out), e.g. "
         f"{top.cell.workers} workers at {top.connections} connections {top.requests.text()} requests "
         f"(predicted {predicted(top)}), where `/async-db` gives {DB_POOL} per worker.",
-        f"{top.requests.text()} requests with {top.cell.workers} workers at {top.connections} connections")
+        f"{top.requests.text()} requests with {top.cell.workers} workers at {top.connections} connections",
+    )
 
 
-DB_BLOCKING = Finding("db_blocking", ("db",), db_blocking_cells,
-                      lambda cells: all(g.ok and g.peak_in_handler_max == 1 and g.db_pool_peak_max == 1 for g in cells),
-                      db_blocking_sentence)
+DB_BLOCKING = Finding(
+    "db_blocking",
+    ("db",),
+    db_blocking_cells,
+    lambda cells: all(g.ok and g.peak_in_handler_max == 1 and g.db_pool_peak_max == 1 for g in cells),
+    db_blocking_sentence,
+)
 
 
 @dataclass
@@ -241,13 +286,21 @@ def db_yield_dependency_cells(runs: Runs) -> YieldDependency:
     run = runs["db"]
     cells = db_cells(run, endpoint="sync-db", **ONE)
     g = max(cells, key=lambda c: c.connections or 0)
-    return YieldDependency(g, [c for c in cells if DB_POOL < (c.connections or 0) < (g.connections or 0)],
-                           run.environment["packages"]["fastapi"])
+    return YieldDependency(
+        g,
+        [c for c in cells if DB_POOL < (c.connections or 0) < (g.connections or 0)],
+        run.environment["packages"]["fastapi"],
+    )
 
 
 def db_yield_dependency_check(c: YieldDependency) -> bool:
-    return (c.g.ok and all(b is Bound.DB_POOL for b in c.g.bounds) and c.g.db_pool_peak_max == DB_POOL
-            and bool(c.fewer) and all(f.requests.median == c.g.requests.median for f in c.fewer))
+    return (
+        c.g.ok
+        and all(b is Bound.DB_POOL for b in c.g.bounds)
+        and c.g.db_pool_peak_max == DB_POOL
+        and bool(c.fewer)
+        and all(f.requests.median == c.g.requests.median for f in c.fewer)
+    )
 
 
 def db_yield_dependency_sentence(c: YieldDependency) -> Sentence:
@@ -257,12 +310,15 @@ def db_yield_dependency_sentence(c: YieldDependency) -> Sentence:
         f"A `def` endpoint whose session comes from a sync `yield` dependency, one worker, {g.connections} "
         f"connections against {DEFAULT_THREAD_LIMIT} threads and a pool of {DB_POOL}: {g.requests.text()} requests "
         f"(predicted {predicted(g)}), {g.db_pool_peak_max} connections at most, the same count as at "
-        + ", ".join(str(f.connections) for f in c.fewer) + " connections. Why, from FastAPI's source (not measured "
+        + ", ".join(str(f.connections) for f in c.fewer)
+        + " connections. Why, from FastAPI's source (not measured "
         "here): the dependency's teardown, which closes the session and so returns its connection, runs under a "
         "limiter of its own (`contextmanager_in_threadpool` in `fastapi/concurrency.py`), not on one of the "
         "threads that the requests waiting for a connection hold.",
-        f"{g.requests.text()} requests at {g.connections} connections")
+        f"{g.requests.text()} requests at {g.connections} connections",
+    )
 
 
-DB_YIELD_DEPENDENCY = Finding("db_yield_dependency", ("db",), db_yield_dependency_cells, db_yield_dependency_check,
-                              db_yield_dependency_sentence)
+DB_YIELD_DEPENDENCY = Finding(
+    "db_yield_dependency", ("db",), db_yield_dependency_cells, db_yield_dependency_check, db_yield_dependency_sentence
+)

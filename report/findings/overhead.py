@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..records import Group
 from ..runs import Run, Runs
-from . import Finding, Sentence
+from .base import Finding, Sentence
 from .common import find, rows_where
 
 
@@ -19,17 +19,27 @@ class ThreadHop:
 
 def thread_hop_cells(runs: Runs) -> ThreadHop:
     run = runs["overhead"]
-    cost = {e: [1e6 * (r.measured.server_cpu_s or 0) / r.measured.requests_ok
-                for r in rows_where(run.rows, endpoint=e) if r.measured.requests_ok and r.measured.server_cpu_s is not None]
-            for e in ("sync", "async")}
+    cost = {
+        e: [
+            1e6 * (r.measured.server_cpu_s or 0) / r.measured.requests_ok
+            for r in rows_where(run.rows, endpoint=e)
+            if r.measured.requests_ok and r.measured.server_cpu_s is not None
+        ]
+        for e in ("sync", "async")
+    }
     return ThreadHop(run, find(run.groups, endpoint="sync"), find(run.groups, endpoint="async"), cost)
 
 
 def thread_hop_check(c: ThreadHop) -> bool:
     # The direction in every run, not just the medians: every `def` run slower and dearer than every `async def` one.
     cost = c.cost_us
-    return (len(cost["sync"]) == c.d.runs and len(cost["async"]) == c.a.runs and min(cost["sync"]) > max(cost["async"])
-            and c.a.requests_per_sec.above(c.d.requests_per_sec) and c.d.cpu_bound == c.d.runs)
+    return (
+        len(cost["sync"]) == c.d.runs
+        and len(cost["async"]) == c.a.runs
+        and min(cost["sync"]) > max(cost["async"])
+        and c.a.requests_per_sec.above(c.d.requests_per_sec)
+        and c.d.cpu_bound == c.d.runs
+    )
 
 
 def thread_hop_sentence(c: ThreadHop) -> Sentence:
@@ -41,14 +51,16 @@ def thread_hop_sentence(c: ThreadHop) -> Sentence:
         f"The thread hop has a price at a {d.cell.sleep:g} s sleep: `def` answered fewer and cost more CPU per "
         "request than `async def`, in every run.",
         f"Sleep {d.cell.sleep:g}, {d.cell.workers} worker(s), {d.connections} connections"
-        + (", wrk and the server pinned to cores of their own" if pinned else "") + f", on {run.here()}: `def` "
+        + (", wrk and the server pinned to cores of their own" if pinned else "")
+        + f", on {run.here()}: `def` "
         f"{d.requests_per_sec.text()} req/s, `async def` {a.requests_per_sec.text()}; server CPU per answered "
         f"request {us['sync']} us for `def`, {us['async']} us for `async def` (`def` in every run: "
         f"{first_bound}). Every `def` run was below every `async def` "
         "run and dearer per request: that direction is what the check holds. The magnitudes, and so the ratio, are "
         "this machine's on the day of the run: on another CPU they differ.",
         f"`def` {d.requests_per_sec.text()} vs `async def` {a.requests_per_sec.text()} req/s here "
-        f"({run.environment['cpu_count']} cores)")
+        f"({run.environment['cpu_count']} cores)",
+    )
 
 
 THREAD_HOP = Finding("thread_hop", ("overhead",), thread_hop_cells, thread_hop_check, thread_hop_sentence)

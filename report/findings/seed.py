@@ -8,7 +8,7 @@ from core.model import format_spread
 from ..records import CellResult, Group
 from ..runs import Run, Runs
 from ..tables import format_seconds
-from . import Finding, Missing, Sentence
+from .base import Finding, Missing, Sentence
 from .common import DEFAULT_THREAD_LIMIT, ORIGINAL, PLAIN, find, pct, predicted, rows_where, run_spread
 
 
@@ -20,13 +20,18 @@ class OneAndFour:
 
 def client_bound_cells(runs: Runs) -> OneAndFour:
     seed = runs["seed"].groups
-    return OneAndFour(find(seed, workers=1, threads=1, endpoint="async"),
-                      find(seed, workers=4, threads=4, endpoint="async"))
+    return OneAndFour(
+        find(seed, workers=1, threads=1, endpoint="async"), find(seed, workers=4, threads=4, endpoint="async")
+    )
 
 
 def client_bound_check(c: OneAndFour) -> bool:
-    return (c.one.ok and c.four.ok and c.one.peak_in_handler_max == c.one.connections
-            and all(b is Bound.CLIENT for g in (c.one, c.four) for b in g.bounds))
+    return (
+        c.one.ok
+        and c.four.ok
+        and c.one.peak_in_handler_max == c.one.connections
+        and all(b is Bound.CLIENT for g in (c.one, c.four) for b in g.bounds)
+    )
 
 
 def client_bound_sentence(c: OneAndFour) -> Sentence:
@@ -41,11 +46,13 @@ def client_bound_sentence(c: OneAndFour) -> Sentence:
         f"sleeping at once, every connection the client had, at {pct(one.server_cpu_share)} of the CPU. "
         f"More workers cannot speed up a server that is waiting for its client.",
         f"1 worker and 4 x 4 alike: {one.requests.text()} and {four.requests.text()} requests, predicted "
-        f"{predicted(one)}")
+        f"{predicted(one)}",
+    )
 
 
-CLIENT_BOUND_ASYNC = Finding("client_bound_async", ("seed",), client_bound_cells, client_bound_check,
-                             client_bound_sentence)
+CLIENT_BOUND_ASYNC = Finding(
+    "client_bound_async", ("seed",), client_bound_cells, client_bound_check, client_bound_sentence
+)
 
 
 @dataclass
@@ -60,8 +67,7 @@ def one_worker_def_cells(runs: Runs) -> OneCell:
 
 
 def one_worker_def_check(c: OneCell) -> bool:
-    return (c.g.ok and c.g.peak_in_handler_max == DEFAULT_THREAD_LIMIT
-            and all(b is Bound.THREADS for b in c.g.bounds))
+    return c.g.ok and c.g.peak_in_handler_max == DEFAULT_THREAD_LIMIT and all(b is Bound.THREADS for b in c.g.bounds)
 
 
 def one_worker_def_sentence(c: OneCell) -> Sentence:
@@ -76,11 +82,13 @@ def one_worker_def_sentence(c: OneCell) -> Sentence:
         f"{g.in_flight_at_stop.text()} were in it or waiting for a thread (peak waiting "
         f"{g.peak_waiting_max}). The waiting is why latency averages {format_seconds(g.latency_avg_s.median)} "
         f"and {g.timeouts.median:g} responses (median) took longer than wrk's {c.run.timeout_s:g} s timeout.",
-        f"{g.requests.text()} requests, {g.peak_in_handler_max} at most inside the handler")
+        f"{g.requests.text()} requests, {g.peak_in_handler_max} at most inside the handler",
+    )
 
 
-ONE_WORKER_DEF = Finding("one_worker_def", ("seed",), one_worker_def_cells, one_worker_def_check,
-                         one_worker_def_sentence)
+ONE_WORKER_DEF = Finding(
+    "one_worker_def", ("seed",), one_worker_def_cells, one_worker_def_check, one_worker_def_sentence
+)
 
 
 @dataclass
@@ -94,8 +102,12 @@ class ThreadsFlag:
 def threads_flag_cells(runs: Runs) -> ThreadsFlag:
     seed, threads = runs["seed"].groups, runs["threads"].groups
     one = dict(workers=1, endpoint="sync", **PLAIN)
-    return ThreadsFlag(find(seed, threads=1, **one), find(seed, threads=4, **one), find(threads, threads=1, **one),
-                       find(threads, threads=4, **one))
+    return ThreadsFlag(
+        find(seed, threads=1, **one),
+        find(seed, threads=4, **one),
+        find(threads, threads=1, **one),
+        find(threads, threads=4, **one),
+    )
 
 
 def threads_flag_check(c: ThreadsFlag) -> bool:
@@ -103,8 +115,12 @@ def threads_flag_check(c: ThreadsFlag) -> bool:
     def close(a: Group, b: Group) -> bool:
         assert a.requests.median is not None and b.requests.median is not None
         return abs(a.requests.median - b.requests.median) <= max(run_spread(a), run_spread(b))
-    return (close(c.s1, c.s4) and close(c.t1, c.t4)
-            and c.s1.peak_in_handler_max == c.s4.peak_in_handler_max == c.t4.peak_in_handler_max)
+
+    return (
+        close(c.s1, c.s4)
+        and close(c.t1, c.t4)
+        and c.s1.peak_in_handler_max == c.s4.peak_in_handler_max == c.t4.peak_in_handler_max
+    )
 
 
 def threads_flag_sentence(c: ThreadsFlag) -> Sentence:
@@ -115,11 +131,13 @@ def threads_flag_sentence(c: ThreadsFlag) -> Sentence:
         f"{s4.requests.text()} requests; at {t1.connections} connections {t1.requests_per_sec.median:.1f} vs "
         f"{t4.requests_per_sec.median:.1f} req/s; the peak inside the handler is {s1.peak_in_handler_max} "
         f"without and {t4.peak_in_handler_max} with `--threads 4`.",
-        f"one worker with `--threads 1` or `4`, `/sync`: {s1.requests.text()} vs {s4.requests.text()} requests")
+        f"one worker with `--threads 1` or `4`, `/sync`: {s1.requests.text()} vs {s4.requests.text()} requests",
+    )
 
 
-THREADS_FLAG = Finding("threads_flag", ("seed", "threads"), threads_flag_cells, threads_flag_check,
-                       threads_flag_sentence)
+THREADS_FLAG = Finding(
+    "threads_flag", ("seed", "threads"), threads_flag_cells, threads_flag_check, threads_flag_sentence
+)
 
 
 @dataclass
@@ -136,17 +154,25 @@ def spread_caps_def_cells(runs: Runs) -> SpreadCapsDef:
 
 def spread_caps_def_check(c: SpreadCapsDef) -> bool:
     # Run by run and worker by worker: never more inside the handler than its own threads or its own connections.
-    return all(r.verdict.as_predicted and r.measured.side and len(r.measured.side.connections_per_worker) == r.cell.workers
-               and r.measured.side.peak_in_handler_per_worker
-               == [min(n, DEFAULT_THREAD_LIMIT) for n in r.measured.side.connections_per_worker] for r in c.rows)
+    return all(
+        r.verdict.as_predicted
+        and r.measured.side
+        and len(r.measured.side.connections_per_worker) == r.cell.workers
+        and r.measured.side.peak_in_handler_per_worker
+        == [min(n, DEFAULT_THREAD_LIMIT) for n in r.measured.side.connections_per_worker]
+        for r in c.rows
+    )
 
 
 def spread_caps_def_sentence(c: SpreadCapsDef) -> Sentence:
-    spreads = [(r, r.measured.connections_per_worker or [], r.measured.peak_in_handler_per_worker or [])
-               for r in c.rows]
+    spreads = [
+        (r, r.measured.connections_per_worker or [], r.measured.peak_in_handler_per_worker or []) for r in c.rows
+    ]
     lopsided = [r for r, spread, _ in spreads if max(spread) > DEFAULT_THREAD_LIMIT]
-    listing = "; ".join(f"{format_spread(spread)} -> {r.measured.requests} (peaks {format_spread(peaks)})"
-                        for r, spread, peaks in spreads)
+    listing = "; ".join(
+        f"{format_spread(spread)} -> {r.measured.requests} (peaks {format_spread(peaks)})"
+        for r, spread, peaks in spreads
+    )
     return Sentence(
         f"With 4 workers, each worker runs `def` on its own {DEFAULT_THREAD_LIMIT} threads: what it answers follows "
         "the connections it took.",
@@ -156,8 +182,10 @@ def spread_caps_def_sentence(c: SpreadCapsDef) -> Sentence:
         f"above {DEFAULT_THREAD_LIMIT}. At a {c.rows[0].cell.sleep:g} s sleep the wave that ends as wrk stops can "
         "hide the difference in the count: the peaks show it.",
         f"each worker's peak min(its connections, {DEFAULT_THREAD_LIMIT}) in all {len(c.rows)} runs, "
-        f"{len(lopsided)} with a worker above {DEFAULT_THREAD_LIMIT}")
+        f"{len(lopsided)} with a worker above {DEFAULT_THREAD_LIMIT}",
+    )
 
 
-SPREAD_CAPS_DEF = Finding("spread_caps_def", ("seed",), spread_caps_def_cells, spread_caps_def_check,
-                          spread_caps_def_sentence)
+SPREAD_CAPS_DEF = Finding(
+    "spread_caps_def", ("seed",), spread_caps_def_cells, spread_caps_def_check, spread_caps_def_sentence
+)

@@ -7,9 +7,20 @@ from core.model import format_spread
 from ..judge import CLOSE
 from ..records import CellResult, Group
 from ..runs import Run, Runs
-from . import Finding, Missing, Sentence
-from .common import (DEFAULT_THREAD_LIMIT, HTTPX_MAX_CONNECTIONS, PLAIN, SAME, cells_where, cpu_s_per_request, find,
-                     pct, predicted, rows_where, spread_of)
+from .base import Finding, Missing, Sentence
+from .common import (
+    DEFAULT_THREAD_LIMIT,
+    HTTPX_MAX_CONNECTIONS,
+    PLAIN,
+    SAME,
+    cells_where,
+    cpu_s_per_request,
+    find,
+    pct,
+    predicted,
+    rows_where,
+    spread_of,
+)
 
 QUEUE_COST = 3  # "costs CPU": a queued request at least this many times a request at a just-full pool
 
@@ -30,8 +41,10 @@ class HeldTo:
 def held_to(rows: list[CellResult], limit: int) -> HeldTo:
     """The upstream's peak of calls in flight is what the limit allows each worker of the
     connections it took, summed: exact, run by run, or the limit is not what held them."""
+
     def allowed(r: CellResult) -> int:
         return sum(min(c, limit) for c in spread_of(r))
+
     holds = bool(rows) and all(spread_of(r) and peak_of(r) == allowed(r) for r in rows)
     cells = sorted({(r.cell.workers, r.measured.connections or 0) for r in rows if max(spread_of(r) or [0]) > limit})
     shown = []
@@ -41,8 +54,10 @@ def held_to(rows: list[CellResult], limit: int) -> HeldTo:
         if all(min(spread_of(r)) >= limit for r in same_cell) and len(peaks) == 1:
             shown.append(f"{workers}w at {connections} connections: {peaks.pop()} in every run")
         else:
-            shown.append(f"{workers}w at {connections}: " + ", ".join(
-                f"{format_spread(spread_of(r))} -> {peak_of(r)}" for r in same_cell))
+            shown.append(
+                f"{workers}w at {connections}: "
+                + ", ".join(f"{format_spread(spread_of(r))} -> {peak_of(r)}" for r in same_cell)
+            )
     return HeldTo(rows, limit, holds, shown)
 
 
@@ -56,12 +71,15 @@ def pool_limit_check(c: HeldTo) -> bool:
 
 def pool_limit_sentence(c: HeldTo) -> Sentence:
     return Sentence(
-        f"`async def` with an `httpx.AsyncClient` is held to the client's pool: {HTTPX_MAX_CONNECTIONS} calls per worker.",
+        f"`async def` with an `httpx.AsyncClient` is held to the client's pool: {HTTPX_MAX_CONNECTIONS} calls per "
+        "worker.",
         f"In each of the {len(c.rows)} `/async-http` runs the upstream's own peak of calls in flight equals "
         f"min(connections the worker took, {HTTPX_MAX_CONNECTIONS}) summed over the workers. Where a worker took more: "
-        + "; ".join(c.shown) + ". Requests beyond the pool wait inside the worker for a pooled connection "
+        + "; ".join(c.shown)
+        + ". Requests beyond the pool wait inside the worker for a pooled connection "
         "(see the next finding for what that costs).",
-        f"upstream peak = min(connections, {HTTPX_MAX_CONNECTIONS}) per worker in all {len(c.rows)} runs")
+        f"upstream peak = min(connections, {HTTPX_MAX_CONNECTIONS}) per worker in all {len(c.rows)} runs",
+    )
 
 
 POOL_LIMIT = Finding("pool_limit", ("upstream",), pool_limit_cells, pool_limit_check, pool_limit_sentence)
@@ -77,7 +95,8 @@ def sync_http_sentence(c: HeldTo) -> Sentence:
         f"In each of the {len(c.rows)} `/sync-http` runs the upstream's peak equals min(connections the worker took, "
         f"{DEFAULT_THREAD_LIMIT}) summed over the workers, though the pool would allow {HTTPX_MAX_CONNECTIONS}. Where "
         "a worker took more: " + "; ".join(c.shown) + ".",
-        f"upstream peak = min(connections, {DEFAULT_THREAD_LIMIT}) per worker in all {len(c.rows)} runs")
+        f"upstream peak = min(connections, {DEFAULT_THREAD_LIMIT}) per worker in all {len(c.rows)} runs",
+    )
 
 
 SYNC_HTTP = Finding("sync_http", ("upstream",), sync_http_cells, lambda c: c.holds, sync_http_sentence)
@@ -94,14 +113,17 @@ def pool_raised_cells(runs: Runs) -> PoolRaised:
     raised = next((g for g in cells_where(groups, endpoint="async-http") if g.cell.http_pool is not None), None)
     if raised is None:
         raise Missing("the HTTP_POOL cell")
-    return PoolRaised(find(groups, workers=1, threads=1, endpoint="async-http", connections=raised.cell.connections,
-                           **PLAIN), raised)
+    return PoolRaised(
+        find(groups, workers=1, threads=1, endpoint="async-http", connections=raised.cell.connections, **PLAIN), raised
+    )
 
 
 def pool_raised_check(c: PoolRaised) -> bool:
     assert c.raised.requests_ok.low is not None and c.default.requests_ok.high is not None
-    return (c.raised.upstream_peak.above(c.default.upstream_peak)  # every run, not one run's maximum
-            and c.raised.requests_ok.low > (1 + SAME) * c.default.requests_ok.high)
+    return (
+        c.raised.upstream_peak.above(c.default.upstream_peak)  # every run, not one run's maximum
+        and c.raised.requests_ok.low > (1 + SAME) * c.default.requests_ok.high
+    )
 
 
 def pool_raised_sentence(c: PoolRaised) -> Sentence:
@@ -112,7 +134,8 @@ def pool_raised_sentence(c: PoolRaised) -> Sentence:
         f"{default.requests_ok.text()} answered (upstream peak {default.upstream_peak.text()}), {raised.cell.label()} "
         f"{raised.requests_ok.text()} (peak {raised.upstream_peak.text()}); server CPU "
         f"{pct(default.server_cpu_share)} and {pct(raised.server_cpu_share)} of the machine ({raised.bound_by}).",
-        f"{default.requests_ok.text()} -> {raised.requests_ok.text()} answered")
+        f"{default.requests_ok.text()} -> {raised.requests_ok.text()} answered",
+    )
 
 
 POOL_RAISED = Finding("pool_raised", ("upstream",), pool_raised_cells, pool_raised_check, pool_raised_sentence)
@@ -129,8 +152,11 @@ class PoolQueue:
 
 
 def ms_per_request(rows: list[CellResult]) -> list[float]:
-    return [1000 * (r.measured.server_cpu_s or 0) / r.measured.requests_ok for r in rows
-            if r.measured.server_cpu_s is not None and r.measured.requests_ok]
+    return [
+        1000 * (r.measured.server_cpu_s or 0) / r.measured.requests_ok
+        for r in rows
+        if r.measured.server_cpu_s is not None and r.measured.requests_ok
+    ]
 
 
 def pool_queue_cells(runs: Runs) -> PoolQueue:
@@ -142,22 +168,44 @@ def pool_queue_cells(runs: Runs) -> PoolQueue:
         raise Missing("/async-http at exactly the pool, and above twice the pool per worker")
 
     def plain(g: Group) -> float | None:
-        cost = cpu_s_per_request(rows_where(sweep.rows, workers=g.cell.workers, threads=g.cell.threads,
-                                            endpoint="async", connections=g.cell.connections, **PLAIN))
+        cost = cpu_s_per_request(
+            rows_where(
+                sweep.rows,
+                workers=g.cell.workers,
+                threads=g.cell.threads,
+                endpoint="async",
+                connections=g.cell.connections,
+                **PLAIN,
+            )
+        )
         return None if cost is None else 1000 * cost
-    return PoolQueue(run, full, queued, ms_per_request(full.rows), [ms_per_request(g.rows) for g in queued],
-                     [plain(g) for g in queued])
+
+    return PoolQueue(
+        run,
+        full,
+        queued,
+        ms_per_request(full.rows),
+        [ms_per_request(g.rows) for g in queued],
+        [plain(g) for g in queued],
+    )
 
 
 def pool_queue_check(c: PoolQueue) -> bool:
     # The title: every queued run at least 3x every full-pool run's CPU per answered request. The evidence's
     # "where a 1-worker cell had a CPU as its limit in every run, every run answered fewer than the model":
     # checked on those cells only; the others are the open questions.
-    return (len(c.full_runs) == c.full.runs
-            and all(len(costs) == g.runs and min(costs) >= QUEUE_COST * max(c.full_runs)
-                    for g, costs in zip(c.queued, c.queued_runs))
-            and all((g.requests_ok.high or 0) < (1 - CLOSE) * (g.predicted_requests or 0)
-                    for g in c.queued if g.cell.workers == 1 and g.cpu_bound == g.runs))
+    return (
+        len(c.full_runs) == c.full.runs
+        and all(
+            len(costs) == g.runs and min(costs) >= QUEUE_COST * max(c.full_runs)
+            for g, costs in zip(c.queued, c.queued_runs)
+        )
+        and all(
+            (g.requests_ok.high or 0) < (1 - CLOSE) * (g.predicted_requests or 0)
+            for g in c.queued
+            if g.cell.workers == 1 and g.cpu_bound == g.runs
+        )
+    )
 
 
 def pool_queue_sentence(c: PoolQueue) -> Sentence:
@@ -165,30 +213,37 @@ def pool_queue_sentence(c: PoolQueue) -> Sentence:
 
     def cost(g: Group) -> float:
         return 1000 * (cpu_s_per_request(g.rows) or 0)
+
     return Sentence(
         f"Requests queued on httpx's pool cost the worker CPU: at least {QUEUE_COST}x as much per answered request, "
         "in every run.",
         f"Server CPU per answered `/async-http` request ({full.cell.sleep:g} s upstream calls), on {c.run.here()}: "
         f"{cost(full):.1f} ms with the pool just full (1 worker, {full.connections} connections, "
-        f"{full.requests_ok.text()} answered, " + ("as predicted" if full.ok else full.bound_by)
-        + "). With a queue behind the pool: " + "; ".join(
+        f"{full.requests_ok.text()} answered, "
+        + ("as predicted" if full.ok else full.bound_by)
+        + "). With a queue behind the pool: "
+        + "; ".join(
             f"{g.cell.workers}w at {g.connections} connections {cost(g):.1f} ms"
             + (f" (`/async` without the client: {plain:.2f} ms)" if plain else "")
             + f": {g.requests_ok.text()} answered and {g.non_2xx.text()} 503 where the limits alone give "
             f"{predicted(g)}; server CPU {pct(g.server_cpu_share)} of the machine, "
             f"{pct((g.server_cpu_share or 0) * cpus / min(g.cell.workers, cpus))} of what its workers can use: "
-            f"{g.bound_by}" for g, plain in zip(c.queued, c.plain))
+            f"{g.bound_by}"
+            for g, plain in zip(c.queued, c.plain)
+        )
         + ". Every time a request joins or leaves the pool, httpcore walks the whole queue (see "
         "[how the pool works](#how-the-pool-works)). Where a 1-worker cell had a CPU as its limit in every run (the "
         "summary's CPU verdict), every run answered fewer than the model: the extra CPU is why; where no CPU was "
         "measured saturated (marked unexplained), the shortfall, and the 503s that differ from the model's, are "
         "open questions.",
         f"{cost(full):.1f} ms CPU per answered request at a full pool, {min(cost(g) for g in c.queued):.1f}-"
-        f"{max(cost(g) for g in c.queued):.1f} ms with a queue ({cpus} cores here)")
+        f"{max(cost(g) for g in c.queued):.1f} ms with a queue ({cpus} cores here)",
+    )
 
 
-POOL_QUEUE_COSTS_CPU = Finding("pool_queue_costs_cpu", ("upstream", "concurrency"), pool_queue_cells, pool_queue_check,
-                               pool_queue_sentence)
+POOL_QUEUE_COSTS_CPU = Finding(
+    "pool_queue_costs_cpu", ("upstream", "concurrency"), pool_queue_cells, pool_queue_check, pool_queue_sentence
+)
 
 
 @dataclass
@@ -216,8 +271,14 @@ def upstream_agrees_sentence(c: Agreement) -> Sentence:
         "The upstream's counters and the front server's agree.",
         f"In {c.checked} cells the calls the upstream answered equal the front's answered requests minus its 503s, "
         f"within the requests still in flight when wrk stopped (largest gap beyond that: {c.worst}).",
-        f"{c.checked} cells, largest gap beyond the requests in flight {c.worst}")
+        f"{c.checked} cells, largest gap beyond the requests in flight {c.worst}",
+    )
 
 
-UPSTREAM_AGREES = Finding("upstream_agrees", ("upstream",), upstream_agrees_cells,
-                          lambda c: c.checked > 0 and c.worst <= 0, upstream_agrees_sentence)
+UPSTREAM_AGREES = Finding(
+    "upstream_agrees",
+    ("upstream",),
+    upstream_agrees_cells,
+    lambda c: c.checked > 0 and c.worst <= 0,
+    upstream_agrees_sentence,
+)

@@ -6,7 +6,7 @@ from core.servers import GUNICORN_TIMEOUT_S, flag
 
 from ..records import Group
 from ..runs import Run, Runs
-from . import Finding, Sentence
+from .base import Finding, Sentence
 
 
 @dataclass
@@ -23,8 +23,11 @@ def worker_killed_cells(runs: Runs) -> Killed:
 
 
 def worker_killed_check(c: Killed) -> bool:
-    return (c.g.cell.sleep < float(c.timeout) and bool(c.run.rows)
-            and all(r.measured.worker_timeouts > 0 and r.measured.errors > 0 for r in c.run.rows))  # in every run
+    return (
+        c.g.cell.sleep < float(c.timeout)
+        and bool(c.run.rows)
+        and all(r.measured.worker_timeouts > 0 and r.measured.errors > 0 for r in c.run.rows)
+    )  # in every run
 
 
 def worker_killed_sentence(c: Killed) -> Sentence:
@@ -36,8 +39,10 @@ def worker_killed_sentence(c: Killed) -> Sentence:
         f"{g.worker_timeouts} `WORKER TIMEOUT` over {g.runs} runs and wrk saw up to {g.errors_max} errors; "
         f"no request blocked the loop longer than {g.cell.sleep:g} s of the {c.timeout} s timeout. Why: see "
         f"[the heartbeat](#why-a-blocked-worker-is-killed).",
-        f"{g.worker_timeouts} WORKER TIMEOUT in {g.runs} runs, no block above {g.cell.sleep:g} s of {c.timeout} s")
+        f"{g.worker_timeouts} WORKER TIMEOUT in {g.runs} runs, no block above {g.cell.sleep:g} s of {c.timeout} s",
+    )
 
 
-WORKER_KILLED = Finding("worker_killed", ("worker-killed",), worker_killed_cells, worker_killed_check,
-                        worker_killed_sentence)
+WORKER_KILLED = Finding(
+    "worker_killed", ("worker-killed",), worker_killed_cells, worker_killed_check, worker_killed_sentence
+)

@@ -1,0 +1,181 @@
+"""Settings: every knob of one run, checked: the environment's text over the set's defaults,
+turned into values (a BadInput names the first that is wrong, before anything starts)."""
+
+import os
+import re
+import resource
+import shutil
+import sys
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .cell import Cell
+from .endpoints import ENDPOINTS
+from .knobs import BadInput, flag, number, optional_count, optional_int, optional_number, positive_int, scaled_seconds
+from .servers import SERVERS
+
+PER_CELL_OVERHEAD_S = 2  # start, readiness, snapshots and stop: 1.5-1.7 s measured here; refined as cells run
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of one run, checked. `text` keeps each as given (or defaulted), for run.json."""
+
+    set: str
+    text: dict[str, str]
+    scale: int
+    repeat: int
+    # Every cell's fields as the knobs set them (the sleep and DB_POOL_TIMEOUT divided by SCALE, but
+    # for the openloop set); a set's function changes what its cells vary.
+    base: Cell
+    connections: list[int]
+    configs: list[tuple[int, int]]  # (workers, threads)
+    endpoints: list[str]
+    rates: list[float]
+    warmup: str
+    latency: bool
+    profile: bool
+    host: str
+    port: int
+    upstream_port: int
+    db_port: int
+    server_args: str
+
+    def cell(self, **fields: Any) -> Cell:
+        """A cell with this run's settings, then the fields given."""
+        return replace(self.base, **fields)
+
+    def grid(self, **fields: Any) -> list[Cell]:
+        """CONFIGS x ENDPOINTS x CONNECTIONS."""
+        return [
+            self.cell(workers=w, threads=t, endpoint=e, connections=c, **fields)
+            for w, t in self.configs
+            for e in self.endpoints
+            for c in self.connections
+        ]
+
+
+def read_settings(set_name: str, t: dict[str, str], open_loop: bool) -> Settings:
+    """Every knob's text (T: the environment's over the set's defaults) turned into checked values.
+    OPEN_LOOP: httperf at fixed rates, where SCALE shrinks only the duration (scaled rates would
+    outrun one machine) and the sleep must not be 0 (capacity is threads / sleep)."""
+    scale_n = positive_int("SCALE", t["SCALE"])
+    repeat_n = positive_int("REPEAT", t["REPEAT"])
+    wrk_threads = positive_int("WRK_THREADS", t["WRK_THREADS"])
+    port = positive_int("PORT", t["PORT"])
+    upstream_port = positive_int("UPSTREAM_PORT", t["UPSTREAM_PORT"])
+    if port >= 65536:
+        raise BadInput(f"PORT must be below 65536, got '{t['PORT']}'")
+    if upstream_port >= 65536 or upstream_port == port:
+        raise BadInput(f"UPSTREAM_PORT must be below 65536 and differ from PORT, got '{t['UPSTREAM_PORT']}'")
+    db_port = positive_int("DB_PORT", t["DB_PORT"])
+    if db_port >= 65536 or db_port in (port, upstream_port):
+        raise BadInput(f"DB_PORT must be below 65536 and differ from PORT and UPSTREAM_PORT, got '{t['DB_PORT']}'")
+    if not t["HOST"]:
+        raise BadInput("HOST is empty")
+    sleep_seconds = number("SLEEP_SECONDS", t["SLEEP_SECONDS"])
+    thread_limit = optional_int("THREAD_LIMIT", t["THREAD_LIMIT"])
+    http_pool = optional_int("HTTP_POOL", t["HTTP_POOL"])
+    pool_timeout = optional_number("HTTP_POOL_TIMEOUT", t["HTTP_POOL_TIMEOUT"])
+    db_pool_size = optional_int("DB_POOL_SIZE", t["DB_POOL_SIZE"])
+    db_max_overflow = optional_count("DB_MAX_OVERFLOW", t["DB_MAX_OVERFLOW"])
+    db_pool_timeout = optional_number("DB_POOL_TIMEOUT", t["DB_POOL_TIMEOUT"])
+    stats, latency, pin, profile = (flag(name, t[name]) for name in ("STATS", "LATENCY", "PIN", "PROFILE"))
+    if not (t["WARMUP"] == "auto" or t["WARMUP"].isdigit()):
+        raise BadInput(f"WARMUP must be auto or a whole number of seconds, got '{t['WARMUP']}'")
+    if t["SERVER"] not in SERVERS:
+        raise BadInput(f"unknown server '{t['SERVER']}' ({' '.join(SERVERS)})")
+    if not all(t[name].split() for name in ("CONFIGS", "ENDPOINTS", "CONNECTIONS", "RATES")):
+        raise BadInput("CONFIGS, ENDPOINTS, CONNECTIONS and RATES must not be empty")
+    sleep_scale = 1 if open_loop else scale_n
+    duration = scaled_seconds("DURATION", t["DURATION"], scale_n)
+    timeout = scaled_seconds("TIMEOUT", t["TIMEOUT"], sleep_scale)
+    configs = []
+    for config in t["CONFIGS"].split():
+        workers, _, threads = config.partition("x")
+        if not (workers.isdigit() and threads.isdigit()):
+            raise BadInput(f"CONFIGS entries look like 4x1 (workers x threads), got '{config}'")
+        configs.append(
+            (positive_int(f"workers in '{config}'", workers), positive_int(f"threads in '{config}'", threads))
+        )
+    for endpoint in t["ENDPOINTS"].split():
+        if endpoint not in ENDPOINTS:
+            raise BadInput(f"unknown endpoint '{endpoint}' ({', '.join(ENDPOINTS)})")
+    connections = []
+    for text in t["CONNECTIONS"].split():
+        connections.append(positive_int("CONNECTIONS", text))
+        if connections[-1] < wrk_threads:
+            raise BadInput(f"CONNECTIONS ({text}) must be >= WRK_THREADS ({wrk_threads}), as wrk requires")
+    rates = []
+    for text in t["RATES"].split():
+        if not re.fullmatch(r"[0-9]*\.?[0-9]+", text) or float(text) <= 0:
+            raise BadInput(f"RATES are fractions of capacity > 0, got '{text}'")
+        rates.append(float(text))
+    if open_loop and sleep_seconds <= 0:
+        raise BadInput(f"the {set_name} set needs SLEEP_SECONDS > 0: capacity is threads / sleep")
+    check_open_files(max(connections))
+    base = Cell(
+        server=t["SERVER"],
+        worker_class=t["WORKER_CLASS"],
+        thread_limit=thread_limit,
+        http_pool=http_pool,
+        sleep=float(f"{sleep_seconds / sleep_scale:g}"),
+        wrk_threads=wrk_threads,
+        duration=duration,
+        timeout=timeout,
+        pin=pin and pinning_possible(),
+        pool_timeout=pool_timeout,
+        stats=stats,
+        db_pool_size=db_pool_size,
+        db_max_overflow=db_max_overflow,
+        db_pool_timeout=None if db_pool_timeout is None else float(f"{db_pool_timeout / sleep_scale:g}"),
+    )
+    return Settings(
+        set=set_name,
+        text=t,
+        scale=scale_n,
+        repeat=repeat_n,
+        base=base,
+        connections=connections,
+        configs=configs,
+        endpoints=t["ENDPOINTS"].split(),
+        rates=rates,
+        warmup=t["WARMUP"],
+        latency=latency,
+        profile=profile,
+        host=t["HOST"],
+        port=port,
+        upstream_port=upstream_port,
+        db_port=db_port,
+        server_args=t["GUNICORN_CMD_ARGS"],
+    )
+
+
+def check_open_files(connections: int) -> None:
+    """wrk and the one worker that may take every connection each need a descriptor per connection."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < connections + 64:
+        raise BadInput(
+            f"ulimit -n is {soft}, too low for {connections} connections; "
+            f"raise it first: ulimit -n {connections + 1024}"
+        )
+
+
+def pinning_possible() -> bool:
+    if shutil.which("taskset") is None:
+        print("benchmark.sh: PIN=1 needs taskset (Linux); running unpinned", file=sys.stderr)
+        return False
+    if (os.cpu_count() or 1) < 2:
+        print(
+            f"benchmark.sh: PIN=1 needs 2 cores, this machine has {os.cpu_count()}; running unpinned", file=sys.stderr
+        )
+        return False
+    return True
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds < 90 else f"{(seconds + 30) // 60:.0f} min"
+
+
+def cell_seconds(cell: Cell, overhead: float = PER_CELL_OVERHEAD_S) -> float:
+    return cell.duration + cell.warmup + overhead

@@ -1,0 +1,141 @@
+"""Every server, the upstream and the open loop, end to end: each runs, answers as the model says,
+and leaves nothing behind."""
+
+import json
+import os
+import signal
+
+import pytest
+
+from conftest import (
+    assert_as_predicted,
+    only_run_dir,
+    run_benchmark,
+    server_pids,
+    start_in_background,
+    summary_groups,
+    wait_for_load,
+)
+
+
+def test_servers_set_runs_every_server_and_leaves_nothing(port, results):
+    out = run_benchmark(
+        port,
+        results,
+        "--set",
+        "servers",
+        SLEEP_SECONDS=0.4,
+        DURATION="1s",
+        TIMEOUT="1s",
+        CONFIGS="2x1",
+        WRK_THREADS=2,
+        WARMUP=0,
+        REPEAT=1,
+    )
+    assert out.returncode == 0, out.stderr
+    run_dir = only_run_dir(results)
+    cells = json.loads((run_dir / "summary.json").read_text())["cells"]
+    assert {c["config"] for c in cells} == {
+        "2w x 1t",
+        "2w x 1t --reuse-port",
+        "2w x 1t asgi",
+        "uvicorn 2w",
+        "granian 2w",
+    }
+    for c in cells:
+        assert len(c["connections_per_worker"]) == 2, c["cell"]  # every worker of every server reported
+        assert c["server_cpu_s"] is not None
+        if c["sleep_s"] > 0:  # every connection reached one worker (with no sleep a busy worker may not get to all)
+            assert sum(c["connections_per_worker"]) == c["connections"], c["cell"]
+    assert "--reuse-port" in (run_dir / "05-2w1t-sync-c100-gunicorn-reuse-port" / "server.cmd").read_text()
+    assert "granian --interface asgi" in (run_dir / "17-2w1t-sync-c100-granian" / "server.cmd").read_text()
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "granian", "gunicorn-reuse-port"])
+def test_ctrl_c_stops_every_server(port, results, server):
+    process = start_in_background(
+        port,
+        results,
+        SERVER=server,
+        SLEEP_SECONDS=1,
+        DURATION="20s",
+        TIMEOUT="5s",
+        CONFIGS="2x1",
+        ENDPOINTS="sync",
+        CONNECTIONS=8,
+        WRK_THREADS=2,
+    )
+    wait_for_load(port, results, process)
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=30) == 130
+    assert server_pids(port) == []
+
+
+def test_upstream_set_calls_a_real_upstream_and_stops_it(port, results):
+    out = run_benchmark(
+        port,
+        results,
+        "--set",
+        "upstream",
+        SLEEP_SECONDS=0.4,
+        DURATION="3s",
+        TIMEOUT="2s",
+        CONFIGS="1x1",
+        CONNECTIONS=8,
+        WRK_THREADS=2,
+        THREAD_LIMIT=2,
+        HTTP_POOL=4,
+    )
+    assert out.returncode == 0, out.stderr
+    run_dir = only_run_dir(results)
+    groups = {(g["config"], g["endpoint"]): g for g in summary_groups(run_dir)}
+    # Per worker: 2 threads for /sync-http, a pool of 4 for /async-http, 1 for the blocking call.
+    assert groups[("1w x 1t limit 2 pool 4", "sync-http")]["bound_by"] == "thread limiter: 2/worker"
+    assert groups[("1w x 1t limit 2 pool 4", "async-http")]["bound_by"] == "HTTP client pool: 4/worker"
+    assert groups[("1w x 1t limit 2 pool 4", "async-http-blocking")]["bound_by"] == "blocked event loop: 1/worker"
+    assert groups[("1w x 1t limit 2 pool 400", "async-http")]["bound_by"] == "client: 8 connections"
+    # The upstream's own counter agrees on how many calls were in flight at most.
+    assert [groups[k]["upstream_peak_max"] for k in sorted(groups)] == [4, 1, 2, 8]
+    assert_as_predicted(list(groups.values()))
+    cell = run_dir / "02-1w1t-async-http-c8-limit2-pool4"
+    assert (cell / "upstream.log").exists() and "uvicorn app:app" in (cell / "upstream.cmd").read_text()
+    assert server_pids(port + 1) == []
+
+
+def test_openloop_set_offers_fixed_rates_and_counts_the_timeouts(port, results):
+    # Capacity 2 threads / 0.5 s = 4 req/s; offered 2/s and 8/s for 4 s, 1.5 s timeout.
+    out = run_benchmark(
+        port,
+        results,
+        "--set",
+        "openloop",
+        SLEEP_SECONDS=0.5,
+        DURATION="4s",
+        TIMEOUT="2s",
+        CONFIGS="1x1",
+        ENDPOINTS="sync async",
+        RATES="0.5 2",
+        THREAD_LIMIT=2,
+    )
+    assert out.returncode == 0, out.stderr
+    run_dir = only_run_dir(results)
+    groups = {(g["endpoint"], g["rate"]): g for g in summary_groups(run_dir)}
+    assert set(groups) == {("sync", 2), ("sync", 8), ("async", 2), ("async", 8)}
+    assert groups[("async", 8)]["replies_median"] == groups[("async", 8)]["offered_median"] == 32
+    assert groups[("sync", 8)]["predicted_timeouts"] > 0
+    assert_as_predicted(list(groups.values()))
+    assert (run_dir / "01-1w1t-sync-rate2-limit2" / "httperf.cmd").read_text().startswith("httperf --hog")
+
+
+def test_openloop_refuses_more_open_connections_than_httperf_can_hold(port, results):
+    out = run_benchmark(port, results, "--set", "openloop", TIMEOUT="30s")
+    assert (out.returncode, out.stderr) == (
+        2,
+        "benchmark.sh: rate 36/s x timeout 30s keeps about 1080 connections "
+        "open; httperf's select() allows about 1000: lower RATES or TIMEOUT\n",
+    )
+
+
+def test_missing_httperf_is_named(port, results):
+    out = run_benchmark(port, results, "--set", "openloop", HTTPERF="/nonexistent/httperf")
+    assert (out.returncode, out.stderr) == (2, "benchmark.sh: httperf not found: HTTPERF=/nonexistent/httperf\n")
