@@ -15,6 +15,7 @@ class BadInput(Exception):
 class Knob:
     default: str  # for the seed set; a set may set its own (sets.py)
     help: str
+    port_after: int | None = None  # a backend's port: PORT plus this, unless set (runner/backends.py)
 
 
 KNOBS = {
@@ -36,8 +37,8 @@ KNOBS = {
     "RATES": Knob("0.5 0.9 1.1 2", "openloop: offered rates as fractions of predicted capacity"),
     "HOST": Knob("127.0.0.1", "where the server listens"),
     "PORT": Knob("8000", "its port"),
-    "UPSTREAM_PORT": Knob("PORT + 1", "where the upstream for the /*-http endpoints listens"),
-    "DB_PORT": Knob("PORT + 2", "where the PostgreSQL for the /*-db endpoints listens (127.0.0.1)"),
+    "UPSTREAM_PORT": Knob("PORT + 1", "where the upstream for the /*-http endpoints listens", port_after=1),
+    "DB_PORT": Knob("PORT + 2", "where the PostgreSQL for the /*-db endpoints listens (127.0.0.1)", port_after=2),
     "SCALE": Knob("1", "divide sleep, duration and timeout by this"),
     "REPEAT": Knob("1", "runs of each cell"),
     "WARMUP": Knob("auto", "seconds of unmeasured load before each cell; auto: 2 s for CPU-bound cells"),

@@ -260,9 +260,9 @@ def knob_texts(
     if repeat is not None:
         text["REPEAT"] = repeat
     port = int("".join(c for c in text["PORT"] if c.isdigit()) or 0)
-    for name, offset in (("UPSTREAM_PORT", 1), ("DB_PORT", 2)):
-        if name not in environ:
-            text[name] = str(port + offset)
+    for name, knob in KNOBS.items():
+        if knob.port_after is not None and name not in environ:
+            text[name] = str(port + knob.port_after)
     return text
 
 

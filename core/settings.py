@@ -11,7 +11,17 @@ from typing import Any
 
 from .cell import Cell
 from .endpoints import ENDPOINTS
-from .knobs import BadInput, flag, number, optional_count, optional_int, optional_number, positive_int, scaled_seconds
+from .knobs import (
+    KNOBS,
+    BadInput,
+    flag,
+    number,
+    optional_count,
+    optional_int,
+    optional_number,
+    positive_int,
+    scaled_seconds,
+)
 from .servers import SERVERS
 
 PER_CELL_OVERHEAD_S = 2  # start, readiness, snapshots and stop: 1.5-1.7 s measured here; refined as cells run
@@ -37,8 +47,7 @@ class Settings:
     profile: bool
     host: str
     port: int
-    upstream_port: int
-    db_port: int
+    ports: dict[str, int]  # by knob: PORT, and each backend's
     server_args: str
 
     def cell(self, **fields: Any) -> Cell:
@@ -63,14 +72,15 @@ def read_settings(set_name: str, t: dict[str, str], open_loop: bool) -> Settings
     repeat_n = positive_int("REPEAT", t["REPEAT"])
     wrk_threads = positive_int("WRK_THREADS", t["WRK_THREADS"])
     port = positive_int("PORT", t["PORT"])
-    upstream_port = positive_int("UPSTREAM_PORT", t["UPSTREAM_PORT"])
     if port >= 65536:
         raise BadInput(f"PORT must be below 65536, got '{t['PORT']}'")
-    if upstream_port >= 65536 or upstream_port == port:
-        raise BadInput(f"UPSTREAM_PORT must be below 65536 and differ from PORT, got '{t['UPSTREAM_PORT']}'")
-    db_port = positive_int("DB_PORT", t["DB_PORT"])
-    if db_port >= 65536 or db_port in (port, upstream_port):
-        raise BadInput(f"DB_PORT must be below 65536 and differ from PORT and UPSTREAM_PORT, got '{t['DB_PORT']}'")
+    ports = {"PORT": port}  # each backend's too, none the same
+    for name in (name for name, knob in KNOBS.items() if knob.port_after is not None):
+        ports[name] = positive_int(name, t[name])
+        if ports[name] >= 65536 or ports[name] in list(ports.values())[:-1]:
+            raise BadInput(
+                f"{name} must be below 65536 and differ from {' and '.join(list(ports)[:-1])}, got '{t[name]}'"
+            )
     if not t["HOST"]:
         raise BadInput("HOST is empty")
     sleep_seconds = number("SLEEP_SECONDS", t["SLEEP_SECONDS"])
@@ -145,8 +155,7 @@ def read_settings(set_name: str, t: dict[str, str], open_loop: bool) -> Settings
         profile=profile,
         host=t["HOST"],
         port=port,
-        upstream_port=upstream_port,
-        db_port=db_port,
+        ports=ports,
         server_args=t["GUNICORN_CMD_ARGS"],
     )
 

@@ -30,9 +30,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Backend:
     waits_on: str  # the endpoints' `waits_on` that need it
-    port_knob: str  # the knob that moves its port
+    port_knob: str  # the knob that moves its port (core/knobs.py, with its offset from PORT)
     host: Callable[[Settings], str]  # where it listens
-    port: Callable[[Settings], int]
     # What benchmark.sh must install before the run (its package names), given whether the runner is
     # only asked (--needs) or is about to run: a missing tool is then one line and exit 2.
     missing: Callable[[bool], list[str]]
@@ -56,8 +55,9 @@ def upstream_for_cell(_: None, run: "Run", stack: ExitStack, cell: Cell, cell_di
         stats.mkdir()
     upstream = Cell(server=UPSTREAM_SERVER, worker_class="-", workers=1, sleep=cell.sleep)
     settings = {"SLEEP_SECONDS": f"{cell.sleep:g}", **({"STATS_DIR": str(stats)} if stats else {})}
-    pid = run.serve(stack, "upstream", upstream, run.s.upstream_port, settings, cell_dir).pid
-    return pid, {"UPSTREAM_URL": f"http://{run.s.host}:{run.s.upstream_port}/async"}
+    port = run.s.ports[BACKENDS["upstream"].port_knob]
+    pid = run.serve(stack, "upstream", upstream, port, settings, cell_dir).pid
+    return pid, {"UPSTREAM_URL": f"http://{run.s.host}:{port}/async"}
 
 
 # ---------------------------------------------------------------- PostgreSQL: one throwaway cluster a run
@@ -87,7 +87,7 @@ def postgres_cluster(s: Settings, run_dir: Path, lock: Lock) -> Iterator[Any]:
 
     bindir = find_bindir(os.environ.get("PG_BINDIR"))
     assert bindir is not None  # postgres_missing said so before the run began
-    with cluster(bindir, s.db_port, run_dir, lock) as database:
+    with cluster(bindir, s.ports[BACKENDS["database"].port_knob], run_dir, lock) as database:
         yield database
 
 
@@ -109,7 +109,6 @@ BACKENDS = {
         waits_on="upstream",
         port_knob="UPSTREAM_PORT",
         host=lambda s: s.host,
-        port=lambda s: s.upstream_port,
         missing=lambda asked_only: [],
         start=lambda s, run_dir, lock: nullcontext(),
         for_cell=upstream_for_cell,
@@ -119,7 +118,6 @@ BACKENDS = {
         waits_on="database",
         port_knob="DB_PORT",
         host=lambda s: "127.0.0.1",
-        port=lambda s: s.db_port,
         missing=postgres_missing,
         start=postgres_cluster,
         for_cell=postgres_for_cell,

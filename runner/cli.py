@@ -235,7 +235,7 @@ def run(
     try:
         check_port_free(s.host, s.port, "PORT")
         for backend in backends.values():
-            check_port_free(backend.host(s), backend.port(s), backend.port_knob)
+            check_port_free(backend.host(s), s.ports[backend.port_knob], backend.port_knob)
         results = results_dir()
         run_dir, suffix = results / name, 1
         while run_dir.exists():

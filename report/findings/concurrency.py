@@ -2,6 +2,7 @@
 workers add to each."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from core.bound import Bound
 
@@ -218,3 +219,6 @@ def blocking_async_sentence(c: BlockingAsync) -> Sentence:
 BLOCKING_ASYNC = Finding(
     "blocking_async", ("concurrency",), blocking_async_cells, blocking_async_check, blocking_async_sentence
 )
+
+# This set's findings, in the order its page and the README list them.
+FINDINGS: list[Finding[Any]] = [ASYNC_WINS, WORKERS_FOR_ASYNC, WORKERS_FOR_DEF, BLOCKING_ASYNC]

@@ -322,3 +322,13 @@ def db_yield_dependency_sentence(c: YieldDependency) -> Sentence:
 DB_YIELD_DEPENDENCY = Finding(
     "db_yield_dependency", ("db",), db_yield_dependency_cells, db_yield_dependency_check, db_yield_dependency_sentence
 )
+
+# This set's findings, in the order its page and the README list them.
+FINDINGS: list[Finding[Any]] = [
+    DB_DEF_POOL,
+    DB_ASYNC_POOL,
+    DB_POOL_TIMEOUT,
+    DB_MAX_CONNECTIONS,
+    DB_BLOCKING,
+    DB_YIELD_DEPENDENCY,
+]

@@ -1,6 +1,7 @@
 """The openloop set's findings: what users see at a fixed arrival rate, below and above capacity."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from core.model import format_spread
 
@@ -159,3 +160,6 @@ def open_loop_spread_sentence(c: OpenLoopSpread) -> Sentence:
 OPEN_LOOP_SPREAD = Finding(
     "open_loop_spread", ("openloop",), open_loop_spread_cells, open_loop_spread_check, open_loop_spread_sentence
 )
+
+# This set's findings, in the order its page and the README list them.
+FINDINGS: list[Finding[Any]] = [OPEN_LOOP, OPEN_LOOP_SPREAD]

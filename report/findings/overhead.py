@@ -2,6 +2,7 @@
 
 import statistics
 from dataclasses import dataclass
+from typing import Any
 
 from ..records import Group
 from ..runs import Run, Runs
@@ -64,3 +65,6 @@ def thread_hop_sentence(c: ThreadHop) -> Sentence:
 
 
 THREAD_HOP = Finding("thread_hop", ("overhead",), thread_hop_cells, thread_hop_check, thread_hop_sentence)
+
+# This set's findings, in the order its page and the README list them.
+FINDINGS: list[Finding[Any]] = [THREAD_HOP]

@@ -1,6 +1,7 @@
 """The seed set's findings: why the original experiment saw what it saw."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from core.bound import Bound
 from core.model import format_spread
@@ -189,3 +190,6 @@ def spread_caps_def_sentence(c: SpreadCapsDef) -> Sentence:
 SPREAD_CAPS_DEF = Finding(
     "spread_caps_def", ("seed",), spread_caps_def_cells, spread_caps_def_check, spread_caps_def_sentence
 )
+
+# This set's findings, in the order its page and the README list them.
+FINDINGS: list[Finding[Any]] = [CLIENT_BOUND_ASYNC, ONE_WORKER_DEF, THREADS_FLAG, SPREAD_CAPS_DEF]

@@ -1,6 +1,7 @@
 """The servers set's findings: the connection spread under each server, and which server, at load."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from core.bound import Bound
 from core.model import format_spread
@@ -133,3 +134,6 @@ def which_server_sentence(c: WhichServer) -> Sentence:
 
 
 WHICH_SERVER = Finding("which_server", ("servers",), which_server_cells, which_server_check, which_server_sentence)
+
+# This set's findings, in the order its page and the README list them.
+FINDINGS: list[Finding[Any]] = [REUSE_PORT, WHICH_SERVER]

@@ -1,6 +1,7 @@
 """The threads set's finding: anyio's thread limiter is the knob that moves `def`."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from core.sets import RAISED_THREAD_LIMITS
 
@@ -47,3 +48,6 @@ def thread_limiter_sentence(c: Limits) -> Sentence:
 THREAD_LIMITER_KNOB = Finding(
     "thread_limiter_knob", ("threads",), thread_limiter_cells, thread_limiter_check, thread_limiter_sentence
 )
+
+# This set's findings, in the order its page and the README list them.
+FINDINGS: list[Finding[Any]] = [THREAD_LIMITER_KNOB]

@@ -1,6 +1,7 @@
 """The upstream set's findings: an HTTP call per request, and the HTTP client's pool."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from core.model import format_spread
 
@@ -282,3 +283,6 @@ UPSTREAM_AGREES = Finding(
     lambda c: c.checked > 0 and c.worst <= 0,
     upstream_agrees_sentence,
 )
+
+# This set's findings, in the order its page and the README list them.
+FINDINGS: list[Finding[Any]] = [POOL_LIMIT, POOL_QUEUE_COSTS_CPU, SYNC_HTTP, POOL_RAISED, UPSTREAM_AGREES]

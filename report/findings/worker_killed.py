@@ -1,6 +1,7 @@
 """The worker-killed run's finding: gunicorn's heartbeat against a loop that blocks again and again."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from core.servers import GUNICORN_TIMEOUT_S, flag
 
@@ -46,3 +47,6 @@ def worker_killed_sentence(c: Killed) -> Sentence:
 WORKER_KILLED = Finding(
     "worker_killed", ("worker-killed",), worker_killed_cells, worker_killed_check, worker_killed_sentence
 )
+
+# This set's findings, in the order its page and the README list them.
+FINDINGS: list[Finding[Any]] = [WORKER_KILLED]

@@ -1,6 +1,7 @@
 """The workers set's finding: UvicornWorker against gunicorn's own `asgi` worker."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from core.servers import DEFAULT_WORKER_CLASS
 
@@ -82,3 +83,6 @@ def worker_class_sentence(c: WorkerClass) -> Sentence:
 
 
 WORKER_CLASS = Finding("worker_class", ("workers",), worker_class_cells, worker_class_check, worker_class_sentence)
+
+# This set's findings, in the order its page and the README list them.
+FINDINGS: list[Finding[Any]] = [WORKER_CLASS]
