@@ -1,5 +1,6 @@
 """The app under test: the same wait behind a `def`, an `async def`, and a blocking `async def`,
-and the same three shapes around a real HTTP call to an upstream server.
+the same three shapes around a real HTTP call to an upstream server and a real query, and a fixed
+amount of pure-Python work behind a `def` and an `async def` (no wait at all: only a CPU limits).
 
 Environment:
   SLEEP_SECONDS      how long each sleep endpoint sleeps (default 10, the original experiment)
@@ -95,6 +96,28 @@ async def async_blocking_sleep():
     # The classic mistake: a blocking call inside `async def` stalls the worker's event loop.
     time.sleep(SLEEP_SECONDS)
     return BODY
+
+
+# Pure-Python work a request does in /sync-cpu and /async-cpu: the same every time, whatever the knobs.
+CPU_WORK_ITERATIONS = 20_000
+
+
+def cpu_work() -> int:
+    return sum(i * i for i in range(CPU_WORK_ITERATIONS))
+
+
+@app.get("/sync-cpu")
+@counted("sync-cpu")
+def sync_cpu():
+    # On one of anyio's threads, but holding the GIL: the worker's threads take turns.
+    return {"work": cpu_work()}
+
+
+@app.get("/async-cpu")
+@counted("async-cpu")
+async def async_cpu():
+    # On the event loop itself: nothing else of this worker runs meanwhile.
+    return {"work": cpu_work()}
 
 
 @app.get("/sync-http")

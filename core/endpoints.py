@@ -17,9 +17,15 @@ SQLALCHEMY_POOL_SIZE, SQLALCHEMY_MAX_OVERFLOW, SQLALCHEMY_POOL_TIMEOUT_S = 5, 10
 @dataclass(frozen=True)
 class Endpoint:
     kind: str  # DEF runs in anyio's thread pool; ASYNC awaits; BLOCKING blocks the event loop
-    # "sleep" (SLEEP_SECONDS), "upstream" (an HTTP call to a second server) or "database"
-    # (SELECT pg_sleep(SLEEP_SECONDS) through SQLAlchemy)
+    # "sleep" (SLEEP_SECONDS), "upstream" (an HTTP call to a second server), "database"
+    # (SELECT pg_sleep(SLEEP_SECONDS) through SQLAlchemy) or "cpu" (a fixed amount of pure-Python
+    # work and no wait: only a CPU limits it, as with no sleep)
     waits_on: str
+
+    @property
+    def waits(self) -> bool:
+        """Its requests wait on something (a sleep, a call, a query): the model has a wave to count."""
+        return self.waits_on != "cpu"
 
     @property
     def calls_upstream(self) -> bool:
@@ -57,4 +63,6 @@ ENDPOINTS = {
     "sync-db": Endpoint(DEF, "database"),
     "async-db": Endpoint(ASYNC, "database"),
     "async-db-blocking": Endpoint(BLOCKING, "database"),
+    "sync-cpu": Endpoint(DEF, "cpu"),
+    "async-cpu": Endpoint(ASYNC, "cpu"),
 }

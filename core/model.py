@@ -157,7 +157,7 @@ def predict(
         bound_by, bound = f"client: {client} connections", Bound.CLIENT
     else:
         bound_by, bound = limit.name, limit.bound
-    if sleep <= 0:
+    if sleep <= 0 or not kind.waits:
         return Prediction(None, 0, concurrency, "CPU (no sleep)", client, Bound.CPU)
     complete, at_edge = waves(sleep, duration)
     prediction = Prediction(

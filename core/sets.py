@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .cell import Cell
-from .endpoints import ANYIO_THREAD_LIMIT
+from .endpoints import ANYIO_THREAD_LIMIT, ENDPOINTS
 from .knobs import KNOBS, MACHINE_KNOBS, BadInput
 from .model import offered_capacity
 from .servers import SERVERS
@@ -279,7 +279,11 @@ def warmup_for(cell: Cell, s: Settings) -> int:
         return 0
     if s.warmup != "auto":
         return int(s.warmup)
-    cpu_bound = cell.sleep == 0 or (cell.endpoint == "async" and (cell.connections or 0) >= 4000)
+    cpu_bound = (
+        cell.sleep == 0
+        or not ENDPOINTS[cell.endpoint].waits
+        or (cell.endpoint == "async" and (cell.connections or 0) >= 4000)
+    )
     return (2 if s.scale == 1 else 1) if cpu_bound else 0
 
 

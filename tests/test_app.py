@@ -200,3 +200,13 @@ def test_pool_timeout_answers_503_naming_it_and_is_counted(serve, port, tmp_path
     assert failed.json() == {"error": "httpx.PoolTimeout: no pooled connection within 0.1 s"}
     (front_stats,) = (tmp_path / "front").glob("worker-*.json")
     assert json.loads(front_stats.read_text())["endpoints"]["async-http"]["pool_timeouts"] == 2
+
+
+@pytest.mark.parametrize("endpoint", ["sync-cpu", "async-cpu"])
+def test_cpu_endpoints_do_the_same_work_and_never_sleep(serve, endpoint):
+    server = serve(SLEEP_SECONDS=5)  # a wait they must not take
+    started = time.monotonic()
+    response = httpx.get(f"{server.url}/{endpoint}", timeout=10)
+    assert response.status_code == 200 and time.monotonic() - started < 2
+    n = 20_000  # app.py's CPU_WORK_ITERATIONS
+    assert response.json() == {"work": (n - 1) * n * (2 * n - 1) // 6}

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from core import model
+from core.bound import Bound
 from core.cell import Cell
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -121,3 +122,9 @@ def test_open_loop_with_an_uneven_spread_overloads_one_worker():
     lopsided = model.predict_open_loop("sync", 4, 144, 1, 3, 20, connections_per_worker=[130, 10, 0, 4])
     assert lopsided.timeouts > 1000 and lopsided.bound_by == "connection spread 130/10/0/4"
     assert lopsided.replies + lopsided.timeouts == lopsided.offered == 2880
+
+
+@pytest.mark.parametrize("endpoint", ["sync-cpu", "async-cpu"])
+def test_work_without_a_wait_has_no_prediction_but_a_cpu(endpoint):
+    p = model.predict(endpoint, 1, 64, sleep=1, duration=10)
+    assert p.requests is None and p.bound is Bound.CPU
