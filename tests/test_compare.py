@@ -8,6 +8,9 @@ import sys
 
 from conftest import ROOT, benchmark_env, run_benchmark
 
+# A tiny seed run (tests/fixtures/README.md): 1 and 4 workers, /sync and /async, 8 connections.
+TINY_RUN = ROOT / "tests" / "fixtures" / "runs" / "20261204T055128Z-seed-tiny"
+
 # 0.45 s waves in 2 s: 4 end inside the run, the 5th at 2.25 s, after wrk stops (no edge wave).
 TINY = dict(
     CONFIGS="1x1", ENDPOINTS="sync", CONNECTIONS=200, SLEEP_SECONDS=0.45, DURATION="2s", TIMEOUT="2s", WRK_THREADS=2
@@ -51,7 +54,7 @@ def test_a_knob_that_changes_the_result_is_beyond_the_spread_and_the_same_config
 
 
 def test_runs_at_different_scales_are_refused_in_one_line(tmp_path):
-    seed = next((ROOT / "results").glob("*-seed-reference"))
+    seed = TINY_RUN
     quick = tmp_path / "quick"
     shutil.copytree(seed, quick)
     document = json.loads((quick / "run.json").read_text())
@@ -63,15 +66,15 @@ def test_runs_at_different_scales_are_refused_in_one_line(tmp_path):
 
 
 def test_cells_on_one_side_only_are_listed(tmp_path):
-    seed = next((ROOT / "results").glob("*-seed-reference"))
+    seed = TINY_RUN
     fewer = tmp_path / "fewer"
     shutil.copytree(seed, fewer)
     lines = (fewer / "cells.tsv").read_text().splitlines()
-    (fewer / "cells.tsv").write_text("\n".join(line for line in lines if "-4w4t-" not in line) + "\n")
+    (fewer / "cells.tsv").write_text("\n".join(line for line in lines if "-4w1t-" not in line) + "\n")
     out = compare(seed, fewer)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "only in A: 4w x 4t /sync c=100" in out.stdout and "only in A: 4w x 4t /async c=100" in out.stdout
-    assert "0 of 6 paired cells differ beyond the spread" in out.stdout
+    assert "only in A: 4w x 1t /sync c=8" in out.stdout and "only in A: 4w x 1t /async c=8" in out.stdout
+    assert "0 of 2 paired cells differ beyond the spread" in out.stdout
 
 
 def test_the_readmes_worked_example_runs_as_written(port, tmp_path):
