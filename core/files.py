@@ -22,7 +22,7 @@ CODE_DIFF = "code.diff"
 SUMMARY_MD, SUMMARY_JSON, SUMMARY_CSV, PLOT = "summary.md", "summary.json", "summary.csv", "plot.png"
 POSTGRES_LOG, POSTGRES_INITDB_LOG = "postgres.log", "postgres-initdb.log"
 PROFILES = "profiles"
-PROFILE_SVG = "profile.svg"
+PROFILE_SVG, PROFILE_LOG = "profile.svg", "profile.log"  # py-spy's flame graph, and what it said
 
 # The workers' counters (counters.py): each worker's last dump, its snapshot NAME, and the marker
 # file that asks every worker for snapshot NAME.
@@ -67,6 +67,9 @@ class CellFiles:
 
     def profile(self) -> Path:
         return self.path / PROFILE_SVG
+
+    def profile_log(self) -> Path:
+        return self.path / PROFILE_LOG
 
 
 def worker_files(stats_dir: Path, name: str) -> list[Path]:

@@ -121,6 +121,10 @@ def read_settings(set_name: str, t: dict[str, str], open_loop: bool) -> Settings
         if not re.fullmatch(r"[0-9]*\.?[0-9]+", text) or float(text) <= 0:
             raise BadInput(f"RATES are fractions of capacity > 0, got '{text}'")
         rates.append(float(text))
+    if open_loop and not all(ENDPOINTS[e].waits for e in t["ENDPOINTS"].split()):
+        raise BadInput(
+            f"the {set_name} set needs endpoints that wait (its capacity is threads / sleep), got '{t['ENDPOINTS']}'"
+        )
     if open_loop and sleep_seconds <= 0:
         raise BadInput(f"the {set_name} set needs SLEEP_SECONDS > 0: capacity is threads / sleep")
     check_open_files(max(connections))

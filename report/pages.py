@@ -14,7 +14,7 @@ from core.sets import REFERENCE, SETS, changed_knobs
 
 from . import parse
 from .findings import NOT_REPRODUCED, Claim
-from .findings.common import rows_where
+from .findings.common import plain, rows_where
 from .records import CellResult, Group
 from .runs import Run, Runs
 from .tables import format_seconds, markdown_table
@@ -40,8 +40,8 @@ def evidence(runs: Runs) -> str:
     if "seed" not in runs:
         return "Commit a seed reference run to generate this section.\n"
     seed = runs["seed"]
-    slow = rows_where(seed.rows, workers=1, threads=1, endpoint="sync")[0]
-    fast = rows_where(seed.rows, workers=1, threads=1, endpoint="async")[0]
+    slow = rows_where(seed.rows, **plain(1, 1, endpoint="sync"))[0]
+    fast = rows_where(seed.rows, **plain(1, 1, endpoint="async"))[0]
     slow_m, fast_m, fast_v = slow.measured, fast.measured, fast.verdict
     slow_wrk = parse.load_wrk(files.cell_files(seed.run_dir, slow.cell.name).load_output("wrk"))
     dropped = max(seed.rows, key=in_flight)

@@ -10,7 +10,7 @@ from core.servers import SERVERS
 from core.sets import SETS
 
 from .findings import NOT_REPRODUCED, Claim, Finding, concurrency, evaluate, seed
-from .findings.common import DEFAULT_THREAD_LIMIT, ORIGINAL, predicted
+from .findings.common import DEFAULT_THREAD_LIMIT, ORIGINAL, PLAIN, matches, predicted
 from .pages import PAGES, WORKER_KILLED, link, page, page_of, unexplained
 from .records import Group
 from .runs import Runs, reference_runs
@@ -71,7 +71,7 @@ def comparison_table(groups: list[Group]) -> str:
     ]
     for g in groups:
         original = ORIGINAL.get((g.cell.workers, g.cell.threads, g.cell.endpoint))
-        if original:
+        if original and matches(g.cell, PLAIN):
             lines.append(
                 "| "
                 + " | ".join(

@@ -32,6 +32,8 @@ class Backend:
     waits_on: str  # the endpoints' `waits_on` that need it
     port_knob: str  # the knob that moves its port (core/knobs.py, with its offset from PORT)
     host: Callable[[Settings], str]  # where it listens
+    packages: tuple[str, ...]  # the app's clients for it, recorded with their versions in run.json
+    tools: tuple[str, ...]  # what benchmark.sh installs for it when it is missing (apt-get's name)
     # What benchmark.sh must install before the run (its package names), given whether the runner is
     # only asked (--needs) or is about to run: a missing tool is then one line and exit 2.
     missing: Callable[[bool], list[str]]
@@ -64,7 +66,7 @@ def upstream_for_cell(_: None, run: "Run", stack: ExitStack, cell: Cell, cell_di
 
 
 def postgres_missing(asked_only: bool) -> list[str]:
-    """["postgresql"] while benchmark.sh is still to install it; a PG_BINDIR without initdb, or
+    """Its tools while benchmark.sh is still to install them; a PG_BINDIR without initdb, or
     PostgreSQL still missing when the run starts, is one line and exit 2."""
     from .database import find_bindir
 
@@ -78,7 +80,7 @@ def postgres_missing(asked_only: bool) -> list[str]:
             "PostgreSQL's initdb and postgres are not installed; install them with: sudo apt-get install "
             "-y postgresql (Debian/Ubuntu) or brew install postgresql@17 (macOS)"
         )
-    return ["postgresql"]
+    return list(BACKENDS["database"].tools)
 
 
 @contextmanager
@@ -109,6 +111,8 @@ BACKENDS = {
         waits_on="upstream",
         port_knob="UPSTREAM_PORT",
         host=lambda s: s.host,
+        packages=("httpx", "httpcore"),
+        tools=(),
         missing=lambda asked_only: [],
         start=lambda s, run_dir, lock: nullcontext(),
         for_cell=upstream_for_cell,
@@ -118,6 +122,8 @@ BACKENDS = {
         waits_on="database",
         port_knob="DB_PORT",
         host=lambda s: "127.0.0.1",
+        packages=("sqlalchemy", "psycopg", "asyncpg", "greenlet"),
+        tools=("postgresql",),
         missing=postgres_missing,
         start=postgres_cluster,
         for_cell=postgres_for_cell,

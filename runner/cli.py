@@ -80,7 +80,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def parser() -> Parser:
-    p = Parser(prog=PROGRAM, add_help=False)
+    p = Parser(prog=PROGRAM, add_help=False, allow_abbrev=False)
     p.add_argument("--quick", dest="scale", action="store_const", const="10")
     p.add_argument("--set", default="seed")
     p.add_argument("--repeat")

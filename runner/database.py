@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import files
+
 from .process import Failed, Lock, started, tail
 
 PREFIX = "fastapi-benchmark-postgres-"
@@ -163,7 +165,7 @@ def cluster(bindir: Path, port: int, log_dir: Path, lock: Lock | None = None):
             capture_output=True,
             text=True,
         )
-        (log_dir / "postgres-initdb.log").write_text(initdb.stdout + initdb.stderr)
+        (log_dir / files.POSTGRES_INITDB_LOG).write_text(initdb.stdout + initdb.stderr)
         if initdb.returncode != 0:
             raise Failed(f"initdb failed (exit {initdb.returncode}):\n{initdb.stderr.strip()}")
         # fsync off: the cluster holds no data worth keeping, and the benchmark waits on pg_sleep, not the disk.
@@ -183,7 +185,7 @@ def cluster(bindir: Path, port: int, log_dir: Path, lock: Lock | None = None):
             "-c",
             "client_connection_check_interval=100ms",
         ]
-        log = log_dir / "postgres.log"
+        log = log_dir / files.POSTGRES_LOG
         with started(
             [*prefix, *command], log, dict(os.environ), lock, stop_signal=signal.SIGINT, grace_s=10
         ) as process:

@@ -17,20 +17,18 @@ from pathlib import Path
 from core import files
 from core.servers import SERVERS
 
+from .backends import BACKENDS
+
 ROOT = Path(__file__).resolve().parent.parent
-# The app's own stack, then every server's (core/servers.py), then what the runner measures with.
+# The app's own stack, its clients for each backend (runner/backends.py), every server's
+# (core/servers.py), then what the runner measures with.
 PACKAGES = list(
     dict.fromkeys(
         [
             "fastapi",
             "starlette",
             "anyio",
-            "httpx",
-            "httpcore",
-            "sqlalchemy",
-            "psycopg",
-            "asyncpg",
-            "greenlet",
+            *(p for backend in BACKENDS.values() for p in backend.packages),
             *(p for server in SERVERS.values() for p in server.packages),
             "psutil",
         ]

@@ -251,11 +251,12 @@ class Run:
             "--pid",
             str(server_pid),
         ]
-        return stack.enter_context(started(command, svg.with_suffix(".log"), dict(os.environ), self.lock))
+        log = files.CellFiles(cell_dir).profile_log()
+        return stack.enter_context(started(command, log, dict(os.environ), self.lock))
 
     def profile_written(self, profiler: subprocess.Popen, svg: Path) -> None:
         """Wait for py-spy to write its flame graph; one that could not attach is one line, not a failure."""
-        log = svg.with_suffix(".log")
+        log = files.CellFiles(svg.parent).profile_log()
         try:
             profiler.wait(timeout=30)
         except subprocess.TimeoutExpired:

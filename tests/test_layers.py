@@ -28,7 +28,7 @@ def sources(package: str) -> list[Path]:
     return sorted((ROOT / package).rglob("*.py"))
 
 
-@pytest.mark.parametrize("package", LAYERS)
+@pytest.mark.parametrize("package", LAYERS[:-1])  # the runner is the top: nothing is above it
 def test_a_layer_imports_only_the_layers_below_it(package):
     above = set(LAYERS[LAYERS.index(package) + 1 :])
     wrong = {

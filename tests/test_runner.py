@@ -400,3 +400,32 @@ def test_an_interrupted_reference_waits_for_its_run_to_stop_its_servers(tmp_path
     parent.send_signal(signal.SIGTERM)  # to the parent alone, as `kill` would
     assert parent.wait(timeout=10) == 130
     assert (tmp_path / "done").read_text() == "cleaned"
+
+
+@pytest.mark.parametrize(
+    "name, backends", [("seed", []), ("upstream", ["upstream"]), ("db", ["database"]), ("openloop", [])]
+)
+def test_the_backends_a_set_needs_come_from_its_endpoints(name, backends):
+    from runner.backends import needed
+
+    assert list(needed(sets.cells(sets.settings(name, {})))) == backends
+
+
+@pytest.mark.parametrize("name, needs", [("seed", "wrk"), ("openloop", "wrk httperf"), ("upstream", "wrk")])
+def test_needs_names_the_load_generators_a_set_uses(name, needs, capsys, monkeypatch):
+    from runner import cli
+
+    for knob in ("WRK", "HTTPERF"):
+        monkeypatch.delenv(knob, raising=False)
+    assert cli.main(["--needs", "--set", name]) == 0
+    assert capsys.readouterr().out == needs + "\n"
+
+
+def test_a_missing_postgresql_is_named_for_benchmark_sh_to_install(capsys, monkeypatch, tmp_path):
+    from runner import backends
+
+    monkeypatch.setattr("runner.database.find_bindir", lambda given=None: None)
+    monkeypatch.delenv("PG_BINDIR", raising=False)
+    assert backends.BACKENDS["database"].missing(True) == ["postgresql"]
+    with pytest.raises(backends.Failed, match="PostgreSQL's initdb and postgres are not installed"):
+        backends.BACKENDS["database"].missing(False)

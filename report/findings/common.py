@@ -7,6 +7,7 @@ from typing import Any
 from core.cell import Cell
 from core.endpoints import HTTPX_MAX_CONNECTIONS
 from core.model import DB_POOL, DEFAULT_THREAD_LIMIT
+from core.servers import DEFAULT_WORKER_CLASS
 
 from ..records import CellResult, Group
 from ..tables import format_percent, predicted_text
@@ -27,10 +28,23 @@ ORIGINAL = {
     (4, 4, "sync"): (500, 8.33, "10.01 s", 0),
     (4, 4, "async"): (500, 8.33, "10.00 s", 0),
 }
-# A cell with no knob set beyond its configuration: what "1w x 1t" names in the tables.
+# A cell with no knob set beyond its configuration: what "1w x 1t" names in the tables (gunicorn,
+# its default worker class, no flag added by hand, every library's own limits).
 PLAIN: dict[str, Any] = dict(
-    thread_limit=None, http_pool=None, db_pool_size=None, db_max_overflow=None, db_pool_timeout=None
+    server="gunicorn",
+    worker_class=DEFAULT_WORKER_CLASS,
+    server_args="",
+    thread_limit=None,
+    http_pool=None,
+    db_pool_size=None,
+    db_max_overflow=None,
+    db_pool_timeout=None,
 )
+
+
+def plain(workers: int, threads: int = 1, **where: Any) -> dict[str, Any]:
+    """The fields of the cell the tables call "Nw x Tt", and WHERE's."""
+    return {**PLAIN, "workers": workers, "threads": threads, **where}
 
 
 def matches(cell: Cell, where: dict[str, Any]) -> bool:
@@ -54,8 +68,7 @@ def rows_where(rows: Iterable[CellResult], **where: Any) -> list[CellResult]:
 
 
 def run_spread(g: Group) -> float:
-    assert g.requests.high is not None and g.requests.low is not None
-    return g.requests.high - g.requests.low + (g.predicted_edge or 0)
+    return (g.requests.high or 0) - (g.requests.low or 0) + (g.predicted_edge or 0)
 
 
 def predicted(g: Group) -> str:

@@ -9,12 +9,12 @@ from core.bound import Bound
 from ..records import Group
 from ..runs import Run, Runs
 from .base import Finding, Missing, Sentence
-from .common import DEFAULT_THREAD_LIMIT, SAME, cells_where, find, pct, run_spread
+from .common import DEFAULT_THREAD_LIMIT, SAME, cells_where, find, pct, plain, run_spread
 
 
 def beside(sweep: list[Group], g: Group, **where: object) -> Group:
     """The sweep's cell at G's connections, with WHERE's fields."""
-    fields = dict(workers=g.cell.workers, endpoint=g.cell.endpoint, connections=g.cell.connections)
+    fields = plain(g.cell.workers, g.cell.threads, endpoint=g.cell.endpoint, connections=g.cell.connections)
     return find(sweep, **{**fields, **where})
 
 
@@ -29,7 +29,7 @@ class AsyncWins:
 
 def async_wins_cells(runs: Runs) -> AsyncWins:
     sweep = runs["concurrency"].groups
-    asyncs = sorted(cells_where(sweep, workers=1, endpoint="async"), key=lambda g: g.cell.connections or 0)
+    asyncs = sorted(cells_where(sweep, **plain(1, endpoint="async")), key=lambda g: g.cell.connections or 0)
     pairs = [(a.connections or 0, a, beside(sweep, a, endpoint="sync")) for a in asyncs]
     more = [(c, a, d) for c, a, d in pairs if c > DEFAULT_THREAD_LIMIT]
     within = [(c, a, d) for c, a, d in pairs if c <= DEFAULT_THREAD_LIMIT]
@@ -78,7 +78,7 @@ class WorkersForAsync:
 
 def workers_for_async_cells(runs: Runs) -> WorkersForAsync:
     run = runs["concurrency"]
-    ones = sorted(cells_where(run.groups, workers=1, endpoint="async"), key=lambda g: g.cell.connections or 0)
+    ones = sorted(cells_where(run.groups, **plain(1, endpoint="async")), key=lambda g: g.cell.connections or 0)
     if not ones:
         raise Missing("1-worker /async cells")
     return WorkersForAsync(
@@ -129,7 +129,8 @@ class WorkersForDef:
 
 def workers_for_def_cells(runs: Runs) -> WorkersForDef:
     sweep = runs["concurrency"].groups
-    ones = sorted(cells_where(sweep, workers=1, endpoint="sync"), key=lambda g: g.cell.connections or 0)
+    counts = sorted({g.cell.connections or 0 for g in cells_where(sweep, endpoint="sync")})
+    ones = [find(sweep, **plain(1, endpoint="sync", connections=n)) for n in counts]  # Missing if one is not there
     pairs = [(g.connections or 0, g, beside(sweep, g, workers=4)) for g in ones]
     ratios = {n: (four.requests.median or 0) / (one.requests.median or 1) for n, one, four in pairs}
     busy = [n for n, _, four in pairs if all(s and min(s) > DEFAULT_THREAD_LIMIT for s in four.connections_per_worker)]

@@ -7,12 +7,15 @@ from core.bound import Bound
 
 from ..judge import CLOSE, within
 from ..read import RunFacts
-from ..records import CellResult, Group
+from ..records import CellResult, DatabaseSide, Group
 from ..runs import Run, Runs
 from .base import Finding, Missing, Sentence
 from .common import DB_POOL, DEFAULT_THREAD_LIMIT, PLAIN, cells_where, find, predicted, rows_where
 
 ONE: dict[str, Any] = dict(workers=1, threads=1, **PLAIN)  # one worker, the pool as SQLAlchemy sizes it
+QUEUED = 2  # "held to the pool": cells with at least this many pools' worth of connections per worker
+FILLS_THE_POOL = 5  # a worker with this many connections beyond its pool's must have all of it checked out
+ANSWERED_AT_LEAST = 0.9  # past max_connections: at least this share of what the connections allow
 
 
 def db_cells(run: Run, **where: Any) -> list[Group]:
@@ -22,9 +25,10 @@ def db_cells(run: Run, **where: Any) -> list[Group]:
     return cells
 
 
-def database(r: CellResult) -> Any:
-    """The pools' and PostgreSQL's counts of a run (a db cell without counters has none: a bug here)."""
-    assert r.measured.database is not None, r.cell.name
+def database(r: CellResult) -> DatabaseSide:
+    """The pools' and PostgreSQL's counts of a run (a db cell run without counters has none)."""
+    if r.measured.database is None:
+        raise Missing(f"the pools' counters of {r.cell.name} (STATS=0)")
     return r.measured.database
 
 
@@ -89,7 +93,7 @@ class AsyncPool:
 def db_async_pool_cells(runs: Runs) -> AsyncPool:
     run = runs["db"]
     plain = [g for g in db_cells(run, endpoint="async-db", threads=1, **PLAIN) if g.cell.workers in (1, 4)]
-    held = [g for g in plain if (g.connections or 0) >= 4 * DB_POOL * g.cell.workers / 2]
+    held = [g for g in plain if (g.connections or 0) >= QUEUED * DB_POOL * g.cell.workers]
     rows = [r for r in rows_where(run.rows, endpoint="async-db", threads=1, **PLAIN) if r.cell.workers in (1, 4)]
     per_worker = [
         (n, p) for r in rows for n, p in zip(r.measured.connections_per_worker or [], database(r).pool_peak_per_worker)
@@ -104,7 +108,7 @@ def db_async_pool_check(c: AsyncPool) -> bool:
         bool(c.held)
         and all(g.ok for g in c.held)
         and all((p or 0) <= DB_POOL for _, p in c.per_worker)
-        and all(p == DB_POOL for n, p in c.per_worker if n > DB_POOL + 5)
+        and all(p == DB_POOL for n, p in c.per_worker if n > DB_POOL + FILLS_THE_POOL)
     )
 
 
@@ -118,7 +122,7 @@ def db_async_pool_sentence(c: AsyncPool) -> Sentence:
             for g in c.held
         )
         + f". In every run of 1 and 4 workers, no worker held more than {DB_POOL} connections, and every worker "
-        f"that took more than {DB_POOL + 5} client connections held exactly {DB_POOL}.",
+        f"that took more than {DB_POOL + FILLS_THE_POOL} client connections held exactly {DB_POOL}.",
         ", ".join(f"{g.cell.workers}w at {g.connections}: {g.requests.text()}" for g in c.held),
     )
 
@@ -200,7 +204,8 @@ def db_max_connections_cells(runs: Runs) -> MaxConnections:
         raise Missing(f"one cell whose pools ask for more connections than PostgreSQL allows, found {len(over)}")
     (g,) = over
     available = RunFacts(run.run_dir).database_available
-    assert available is not None and g.predicted_requests  # a db run records its PostgreSQL
+    if available is None or not g.predicted_requests:
+        raise Missing("PostgreSQL's connection limits in run.json")
     fits = [
         f
         for f in cells_where(run.groups, endpoint=g.cell.endpoint, connections=g.cell.connections)
@@ -219,7 +224,7 @@ def db_max_connections_check(c: MaxConnections) -> bool:
             database(r).refused > 0 and c.available - 1 <= (database(r).backends_stop or 0) <= c.available
             for r in c.g.rows
         )
-        and all(0.9 <= x <= 1 + CLOSE for x in c.share)
+        and all(ANSWERED_AT_LEAST <= x <= 1 + CLOSE for x in c.share)
     )
 
 

@@ -9,7 +9,7 @@ from ..records import CellResult, Group
 from ..runs import Run, Runs
 from ..tables import format_seconds
 from .base import Finding, Missing, Sentence
-from .common import DEFAULT_THREAD_LIMIT, cells_where, rows_where, span, spread_of
+from .common import DEFAULT_THREAD_LIMIT, cells_where, plain, rows_where, span, spread_of
 
 ANSWERED = 0.99  # "answered them all" in the open loop: this share of the offered requests, in every run
 LATENCY_SLACK = 0.10  # "no slower": a median latency within this share above the sleep
@@ -26,7 +26,7 @@ class OpenLoop:
 
 def open_loop_cells(runs: Runs) -> OpenLoop:
     run = runs["openloop"]
-    sync = sorted(cells_where(run.groups, workers=1, endpoint="sync"), key=lambda g: g.cell.rate or 0)
+    sync = sorted(cells_where(run.groups, **plain(1, endpoint="sync")), key=lambda g: g.cell.rate or 0)
     asyncs = sorted(cells_where(run.groups, endpoint="async"), key=lambda g: (g.cell.workers, g.cell.rate or 0))
     if not sync or not asyncs:
         raise Missing("openloop /sync and /async cells")

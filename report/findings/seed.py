@@ -10,7 +10,7 @@ from ..records import CellResult, Group
 from ..runs import Run, Runs
 from ..tables import format_seconds
 from .base import Finding, Missing, Sentence
-from .common import DEFAULT_THREAD_LIMIT, ORIGINAL, PLAIN, find, pct, predicted, rows_where, run_spread
+from .common import DEFAULT_THREAD_LIMIT, ORIGINAL, PLAIN, find, pct, plain, predicted, rows_where, run_spread
 
 
 @dataclass
@@ -21,9 +21,7 @@ class OneAndFour:
 
 def client_bound_cells(runs: Runs) -> OneAndFour:
     seed = runs["seed"].groups
-    return OneAndFour(
-        find(seed, workers=1, threads=1, endpoint="async"), find(seed, workers=4, threads=4, endpoint="async")
-    )
+    return OneAndFour(find(seed, **plain(1, 1, endpoint="async")), find(seed, **plain(4, 4, endpoint="async")))
 
 
 def client_bound_check(c: OneAndFour) -> bool:
@@ -64,7 +62,7 @@ class OneCell:
 
 def one_worker_def_cells(runs: Runs) -> OneCell:
     seed = runs["seed"]
-    return OneCell(seed, find(seed.groups, workers=1, threads=1, endpoint="sync"))
+    return OneCell(seed, find(seed.groups, **plain(1, 1, endpoint="sync")))
 
 
 def one_worker_def_check(c: OneCell) -> bool:
@@ -147,7 +145,7 @@ class SpreadCapsDef:
 
 
 def spread_caps_def_cells(runs: Runs) -> SpreadCapsDef:
-    rows = rows_where(runs["seed"].rows, workers=4, endpoint="sync")
+    rows = rows_where(runs["seed"].rows, workers=4, endpoint="sync", **PLAIN)  # with --threads 1 and 4
     if not rows:
         raise Missing("4-worker /sync cells in the seed run")
     return SpreadCapsDef(rows)

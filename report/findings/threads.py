@@ -8,7 +8,7 @@ from core.sets import RAISED_THREAD_LIMITS
 from ..records import Group
 from ..runs import Runs
 from .base import Finding, Sentence
-from .common import DEFAULT_THREAD_LIMIT, find, predicted
+from .common import DEFAULT_THREAD_LIMIT, find, plain, predicted
 
 
 @dataclass
@@ -19,10 +19,9 @@ class Limits:
 
 def thread_limiter_cells(runs: Runs) -> Limits:
     threads = runs["threads"].groups
-    one = dict(workers=1, threads=1, endpoint="sync")
     return Limits(
         [DEFAULT_THREAD_LIMIT, *RAISED_THREAD_LIMITS],
-        [find(threads, thread_limit=limit, **one) for limit in (None, *RAISED_THREAD_LIMITS)],
+        [find(threads, **plain(1, 1, endpoint="sync", thread_limit=limit)) for limit in (None, *RAISED_THREAD_LIMITS)],
     )
 
 

@@ -23,6 +23,7 @@ from .common import (
     spread_of,
 )
 
+SNAPSHOT_POLL_S = 0.02  # counters.py's: the two servers' snapshots are this far apart at most, each way
 QUEUE_COST = 3  # "costs CPU": a queued request at least this many times a request at a just-full pool
 
 
@@ -120,7 +121,8 @@ def pool_raised_cells(runs: Runs) -> PoolRaised:
 
 
 def pool_raised_check(c: PoolRaised) -> bool:
-    assert c.raised.requests_ok.low is not None and c.default.requests_ok.high is not None
+    if c.raised.requests_ok.low is None or c.default.requests_ok.high is None:
+        return False
     return (
         c.raised.upstream_peak.above(c.default.upstream_peak)  # every run, not one run's maximum
         and c.raised.requests_ok.low > (1 + SAME) * c.default.requests_ok.high
@@ -260,8 +262,7 @@ def upstream_agrees_cells(runs: Runs) -> Agreement:
         if side is None or side.upstream_completed is None or side.server_completed is None or not r.measured.window_s:
             continue
         calls = side.server_completed - (side.pool_timeouts or 0)
-        # The two servers' snapshots are taken within the workers' 20 ms poll of each other.
-        slack = (side.in_flight_at_stop or 0) + 0.02 * calls / r.measured.window_s * 2
+        slack = (side.in_flight_at_stop or 0) + 2 * SNAPSHOT_POLL_S * calls / r.measured.window_s
         worst = max(worst, round(abs(side.upstream_completed - calls) - slack))
         checked += 1
     return Agreement(checked, worst)
