@@ -121,8 +121,11 @@ class Cell:
         return name
 
     def listing(self) -> str:
-        """The ten words --list prints for a cell (see LISTING_HEADER)."""
-        return " ".join(_text(getattr(self, f), NONE[f]) for f in LISTING)
+        """The eleven words --list prints for a cell (see LISTING_HEADER): its fields, then the
+        database pool's knobs, as one word (- when none)."""
+        database = [("dbpool", self.db_pool_text()), ("dbtimeout", self.text("db_pool_timeout"))]
+        word = ",".join(f"{name}={value}" for name, value in database if value and value != "default")
+        return " ".join([*(_text(getattr(self, f), NONE[f]) for f in LISTING), word or "-"])
 
     def text(self, name: str) -> str:
         return _text(getattr(self, name), NONE[name])
@@ -131,19 +134,8 @@ class Cell:
 FIELDS = [f.name for f in dataclasses.fields(Cell)]
 NONE = {f.name: f.metadata["none"] for f in dataclasses.fields(Cell)}
 COLUMN = {"name": "cell"}  # cells.tsv has always called the name column "cell"
-LISTING = [
-    "server",
-    "worker_class",
-    "workers",
-    "threads",
-    "thread_limit",
-    "http_pool",
-    "sleep",
-    "endpoint",
-    "connections",
-    "rate",
-]
-LISTING_HEADER = "# " + " ".join(LISTING)
+LISTING = "server worker_class workers threads thread_limit http_pool sleep endpoint connections rate".split()
+LISTING_HEADER = "# " + " ".join(LISTING) + " db_pool"
 
 
 def write_header(path: Path) -> None:

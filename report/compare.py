@@ -19,6 +19,7 @@ from core.cell import Cell
 from core.knobs import KNOBS, MACHINE_KNOBS
 
 from . import parse, summary
+from .group import group
 from .judge import CLOSE, OPEN_CLOSE
 from .records import CellResult
 from .tables import COMPACT_WIDTH, format_seconds
@@ -81,6 +82,16 @@ class Side:
     errors: float
     runs: int
     band: float | None
+    verdict: str  # as the runs judged themselves: ✓, ✗ (k/n as predicted) or - (no prediction)
+    bound_by: str  # and what bound them
+
+    @property
+    def judged(self) -> bool:
+        return self.verdict != "-"
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "✓"
 
 
 def figures(rows: list[CellResult]) -> Side:
@@ -97,6 +108,9 @@ def figures(rows: list[CellResult]) -> Side:
         if predicted is None
         else (OPEN_CLOSE if open_loop else CLOSE) * predicted + (first.verdict.predicted_edge or 0)
     )
+    g = group(rows, cpus=1)  # the verdicts only: the CPU shares are not read here
+    judged = [r.verdict.as_predicted for r in rows if r.verdict.as_predicted is not None]
+    verdict = "-" if not judged else "✓" if g.ok else f"✗ ({g.as_predicted}/{g.runs} as predicted)"
     return Side(
         first,
         statistics.median(answered),
@@ -106,6 +120,8 @@ def figures(rows: list[CellResult]) -> Side:
         statistics.median(errors),
         len(rows),
         band,
+        verdict,
+        g.bound_by,
     )
 
 
@@ -119,15 +135,27 @@ def judge(a: Side, b: Side) -> tuple[bool, str]:
         limit, why = max(band for band in (a.band, b.band) if band is not None), "model's band"
     else:
         limit, why = CPU_ONLY_BAND * max(a.answered, b.answered), "10%, no prediction"
-    return abs(b.answered - a.answered) > limit, f"±{limit:.0f} ({why})"
+    beyond = abs(b.answered - a.answered) > limit
+    said = ("beyond " if beyond else "within ") + f"±{limit:.0f} ({why})"
+    # The runs judged themselves against their model: the verdict agrees with them, or says why not.
+    if a.judged and b.judged and a.ok != b.ok:
+        worse, better = ("B", "A") if a.ok else ("A", "B")
+        return True, (
+            f"{said}; and they differ: {worse} is not what its model predicts, {better} is"
+            if beyond
+            else f"differ: {worse} is not what its model predicts, {better} is (the count is {said})"
+        )
+    if beyond and a.ok and b.ok:
+        said += "; both are what their model predicts: the model accounts for the difference"
+    return beyond, said
 
 
 @dataclass
 class Pair:
     a: Side
     b: Side
-    beyond: bool
-    threshold: str
+    beyond: bool  # the two differ: in their counts beyond the spread, or in their own verdicts
+    threshold: str  # why, as the line says it
 
 
 def compare(run_a: Path, run_b: Path) -> tuple[list[str], list[Pair], list[str]]:
@@ -195,12 +223,15 @@ def pair_fields(p: Pair) -> dict[str, str]:
         "latency B-A": ("+" if b.latency >= a.latency else "-") + format_seconds(abs(b.latency - a.latency)),
         "errors A/B": f"{number(a.errors)} / {number(b.errors)}",
         "errors B-A": f"{b.errors - a.errors:+g}",
-        "verdict": ("beyond " if p.beyond else "within ") + p.threshold,
+        "verdict": p.threshold,
+        "A: verdict, bound by": f"{a.verdict} {a.bound_by}",
+        "B: verdict, bound by": f"{b.verdict} {b.bound_by}",
     }
 
 
 def text(header: list[str], pairs: list[Pair], only: list[str], width: int = COMPACT_WIDTH) -> str:
-    """Two lines a pair, each within WIDTH: the answered counts and the verdict, then latency and errors."""
+    """Each pair in lines of WIDTH: the answered counts and whether they differ, latency and errors,
+    then each side's own verdict with what bound it (continued on indented lines, never cut)."""
     import textwrap
 
     out = [line for h in header for line in textwrap.wrap(h, width, subsequent_indent="    ")]
@@ -216,6 +247,8 @@ def text(header: list[str], pairs: list[Pair], only: list[str], width: int = COM
             width,
             subsequent_indent="    ",
         )
+        for side in ("A", "B"):
+            out += textwrap.wrap(f"    {side}: {f[f'{side}: verdict, bound by']}", width, subsequent_indent="        ")
     out += only
     out.append(f"{sum(p.beyond for p in pairs)} of {len(pairs)} paired cells differ beyond the spread")
     return "\n".join(out) + "\n"

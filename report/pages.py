@@ -159,6 +159,7 @@ def page(name: str, runs: Runs, found: list[Claim]) -> str:
         + (", pinned (load generator on CPU 0)" if p.get("pin") == "1" else "")
         + f"; started {run.document.get('started')}, took {took(run)}. Reproduce: `{replay(run)}`.\n",
         f"Machine and versions: {machine(run)}.\n",
+        f"![{name}]({run.run_dir.name}/{files.PLOT})\n",
     ]
     mine = [c for c in found if finding_page(c) == name]
     if mine:
@@ -174,7 +175,7 @@ def page(name: str, runs: Runs, found: list[Claim]) -> str:
         parts.append(f'<a id="open-questions"></a>\n## Open questions\n\n{OPEN}\n\n' + "\n".join(questions) + "\n")
     if name == "seed":
         parts.append("## Reading wrk's numbers\n\n" + evidence(runs))
-    parts.append("## Every cell\n\n" + markdown_table(run.groups) + f"\n![{name}]({run.run_dir.name}/{files.PLOT})\n")
+    parts.append("## Every cell\n\n" + markdown_table(run.groups))
     return "\n".join(parts)
 
 

@@ -5,6 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from core import files
 from core.knobs import KNOBS, MACHINE_KNOBS
 from core.servers import SERVERS
 from core.sets import SETS
@@ -123,14 +124,14 @@ def sections(results: Path) -> tuple[dict[str, str], dict[str, str], list[Claim]
     runs = reference_runs(results)
     found = evaluate(runs)
     checked = [c for c in found if isinstance(c, Claim)]
-    answer_lines = []
-    for line in answer(found):
-        if isinstance(line, Claim):
-            # Each answer is also on its finding's page, once more, without an anchor of its own.
-            checked.append(replace(line, finding=""))
-            answer_lines.append(finding_line(line))
-        else:
-            answer_lines.append(line)
+    answers = answer(found)
+    answer_lines = [finding_line(line) for line in answers]
+    if "concurrency" in runs:  # the plot that answers the question, under the answer
+        run = runs["concurrency"].run_dir.name
+        answer_lines.append(
+            f"\n![requests per second against connections, 1 and 4 workers, measured (solid) and "
+            f"predicted (dashed)](results/{run}/{files.PLOT})"
+        )
     text = {
         "answer": "\n".join(answer_lines) + "\n",
         "original": comparison_table(runs["seed"].groups) if "seed" in runs else "No seed reference run yet.\n",
@@ -145,7 +146,7 @@ def sections(results: Path) -> tuple[dict[str, str], dict[str, str], list[Claim]
         "open": open_summary(runs),
     }
     pages = {page_of(name): page(name, runs, checked) for name in PAGES}
-    return text, pages, checked
+    return text, pages, checked + [line for line in answers if isinstance(line, Claim)]
 
 
 def open_summary(runs: Runs) -> str:

@@ -78,7 +78,7 @@ def spreads_text(g: Group) -> str:
 def in_flight_text(g: Group) -> str:
     text = g.in_flight_at_stop.text()
     if g.in_flight_at_stop.median and g.oldest_unanswered_s.high:
-        text += f" (oldest {format_seconds(g.oldest_unanswered_s.high)})"
+        text += f" (oldest, most: {format_seconds(g.oldest_unanswered_s.high)})"
     return text
 
 
@@ -105,7 +105,7 @@ def closed_loop_columns(groups: list[Group]) -> list[Column]:
         ("req/s", lambda g: g.requests_per_sec.text(2)),
         ("latency avg", latency_text),
         ("timeouts", lambda g: f"{g.timeouts.median:g}"),
-        ("errors", lambda g: str(g.errors_max)),
+        ("errors (most)", lambda g: str(g.errors_max)),
         ("predicted", predicted_text),
         ("measured / predicted", verdict),
         ("bound by", bound_text),
@@ -113,11 +113,11 @@ def closed_loop_columns(groups: list[Group]) -> list[Column]:
         ("RSS per worker", lambda g: optional(g.rss_mib_per_worker_median, lambda x: f"{x:.0f} MiB")),
         ("in flight at stop", in_flight_text),
         ("never answered", lambda g: g.never_answered.text()),
-        ("peak waiting", lambda g: optional(g.peak_waiting_max)),
-        ("peak in handler", lambda g: optional(g.peak_in_handler_max)),
+        ("peak waiting (most)", lambda g: optional(g.peak_waiting_max)),
+        ("peak in handler (most)", lambda g: optional(g.peak_in_handler_max)),
         ("conns per worker", spreads_text),
         (
-            "busiest worker",
+            "busiest worker (most)",
             lambda g: "-" if g.max_share.median is None or g.cell.workers == 1 else format_percent(g.max_share.high),
         ),
     ]
@@ -132,7 +132,7 @@ def closed_loop_columns(groups: list[Group]) -> list[Column]:
             ),
         )
         columns.append(
-            ("pool peak per worker", lambda g: str(g.db_pool_peak_max if g.rows[0].measured.database else "-"))
+            ("pool peak per worker (most)", lambda g: str(g.db_pool_peak_max if g.rows[0].measured.database else "-"))
         )
         columns.append(
             ("PostgreSQL active at stop", lambda g: "-" if not g.rows[0].measured.database else g.db_active_stop.text())
@@ -151,7 +151,7 @@ OPEN_LOOP_COLUMNS: list[Column] = [
     ("replies", lambda g: g.replies.text()),
     ("timeouts", lambda g: g.client_timeouts.text()),
     ("latency median", lambda g: format_seconds(g.latency_median_s.median)),
-    ("errors", lambda g: str(g.errors_max)),
+    ("errors (most)", lambda g: str(g.errors_max)),
     ("predicted", predicted_text),
     ("predicted median", lambda g: format_seconds(g.predicted_latency_median_s)),
     ("measured / predicted", verdict),
@@ -194,6 +194,12 @@ def answered_text(g: Group) -> str:
     return f"{g.requests.median:g}" if not g.cell.open_loop else f"{g.replies.median:g}/{g.offered.median:g}"
 
 
+def continued(head: str, text: str, width: int = COMPACT_WIDTH) -> list[str]:
+    """HEAD, then TEXT from where HEAD ends, in lines of WIDTH: what does not fit goes on indented
+    lines below, never dropped (only a word longer than a line is split)."""
+    return textwrap.wrap(head + text, width, subsequent_indent="    ")
+
+
 def compact_table(groups: list[Group]) -> str:
     """The terminal's table: what each cell gave against its prediction, in 100 columns."""
     rows = [("config", "endpoint", "load", "answered", "predicted", "ok", "bound by")]
@@ -206,9 +212,7 @@ def compact_table(groups: list[Group]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines = []
     for r in rows:
-        line = "  ".join(r[i].ljust(widths[i]) for i in range(6)) + "  "
-        room = COMPACT_WIDTH - len(line)
-        lines.append(line + (r[6] if len(r[6]) <= room else r[6][: max(room - 1, 0)] + "…"))
+        lines += continued("  ".join(r[i].ljust(widths[i]) for i in range(6)) + "  ", r[6])
     if any(r[4].endswith("*") for r in rows):
         lines.append("* predicted with the connection spread the workers reported (median over runs)")
     problems = [g for g in groups if not g.ok and g.measured_over_predicted is not None or g.errors_max]
@@ -231,10 +235,9 @@ def brief_line(row: CellResult, group: Group, width: int = COMPACT_WIDTH) -> str
         trouble = {"timeouts": m.client_timeouts, "errors": m.errors}
     figures += "".join(f"  {n} {what}" for what, n in trouble.items() if n)
     mark = "" if v.as_predicted is None else ("✓ " if v.as_predicted else "✗ ")
-    line = f"{row.cell.name}: {figures}  {mark}predicted {compact_predicted(group)}  "
-    room = width - len(line)
-    bound = v.bound_by if len(v.bound_by) <= room else v.bound_by[: max(room - 1, 0)] + "…"
-    return (line + bound)[:width]
+    return "\n".join(
+        continued(f"{row.cell.name}: {figures}  {mark}predicted {compact_predicted(group)}  ", v.bound_by, width)
+    )
 
 
 def ranges(*values: Range) -> str:

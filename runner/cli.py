@@ -4,6 +4,7 @@ import argparse
 import datetime
 import errno
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -22,6 +23,7 @@ from .reference import reference, results_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = "benchmark.sh"
+FAILED_SUFFIX = "-failed"
 
 
 def usage() -> str:
@@ -170,6 +172,11 @@ def command(argv: list[str]) -> int:
         print(LISTING_HEADER)
         for cell in cells:
             print(cell.listing())
+        for backend in needed(cells).values():
+            for tool_name in backend.tools:
+                print(f"# needs {tool_name}: ./benchmark.sh installs it (apt-get as root, or brew) if it is missing")
+        knobs = [f"{k}={shlex.quote(v)}" for k, v in sets.changed_knobs(s.set, s.text).items()]
+        print("# run it: " + " ".join([*knobs, shlex.join(["./benchmark.sh", *(a for a in argv if a != "--list")])]))
         return 0
     open_loop = any(c.open_loop for c in cells)
     tools = {"wrk": tool("WRK", "wrk"), "httperf": tool("HTTPERF", "httperf") if open_loop else ""}
@@ -189,7 +196,41 @@ def command(argv: list[str]) -> int:
             )
         )
         return 0
+    try:
+        check_gunicorn(cells, s.server_args)
+    except BadInput as error:
+        die(str(error))
     return run(s, cells, options, tools, argv)
+
+
+def check_gunicorn(cells: list[Cell], server_args: str) -> None:
+    """A worker class that does not load, or a flag gunicorn does not take, is one line before any
+    server starts (gunicorn would print a traceback, and the run a folder like a good one's)."""
+    gunicorn_cells = [c for c in cells if c.server.startswith("gunicorn")]
+    if not gunicorn_cells:
+        return
+
+    from gunicorn.config import Config
+    from gunicorn.util import load_class
+
+    for worker_class in sorted({c.worker_class for c in gunicorn_cells}):
+        try:
+            load_class(worker_class, section="gunicorn.workers")
+        except (RuntimeError, ImportError, AttributeError) as error:
+            # gunicorn puts the import's traceback in brackets: its last line says why.
+            lines = [line for line in str(error).strip(" \n]").splitlines() if line.strip()]
+            reason = lines[-1].strip() if lines else type(error).__name__
+            raise BadInput(f"WORKER_CLASS={worker_class} does not load in gunicorn: {reason}") from None
+    parser = Config().parser()
+
+    def refuse(message: str) -> NoReturn:
+        raise BadInput(f"GUNICORN_CMD_ARGS={server_args}: gunicorn refuses it: {message}")
+
+    parser.error = refuse
+    try:
+        parser.parse_args(shlex.split(server_args))
+    except ValueError as error:  # a value its setting's validator refuses
+        refuse(str(error))
 
 
 # ---------------------------------------------------------------- a run
@@ -258,6 +299,8 @@ def run(
             "cpus": str(os.cpu_count() or 1),
             "wrk": tools["wrk"],
             "httperf": tools["httperf"],
+            # What the cells ran with, after SCALE (the texts above are as given).
+            "effective": {"sleep_s": s.base.sleep, "duration_s": s.base.duration, "timeout_s": s.base.timeout},
         }
         with ExitStack() as stack:  # what a backend starts once (PostgreSQL) lives as long as the cells run
             running = {name: stack.enter_context(backend.start(s, run_dir, lock)) for name, backend in backends.items()}
@@ -302,6 +345,10 @@ def run(
         print(f"{PROGRAM}: {error}", file=sys.stderr)
         if run_dir and (run_dir / files.RUN_JSON).exists():
             record.finish(run_dir, "failed")
+        if run_dir:  # named so that no glob for good runs picks it up
+            failed = run_dir.with_name(run_dir.name + FAILED_SUFFIX)
+            run_dir.rename(failed)
+            print(f"{PROGRAM}: the run failed; what it wrote is in {failed}", file=sys.stderr)
         return 1
     finally:
         lock.release()

@@ -70,6 +70,14 @@ def test_each_run_gets_its_own_directory(port, results):
         (dict(PIN="yes"), "PIN must be 0 or 1, got 'yes'"),
         (dict(WARMUP="soon"), "WARMUP must be auto or a whole number of seconds, got 'soon'"),
         (dict(PORT="70000"), "PORT must be below 65536, got '70000'"),
+        (
+            dict(WORKER_CLASS="nosuch.Worker"),
+            "WORKER_CLASS=nosuch.Worker does not load in gunicorn: ModuleNotFoundError: No module named 'nosuch'",
+        ),
+        (
+            dict(GUNICORN_CMD_ARGS="--no-such-flag"),
+            "GUNICORN_CMD_ARGS=--no-such-flag: gunicorn refuses it: unrecognized arguments: --no-such-flag",
+        ),
         (dict(WRK="/nonexistent/wrk"), "wrk not found: WRK=/nonexistent/wrk"),
     ],
 )
@@ -164,12 +172,14 @@ def test_host_that_cannot_be_bound_is_reported(port, results):
 
 
 def test_server_that_cannot_start_shows_its_log_and_fails(port, results):
-    out = run_benchmark(port, results, **TINY, CONFIGS="1x1", WORKER_CLASS="no_such_module.Worker")
+    # A flag gunicorn takes, for a directory that is not there: its arbiter fails as it starts a worker.
+    out = run_benchmark(port, results, **TINY, CONFIGS="1x1", GUNICORN_CMD_ARGS="--worker-tmp-dir /no/such/dir")
     assert out.returncode == 1
     assert "gunicorn exited during start-up; last lines of" in out.stderr
-    assert "no_such_module" in out.stderr  # the tail of gunicorn's own log
+    assert "/no/such/dir" in out.stderr  # the tail of gunicorn's own log
     run_dir = only_run_dir(results)
-    assert (run_dir / "INCOMPLETE").exists()
+    assert (run_dir / "INCOMPLETE").exists() and run_dir.name.endswith("-seed-failed")  # no glob for good runs
+    assert out.stderr.splitlines()[-1] == f"benchmark.sh: the run failed; what it wrote is in {run_dir}"
 
 
 def test_gunicorn_cmd_args_reach_gunicorn(port, results):

@@ -40,8 +40,12 @@ def test_a_knob_that_changes_the_result_is_beyond_the_spread_and_the_same_config
     assert "paired across: thread_limit" in beyond.stdout
     (row,) = [line for line in beyond.stdout.splitlines() if "/sync" in line]
     assert re.search(
-        r"^1w x 1t /sync c=200: answered 1[56]\d -> (39\d|40\d) \(\+2\d\d\), beyond ±\d+ \(model's band\)$", row
+        r"^1w x 1t /sync c=200: answered 1[56]\d -> (39\d|40\d) \(\+2\d\d\), beyond ±\d+ \(model's band\); both are",
+        row,
     ), row
+    said = " ".join(beyond.stdout.split())  # its lines wrap at 100 columns
+    assert "the model accounts for the difference" in said
+    assert "A: ✓ thread limiter: 40/worker" in said and "B: ✓ thread limiter: 100/worker" in said
     assert "1 of 1 paired cells differ beyond the spread" in beyond.stdout
     assert all(len(line) <= 100 for line in beyond.stdout.splitlines())
     assert "| 1w x 1t | /sync | c=200 |" in (tmp_path / "compare.md").read_text()
@@ -96,3 +100,18 @@ def test_the_readmes_worked_example_runs_as_written(port, tmp_path):
         expected = (0, 1) if "--compare" in command else (0,)
         assert out.returncode in expected, (command, out.stdout, out.stderr)
     assert "1w x 1t" in out.stdout and "/async" in out.stdout and "c=1000" in out.stdout
+
+
+def test_a_pair_differs_when_one_side_is_not_what_its_model_predicts(tmp_path):
+    from dataclasses import replace
+
+    from report import compare as comparison
+    from report import summary
+
+    rows, _ = summary.summarise_run(TINY_RUN)
+    a = comparison.figures([rows[0]])
+    assert a.ok and comparison.judge(a, a) == (False, "within ±2 (model's band)")
+    worse = replace(a, verdict="✗ (0/1 as predicted)", bound_by="1 worker(s) restarted mid-cell")
+    beyond, said = comparison.judge(a, worse)
+    assert beyond and said == "differ: B is not what its model predicts, A is (the count is within ±2 (model's band))"
+    assert comparison.judge(worse, a)[1].startswith("differ: A is not what its model predicts, B is")

@@ -154,6 +154,9 @@ def test_run_json_keeps_the_exact_command_and_a_dirty_tree_its_diff(port, result
     run = json.loads((run_dir / "run.json").read_text())
     assert run["argv"] == [str(repo / "benchmark.sh"), "--quick", "--label", "x", "--repeat", "2"]
     assert (run["parameters"]["label"], run["parameters"]["repeat"], run["parameters"]["scale"]) == ("x", "2", "10")
+    # As given (the default 30 s timeout), and as run: --quick divides by 10.
+    assert run["parameters"]["timeout"] == "30s"
+    assert run["parameters"]["effective"] == {"sleep_s": 0.0, "duration_s": 1, "timeout_s": 3}
     assert run["started"] <= run["ended"] and run["status"] == "complete"
     assert run["code"]["git_dirty"] and run["code"]["git_describe"].endswith("-dirty")
     assert "+# an edit nobody committed" in (run_dir / "code.diff").read_text()

@@ -234,6 +234,16 @@ def test_compact_table_fits_100_columns(tmp_path):
     table = tables.compact_table([replace(groups[0], cell=long)])
     assert all(len(line) <= 100 for line in table.splitlines()), table
     assert f"✗ {long.label()} /sync" in table  # named with its reason
+    assert "…" not in table and " ".join(groups[0].bound_by.split()) in " ".join(table.split())  # all of it
+
+
+def test_the_line_a_cell_ends_with_keeps_its_whole_explanation(tmp_path):
+    run_dir = make_run(tmp_path, [30, 20, 10, 0], cpu=(20.0, 4.0))
+    (row,), _ = summary.summarise_run(run_dir)
+    text = summary.brief(run_dir, row.cell.name, width=60)
+    assert all(len(line) <= 60 for line in text.splitlines()) and len(text.splitlines()) > 1, text
+    assert text.startswith(f"{row.cell.name}: 201 requests") and "…" not in text
+    assert " ".join(row.verdict.bound_by.split()) in " ".join(text.split())
 
 
 def test_spread_counts_only_connections_made_after_the_warm_up(tmp_path):

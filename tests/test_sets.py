@@ -11,7 +11,7 @@ from core.sets import SETS
 
 
 def listed_cells(out) -> list[list[str]]:
-    return [line.split() for line in out.stdout.splitlines()[2:]]
+    return [line.split() for line in out.stdout.splitlines()[2:] if not line.startswith("#")]
 
 
 @pytest.mark.parametrize("name", SETS)
@@ -23,7 +23,8 @@ def test_every_set_is_valid_at_full_and_quick_scale(port, results, name, quick):
         rf"set {name}: \d+ cells x \d run\(s\), .*; about \d+ ?(s|min) \(ends ~\d\d:\d\d\)$", out.stdout.splitlines()[0]
     )
     cells = listed_cells(out)
-    assert cells and all(len(cell) == 10 for cell in cells)
+    assert cells and all(len(cell) == 11 for cell in cells)
+    assert out.stdout.splitlines()[-1] == "# run it: " + " ".join(["./benchmark.sh", "--set", name, *quick])
     assert not results.exists()
 
 

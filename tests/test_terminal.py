@@ -20,9 +20,12 @@ def test_quiet_prints_only_the_result_lines_and_the_paths(port, results):
         WRK_THREADS=1,
     )
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    # One line a cell (its explanation going on, indented, on the lines below it), then the paths.
+    lines = [line for line in out.stdout.splitlines() if not line.startswith("    ")]
     assert [line[:6] for line in lines[:2]] == ["[1/2] ", "[2/2] "] and len(lines) == 4
     assert lines[2].startswith("Full table: ") and lines[3].startswith("Plot: ")
+    cells = [line for line in out.stdout.splitlines() if not line.startswith(("Full table: ", "Plot: "))]
+    assert "…" not in out.stdout and all(len(line) <= 100 for line in cells), cells
 
 
 def run_in_a_terminal(command: list[str], env: dict, timeout: float = 120) -> bytes:

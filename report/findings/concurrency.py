@@ -60,7 +60,8 @@ def async_wins_sentence(c: AsyncWins) -> Sentence:
         f"{DEFAULT_THREAD_LIMIT} and below the two differ by no more than their runs (and the wave ending as wrk "
         f"stops) do. At {top.connections} connections `async def` was bound by {top.bound_by}; `def` by "
         f"{sync.bound_by}, {sync.never_answered.median:g} connections never answered in the run.",
-        f"{top.connections} connections: `async def` {top.requests_per_sec.text()} req/s, `def` "
+        f"{top.connections} connections, {top.cell.sleep:g} s sleep: `async def` {top.requests_per_sec.text()} req/s, "
+        "`def` "
         f"{sync.requests_per_sec.text(1)}",
     )
 
@@ -109,7 +110,8 @@ def workers_for_async_sentence(c: WorkersForAsync) -> Sentence:
         f"predicts: "
         + ", ".join(f"{a.connections} connections {a.requests.median:g} vs {b.requests.median:g}" for a, b in c.lower)
         + ".",
-        f"{top.connections} connections: 1 worker {top.requests_per_sec.text()} req/s, 4 workers "
+        f"{top.connections} connections, {top.cell.sleep:g} s sleep: 1 worker {top.requests_per_sec.text()} req/s, "
+        "4 workers "
         f"{four.requests_per_sec.text()} ({c.run.environment['cpu_count']} cores here)",
     )
 
@@ -166,7 +168,9 @@ def workers_for_def_sentence(c: WorkersForDef) -> Sentence:
         "(every cell as the model fed with that spread predicts). Per worker, the most inside the handler was "
         + ", ".join(f"{four.peak_in_handler_max} at {n}" for n, _, four in c.pairs)
         + f": never above {DEFAULT_THREAD_LIMIT}, and {DEFAULT_THREAD_LIMIT} wherever every worker was busy.",
-        ", ".join(f"{c.ratios[n]:.1f}x at {n}" for n in counts) + " connections",
+        "4 workers' requests over 1 worker's, `/sync`: "
+        + ", ".join(f"{c.ratios[n]:.1f}x at {n}" for n in counts)
+        + " connections",
     )
 
 
@@ -212,7 +216,8 @@ def blocking_async_sentence(c: BlockingAsync) -> Sentence:
         f"worker in {sum(g.peak_in_handler_max == 1 for g in c.cells)} of {len(c.cells)} cells. In {len(c.fewer)} of "
         f"{len(c.cells)} cells ({workers} workers; {counts} connections) every run answered fewer than every run of "
         "`/sync` and of `/async` beside it.",
-        f"{one.requests_per_sec.median:.2f} req/s per worker at {top.connections} connections, "
+        f"{one.requests_per_sec.median:.2f} req/s per worker ({top.cell.sleep:g} s sleep) at {top.connections} "
+        "connections, "
         f"fewer than both in {len(c.fewer)} of {len(c.cells)} cells",
     )
 

@@ -176,8 +176,9 @@ def db_pool_timeout_sentence(c: PoolTimeout) -> Sentence:
         "queue is not settled by these runs. With the default 30 s, none: "
         f"{c.plain['async-db'].requests_ok.text()} and {c.plain['sync-db'].requests_ok.text()} answered. The app "
         "counted each 503 as a pool timeout.",
-        f"`/async-db` {a.non_2xx.text()} 503 against {a.predicted_errors}, `/sync-db` {d.non_2xx.text()} against "
-        f"{d.predicted_errors} predicted",
+        f"`/async-db` {a.non_2xx.text()} 503 (wrk's non-2xx count) against {a.predicted_errors}, `/sync-db` "
+        f"{d.non_2xx.text()} against {d.predicted_errors} predicted; ✓ in {a.as_predicted}/{a.runs} and "
+        f"{d.as_predicted}/{d.runs} runs",
     )
 
 

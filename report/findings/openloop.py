@@ -153,7 +153,9 @@ def open_loop_spread_sentence(c: OpenLoopSpread) -> Sentence:
         + ".",
         "timeouts below capacity in "
         + ", ".join(str(r.measured.client_timeouts) for r in rows if r.measured.client_timeouts)
-        + " requests",
+        + " requests (the model with that spread: "
+        + ", ".join(str(r.verdict.expected_timeouts) for r in rows if r.measured.client_timeouts)
+        + (f"; {workers} workers on one core)" if all(r.cell.pin for r in rows) else ")"),
     )
 
 

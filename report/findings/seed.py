@@ -130,7 +130,8 @@ def threads_flag_sentence(c: ThreadsFlag) -> Sentence:
         f"{s4.requests.text()} requests; at {t1.connections} connections {t1.requests_per_sec.median:.1f} vs "
         f"{t4.requests_per_sec.median:.1f} req/s; the peak inside the handler is {s1.peak_in_handler_max} "
         f"without and {t4.peak_in_handler_max} with `--threads 4`.",
-        f"one worker with `--threads 1` or `4`, `/sync`: {s1.requests.text()} vs {s4.requests.text()} requests",
+        f"one worker with `--threads 1` or `4`, `/sync`, {s1.cell.sleep:g} s sleep: {s1.requests.text()} vs "
+        f"{s4.requests.text()} requests in {s1.cell.duration:g} s",
     )
 
 

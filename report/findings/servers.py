@@ -62,14 +62,15 @@ def reuse_port_sentence(c: ReusePort) -> Sentence:
 
     first = c.fixed[0]
     return Sentence(
-        f"`--reuse-port` kept every worker within its {DEFAULT_THREAD_LIMIT} threads' worth of connections in every "
-        f"run; without it, a worker took more in {len(c.over)} of {len(c.plain)} runs.",
+        f"At {first.measured.connections} connections, `--reuse-port` kept every worker within its "
+        f"{DEFAULT_THREAD_LIMIT} threads' worth in every run; without it, a worker took more in {len(c.over)} of "
+        f"{len(c.plain)} runs.",
         f"With it every gunicorn worker has a listening socket of its own and the kernel spreads new connections "
         f"over them. {first.cell.workers} workers, `/sync`, {first.measured.connections} connections: with "
         f"`--reuse-port` {show(c.fixed)} (most on one worker: {c.most}, every run bound by the client); without, "
         f"{show(c.plain)}. {len(c.fixed)} and {len(c.plain)} runs: a spread is a draw each run, so these counts say "
         f"what happened here, not how often it happens. gunicorn {c.run.environment['packages']['gunicorn']} here.",
-        f"busiest worker at most {c.most} of {first.measured.connections} connections with it; above "
+        f"busiest worker at most {c.most} with it; above "
         f"{DEFAULT_THREAD_LIMIT} in {len(c.over)} of {len(c.plain)} runs without",
     )
 

@@ -38,9 +38,11 @@ def worker_killed_sentence(c: Killed) -> Sentence:
         f"In [`{run.run_dir.name}`]({run.run_dir.name}/) (`GUNICORN_CMD_ARGS={run.parameters['gunicorn_cmd_args']}`, "
         f"{g.connections} connections, `/async-blocking` sleeping {g.cell.sleep:g} s per request) gunicorn logged "
         f"{g.worker_timeouts} `WORKER TIMEOUT` over {g.runs} runs and wrk saw up to {g.errors_max} errors; "
-        f"no request blocked the loop longer than {g.cell.sleep:g} s of the {c.timeout} s timeout. Why: see "
+        f"each request blocks the loop for the {g.cell.sleep:g} s it was set to sleep (as configured, not measured), "
+        f"less than the {c.timeout} s timeout. Why: see "
         f"[the heartbeat](#why-a-blocked-worker-is-killed).",
-        f"{g.worker_timeouts} WORKER TIMEOUT in {g.runs} runs, no block above {g.cell.sleep:g} s of {c.timeout} s",
+        f"{g.worker_timeouts} WORKER TIMEOUT in {g.runs} runs, each request set to block {g.cell.sleep:g} s of "
+        f"{c.timeout} s",
     )
 
 

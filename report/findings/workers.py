@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import Any
 
+from core.bound import Bound
 from core.servers import DEFAULT_WORKER_CLASS
 
 from ..records import Group
@@ -75,8 +76,12 @@ def worker_class_sentence(c: WorkerClass) -> Sentence:
             for u, n in c.heavy
         )
         + f". Every UvicornWorker run above every `asgi` run in {len(c.uvicorn_more)} of {len(c.heavy)} of them, every "
-        f"`asgi` run above every UvicornWorker run in {len(c.asgi_more)}; the rest overlap. Where a cell is marked "
-        "unexplained, no CPU was measured saturated: see the open questions below.",
+        f"`asgi` run above every UvicornWorker run in {len(c.asgi_more)}; the rest overlap."
+        + (
+            " Where a cell is marked unexplained, no CPU was measured saturated: see the open questions below."
+            if any(r.verdict.bound is Bound.UNEXPLAINED for r in c.run.rows)
+            else ""
+        ),
         f"UvicornWorker above `asgi` in every run in {len(c.uvicorn_more)} of {len(c.heavy)} heavy cells, the "
         f"reverse in {len(c.asgi_more)}",
     )
