@@ -49,6 +49,10 @@ def read_cell(run_dir: Path, cell: Cell, facts: RunFacts) -> Measured:
     raw = load_output(run_dir, cell)
     log = where.server_log()
     log_text = log.read_text(errors="replace") if log.exists() else ""
+    # Up to the stop snapshot where the run recorded it: the workers the runner stops are not restarts.
+    stopped_at = ((parse.read_json(where.processes(files.STOP)) or {}).get("log_bytes") or {}).get("server")
+    if stopped_at is not None:
+        log_text = log.read_bytes()[:stopped_at].decode(errors="replace")
     usage = parse.read_json(where.usage(raw.stem)) or {}
     server_cpu_s, server_rss = process_cpu(where, "server")
     side = server_side(where, cell.endpoint)
@@ -134,7 +138,11 @@ def restarts(log_text: str, server: str, workers: int, exited: int) -> tuple[int
     in the window where the log does not show start-ups), and why they went, as the log says."""
     started_up = SERVERS[server].ready_workers(log_text) if server in SERVERS else 0
     count = max(started_up - workers, exited, 0)
-    reasons = {why: sum(log_text.count(line) for line in lines) for why, lines in RESTART_REASONS.items()}
+    # A max-requests restart may log both of its lines: each restart once. The ways to exit are events apart.
+    reasons = {
+        why: (max if why == "max-requests" else sum)(log_text.count(line) for line in lines)
+        for why, lines in RESTART_REASONS.items()
+    }
     return count, ", ".join(f"{n}x {why}" for why, n in reasons.items() if n)
 
 

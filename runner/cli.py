@@ -253,11 +253,12 @@ def run(
 ) -> int:
     from core import cell as cells_tsv
     from report import summary, tables
+    from report.parse import ParseError
 
     from . import record
     from .database import remove_stale_clusters
     from .process import Interrupted, Lock, LockBusy, raise_on_signals
-    from .run import Output, Run, copy_app, drop_app_copy_if_committed
+    from .run import Output, Run
 
     raise_on_signals()
     name = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{s.set}"
@@ -285,7 +286,7 @@ def run(
         run_dir.mkdir(parents=True)
         started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         (run_dir / files.INCOMPLETE).write_text(f"started {started}; removed when every cell has run\n")
-        app_files = copy_app(run_dir)
+        app_files = record.copy_app(run_dir)
         cells_tsv.write_header(run_dir / files.CELLS_TSV)
         parameters = {
             "set": s.set,
@@ -320,7 +321,7 @@ def run(
             try:
                 Run(s, cells, run_dir, lock, out, tools, running).run()
             finally:
-                drop_app_copy_if_committed(run_dir, document["code"]["git_commit"])
+                record.drop_app_copy_if_committed(run_dir, document["code"]["git_commit"])
         (run_dir / files.INCOMPLETE).unlink()
         record.finish(run_dir, "complete")
         groups = summary.write_summary(run_dir)
@@ -341,14 +342,25 @@ def run(
         if run_dir and (run_dir / files.RUN_JSON).exists():
             record.finish(run_dir, "interrupted")
         return 130
-    except Failed as error:
+    except (Failed, ParseError, OSError) as error:
+        if isinstance(error, OSError) and error.errno != errno.ENOSPC:
+            raise
         print(f"{PROGRAM}: {error}", file=sys.stderr)
-        if run_dir and (run_dir / files.RUN_JSON).exists():
-            record.finish(run_dir, "failed")
-        if run_dir:  # named so that no glob for good runs picks it up
-            failed = run_dir.with_name(run_dir.name + FAILED_SUFFIX)
+        where = "nothing was written"
+        if run_dir:
+            try:
+                if (run_dir / files.RUN_JSON).exists():
+                    record.finish(run_dir, "failed")
+            except OSError:  # a full disk: run.json stays "running"; the folder's name says it failed
+                pass
+            failed = run_dir.with_name(run_dir.name + FAILED_SUFFIX)  # no glob for good runs picks it up
             run_dir.rename(failed)
-            print(f"{PROGRAM}: the run failed; what it wrote is in {failed}", file=sys.stderr)
+            where = f"what it wrote is in {failed}"
+        full = isinstance(error, OSError) or (run_dir is not None and shutil.disk_usage(run_dir.parent).free < 2**16)
+        print(
+            f"{PROGRAM}: the run failed" + ("; no space is left on its disk" if full else "") + f"; {where}",
+            file=sys.stderr,
+        )
         return 1
     finally:
         lock.release()

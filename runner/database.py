@@ -94,21 +94,29 @@ class Database:
     monitor: Any = field(default=None, repr=False)  # a superuser connection over the private socket
     pid: int = 0  # the postmaster's (its backends are its children: sampled with it, like a server's workers)
 
-    def backends(self) -> dict:
+    def backends(self) -> dict[str, int]:
         """PostgreSQL's own count of the app's backends, and of those running a query now."""
-        row = self.monitor.execute(
+        row = self.query(
             "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity "
-            "WHERE usename = %s AND backend_type = 'client backend'",
-            (ROLE,),
+            "WHERE usename = %s AND backend_type = 'client backend'"
         ).fetchone()
         return {"backends": row[0], "active": row[1]}
 
     def end_backends(self, timeout_s: float = 10) -> None:
         """End every backend of the app's role, so that a cell starts with all its connections free."""
-        self.monitor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (ROLE,))
+        self.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s")
         deadline = time.monotonic() + timeout_s
         while self.backends()["backends"] and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def query(self, sql: str) -> Any:
+        """A query about the app's role over the monitor connection; PostgreSQL gone is a failed run."""
+        import psycopg
+
+        try:
+            return self.monitor.execute(sql, (ROLE,))
+        except psycopg.Error as error:
+            raise Failed(f"PostgreSQL stopped answering ({' '.join(str(error).split())}); see {files.POSTGRES_LOG}")
 
 
 def remove_stale_clusters() -> None:

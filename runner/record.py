@@ -9,6 +9,8 @@ import os
 import platform
 import re
 import resource
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -236,6 +238,8 @@ def snapshot(cell_dir: Path, name: str, workers: int, stats: bool, roles: dict[s
     document = {
         "time": time.time(),
         "roles": {role: process_tree(pid) for role, pid in roles.items()},
+        # How far each server's log had come: what the runner's own stop makes it log comes after.
+        "log_bytes": {role: log.stat().st_size for role in roles if (log := cell.log(role)).exists()},
         "listen_queue": listen_queue_counters(),
     }
     if database:
@@ -249,3 +253,32 @@ def snapshot(cell_dir: Path, name: str, workers: int, stats: bool, roles: dict[s
             return
         time.sleep(0.01)
     print(f"benchmark.sh: warning: not every worker wrote its '{name}' snapshot within 5 s", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- the app a run serves
+
+APP_FILES = ["app.py", "counters.py"]  # what a run serves: a copy taken at its start
+
+
+def copy_app(run_dir: Path) -> dict[str, str]:
+    """The run serves this copy, so an edit to app.py while it runs changes nothing; its hashes go to run.json."""
+    hashes = {}
+    for name in APP_FILES:
+        shutil.copy2(ROOT / name, run_dir / name)
+        hashes[name] = sha256(run_dir / name)
+    return hashes
+
+
+def drop_app_copy_if_committed(run_dir: Path, commit: str) -> None:
+    """Keep the copy only where it differs from the recorded commit's files; otherwise the commit
+    names them, and the recorded commands serve them from the repository instead."""
+    for name in APP_FILES:
+        committed = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{name}"], capture_output=True)
+        if committed.returncode != 0 or committed.stdout != (run_dir / name).read_bytes():
+            return
+    for name in APP_FILES:
+        (run_dir / name).unlink()
+    shutil.rmtree(run_dir / "__pycache__", ignore_errors=True)
+    for command in run_dir.glob("**/*.cmd"):
+        words = [str(ROOT) if word == str(run_dir) else word for word in shlex.split(command.read_text())]
+        command.write_text(shlex.join(words) + "\n")

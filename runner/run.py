@@ -10,7 +10,6 @@ after the measured runs (profiles/<cell>/profile.svg).
 
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import threading
@@ -32,7 +31,6 @@ from .backends import BACKENDS
 from .process import Failed, Lock, spawn, started, tail, taskset
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_FILES = ["app.py", "counters.py"]  # what a run serves: a copy taken at its start
 APP_SETTINGS = {
     "SLEEP_SECONDS",
     "THREAD_LIMIT",
@@ -73,6 +71,7 @@ class Run:
     ):
         self.s, self.cells, self.run_dir, self.lock, self.out, self.tools = s, cells, run_dir, lock, out, tools
         self.running = running or {}  # what each backend started for the run (BACKENDS), by name
+        self.serving: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}  # the cell's servers, by role
         database = self.running.get("database")
         self.secret = database.password if database else None  # left out of every recorded command
         self.venv_bin = str(Path(sys.executable).parent)
@@ -117,6 +116,7 @@ class Run:
         env = {k: v for k, v in os.environ.items() if k not in APP_SETTINGS and k != "GUNICORN_CMD_ARGS"}
         log = files.CellFiles(cell_dir).log(what)
         process = stack.enter_context(started(command, log, {**env, **settings}, self.lock, cpus))
+        self.serving[what] = (process, log)
         self.wait_until_ready(
             process,
             log,
@@ -127,6 +127,16 @@ class Run:
             port,
         )
         return process
+
+    def check_still_serving(self, cell: Cell) -> None:
+        """A server (the front one, the upstream) that exited in the cell: the run cannot go on as the
+        model assumes. A worker its master restarted is not this: the summary counts its restart."""
+        for what, (process, log) in self.serving.items():
+            if process.poll() is not None:
+                raise Failed(
+                    f"the {what} exited during {cell.name} (exit {process.returncode}); last lines of "
+                    f"{log}:\n{tail(log)}"
+                )
 
     def wait_until_ready(
         self, process, log: Path, stats_dir: Path | None, workers: int, server, what: str, port: int
@@ -291,6 +301,7 @@ class Run:
             f"sleep={cell.sleep:g}s  {cell.duration}s"
         )
         stats = where.stats("server") if cell.stats else None
+        self.serving = {}
         with ExitStack() as stack:
             # Last, once every server has stopped: the requests for snapshots are no one's raw data.
             stack.callback(remove_snapshot_requests, [where.stats(role) for role in ("server", *BACKENDS)])
@@ -315,6 +326,7 @@ class Run:
                 cell_dir, "httperf" if cell.open_loop else "wrk", self.load_command(cell, cell.duration), cell.duration
             )
             record.snapshot(cell_dir, files.STOP, cell.workers, cell.stats, roles, database)
+            self.check_still_serving(cell)
             if profiler:
                 self.profile_written(profiler, where.profile())
         if profiling:
@@ -366,30 +378,3 @@ def answers(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
-
-
-# ---------------------------------------------------------------- the app a run serves
-
-
-def copy_app(run_dir: Path) -> dict[str, str]:
-    """The run serves this copy, so an edit to app.py while it runs changes nothing; its hashes go to run.json."""
-    hashes = {}
-    for name in APP_FILES:
-        shutil.copy2(ROOT / name, run_dir / name)
-        hashes[name] = record.sha256(run_dir / name)
-    return hashes
-
-
-def drop_app_copy_if_committed(run_dir: Path, commit: str) -> None:
-    """Keep the copy only where it differs from the recorded commit's files; otherwise the commit
-    names them, and the recorded commands serve them from the repository instead."""
-    for name in APP_FILES:
-        committed = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{name}"], capture_output=True)
-        if committed.returncode != 0 or committed.stdout != (run_dir / name).read_bytes():
-            return
-    for name in APP_FILES:
-        (run_dir / name).unlink()
-    shutil.rmtree(run_dir / "__pycache__", ignore_errors=True)
-    for command in run_dir.glob("**/*.cmd"):
-        words = [str(ROOT) if word == str(run_dir) else word for word in shlex.split(command.read_text())]
-        command.write_text(shlex.join(words) + "\n")

@@ -100,6 +100,10 @@ def test_the_readmes_worked_example_runs_as_written(port, tmp_path):
         expected = (0, 1) if "--compare" in command else (0,)
         assert out.returncode in expected, (command, out.stdout, out.stderr)
     assert "1w x 1t" in out.stdout and "/async" in out.stdout and "c=1000" in out.stdout
+    # Each side's own verdict, with what bound it.
+    assert re.search(r"^    A: [✓✗-] \S", out.stdout, re.M) and re.search(r"^    B: [✓✗-] \S", out.stdout, re.M), (
+        out.stdout
+    )
 
 
 def test_a_pair_differs_when_one_side_is_not_what_its_model_predicts(tmp_path):

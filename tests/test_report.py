@@ -296,3 +296,16 @@ def test_a_bad_report_is_one_line_naming_file_and_line(tmp_path):
 
 
 # ---------------------------------------------------------------- httperf
+
+
+@pytest.mark.parametrize("recorded, reasons", [(True, ""), (False, "4x exited")])
+def test_the_runners_own_stop_is_not_a_restart(tmp_path, recorded, reasons):
+    run_dir = make_run(tmp_path, [25, 25, 25, 25], cpu=(20.0, 4.0))
+    cell = run_dir / "01-4w1t-sync-c100"
+    served = "Application startup complete\n" * 4
+    (cell / "server.log").write_text(served + "[INFO] Worker (pid:7) was sent SIGTERM!\n" * 4)
+    if recorded:  # the runner notes how far the log had come at the stop snapshot, before it stops the server
+        stop = cell / "server.stop.json"
+        stop.write_text(json.dumps({**json.loads(stop.read_text()), "log_bytes": {"server": len(served)}}))
+    (row,), _ = summary.summarise_run(run_dir)
+    assert (row.measured.workers_restarted, row.measured.restart_reasons) == (0, reasons)
