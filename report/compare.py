@@ -146,7 +146,14 @@ def judge(a: Side, b: Side) -> tuple[bool, str]:
             else f"differ: {worse} is not what its model predicts, {better} is (the count is {said})"
         )
     if beyond and a.ok and b.ok:
-        said += "; both are what their model predicts: the model accounts for the difference"
+        same_prediction = a.row.verdict.expected_requests == b.row.verdict.expected_requests and (
+            a.row.verdict.expected_replies == b.row.verdict.expected_replies
+        )
+        said += (
+            "; both are what their model predicts, within their bands: see what bound each"
+            if same_prediction
+            else "; both are what their model predicts: the model, fed with each, accounts for the difference"
+        )
     return beyond, said
 
 
@@ -250,7 +257,10 @@ def text(header: list[str], pairs: list[Pair], only: list[str], width: int = COM
         for side in ("A", "B"):
             out += textwrap.wrap(f"    {side}: {f[f'{side}: verdict, bound by']}", width, subsequent_indent="        ")
     out += only
-    out.append(f"{sum(p.beyond for p in pairs)} of {len(pairs)} paired cells differ beyond the spread")
+    out.append(
+        f"{sum(p.beyond for p in pairs)} of {len(pairs)} paired cells differ (beyond the spread, or in "
+        "their own verdicts)"
+    )
     return "\n".join(out) + "\n"
 
 

@@ -1,13 +1,16 @@
 """The command line of ./benchmark.sh (which sets up .venv, wrk and httperf, then runs this)."""
 
 import argparse
+import contextlib
 import datetime
 import errno
+import io
 import os
 import shlex
 import shutil
 import socket
 import sys
+import textwrap
 from contextlib import ExitStack
 from pathlib import Path
 from typing import NoReturn
@@ -168,14 +171,15 @@ def command(argv: list[str]) -> int:
         if options.needs:
             print("none")
             return 0
-        print(sets.plan_line(s, cells))
+        print("\n".join(textwrap.wrap(sets.plan_line(s, cells), 100, subsequent_indent="    ")))
         print(LISTING_HEADER)
         for cell in cells:
             print(cell.listing())
         for backend in needed(cells).values():
             for tool_name in backend.tools:
                 print(f"# needs {tool_name}: ./benchmark.sh installs it (apt-get as root, or brew) if it is missing")
-        knobs = [f"{k}={shlex.quote(v)}" for k, v in sets.changed_knobs(s.set, s.text).items()]
+        scale_and_repeat = {k: os.environ[k] for k in ("SCALE", "REPEAT") if k in os.environ}
+        knobs = [f"{k}={shlex.quote(v)}" for k, v in {**sets.changed_knobs(s.set, s.text), **scale_and_repeat}.items()]
         print("# run it: " + " ".join([*knobs, shlex.join(["./benchmark.sh", *(a for a in argv if a != "--list")])]))
         return 0
     open_loop = any(c.open_loop for c in cells)
@@ -228,9 +232,12 @@ def check_gunicorn(cells: list[Cell], server_args: str) -> None:
 
     parser.error = refuse
     try:
-        parser.parse_args(shlex.split(server_args))
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            parser.parse_args(shlex.split(server_args))
     except ValueError as error:  # a value its setting's validator refuses
         refuse(str(error))
+    except SystemExit:  # --help, --version: gunicorn would print and exit instead of serving
+        refuse("it makes gunicorn print and exit instead of serving")
 
 
 # ---------------------------------------------------------------- a run
@@ -316,7 +323,7 @@ def run(
                 app_files,
                 database.facts if database else None,
             )
-            out.note(sets.plan_line(s, cells))
+            out.note("\n".join(textwrap.wrap(sets.plan_line(s, cells), 100, subsequent_indent="    ")))
             out.note(f"Run directory: {run_dir}")
             try:
                 Run(s, cells, run_dir, lock, out, tools, running).run()
@@ -354,9 +361,18 @@ def run(
             except OSError:  # a full disk: run.json stays "running"; the folder's name says it failed
                 pass
             failed = run_dir.with_name(run_dir.name + FAILED_SUFFIX)  # no glob for good runs picks it up
-            run_dir.rename(failed)
+            try:
+                run_dir.rename(failed)
+            except OSError:
+                failed = run_dir
             where = f"what it wrote is in {failed}"
-        full = isinstance(error, OSError) or (run_dir is not None and shutil.disk_usage(run_dir.parent).free < 2**16)
+        # ENOSPC here, or met by a server (its log says so) or by the load generator (a truncated report,
+        # with less than two pages of the disk left).
+        full = (
+            isinstance(error, OSError)
+            or os.strerror(errno.ENOSPC) in str(error)
+            or (run_dir is not None and shutil.disk_usage(run_dir.parent).free < 8192)
+        )
         print(
             f"{PROGRAM}: the run failed" + ("; no space is left on its disk" if full else "") + f"; {where}",
             file=sys.stderr,

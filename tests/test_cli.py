@@ -79,6 +79,10 @@ def test_each_run_gets_its_own_directory(port, results):
             "GUNICORN_CMD_ARGS=--no-such-flag: gunicorn refuses it: unrecognized arguments: --no-such-flag",
         ),
         (dict(WRK="/nonexistent/wrk"), "wrk not found: WRK=/nonexistent/wrk"),
+        (
+            dict(GUNICORN_CMD_ARGS="--version"),
+            "GUNICORN_CMD_ARGS=--version: gunicorn refuses it: it makes gunicorn print and exit instead of serving",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line_and_nothing_starts(port, results, knobs, message):

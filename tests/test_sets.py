@@ -11,7 +11,7 @@ from core.sets import SETS
 
 
 def listed_cells(out) -> list[list[str]]:
-    return [line.split() for line in out.stdout.splitlines()[2:] if not line.startswith("#")]
+    return [line.split() for line in out.stdout.splitlines()[2:] if not line.startswith(("#", " "))]
 
 
 @pytest.mark.parametrize("name", SETS)

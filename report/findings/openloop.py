@@ -122,6 +122,12 @@ def open_loop_spread_check(c: OpenLoopSpread) -> bool:
     )
 
 
+def cores_left(run: Run) -> str:
+    """The cores pinning left the servers: all but the load generator's one."""
+    cores = run.environment["cpu_count"] - 1
+    return "one core" if cores == 1 else f"{cores} cores"
+
+
 def by_rate(rows: list[CellResult]) -> list[tuple[float, list[CellResult]]]:
     rates = sorted({r.cell.rate or 0 for r in rows})
     return [(rate, [r for r in rows if r.cell.rate == rate]) for rate in rates]
@@ -155,7 +161,7 @@ def open_loop_spread_sentence(c: OpenLoopSpread) -> Sentence:
         + ", ".join(str(r.measured.client_timeouts) for r in rows if r.measured.client_timeouts)
         + " requests (the model with that spread: "
         + ", ".join(str(r.verdict.expected_timeouts) for r in rows if r.measured.client_timeouts)
-        + (f"; {workers} workers on one core)" if all(r.cell.pin for r in rows) else ")"),
+        + (f"; {workers} workers on {cores_left(c.run)})" if all(r.cell.pin for r in rows) else ")"),
     )
 
 

@@ -113,8 +113,8 @@ class PoolRaised:
 def pool_raised_cells(runs: Runs) -> PoolRaised:
     groups = runs["upstream"].groups
     raised = next((g for g in cells_where(groups, endpoint="async-http") if g.cell.http_pool is not None), None)
-    if raised is None:
-        raise Missing("the HTTP_POOL cell")
+    if raised is None or raised.predicted_requests is None:
+        raise Missing("the HTTP_POOL cell, with a sleep the model predicts")
     return PoolRaised(
         find(groups, workers=1, threads=1, endpoint="async-http", connections=raised.cell.connections, **PLAIN), raised
     )
