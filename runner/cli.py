@@ -10,7 +10,6 @@ import shlex
 import shutil
 import socket
 import sys
-import textwrap
 from contextlib import ExitStack
 from pathlib import Path
 from typing import NoReturn
@@ -171,7 +170,7 @@ def command(argv: list[str]) -> int:
         if options.needs:
             print("none")
             return 0
-        print("\n".join(textwrap.wrap(sets.plan_line(s, cells), 100, subsequent_indent="    ")))
+        print(sets.plan_line(s, cells))
         print(LISTING_HEADER)
         for cell in cells:
             print(cell.listing())
@@ -323,7 +322,7 @@ def run(
                 app_files,
                 database.facts if database else None,
             )
-            out.note("\n".join(textwrap.wrap(sets.plan_line(s, cells), 100, subsequent_indent="    ")))
+            out.note(sets.plan_line(s, cells))
             out.note(f"Run directory: {run_dir}")
             try:
                 Run(s, cells, run_dir, lock, out, tools, running).run()
