@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .endpoints import ENDPOINTS, SQLALCHEMY_MAX_OVERFLOW, SQLALCHEMY_POOL_SIZE, SQLALCHEMY_POOL_TIMEOUT_S
 from .servers import DEFAULT_WORKER_CLASS, SERVERS
 
 
@@ -121,11 +122,16 @@ class Cell:
         return name
 
     def listing(self) -> str:
-        """The eleven words --list prints for a cell (see LISTING_HEADER): its fields, then the
-        database pool's knobs, as one word (- when none)."""
-        database = [("dbpool", self.db_pool_text()), ("dbtimeout", self.text("db_pool_timeout"))]
-        word = ",".join(f"{name}={value}" for name, value in database if value and value != "default")
-        return " ".join([*(_text(getattr(self, f), NONE[f]) for f in LISTING), word or "-"])
+        """The eleven words --list prints for a cell (see LISTING_HEADER): its fields, then, for an
+        endpoint that queries the database, its pool as SQLAlchemy will have it: size+overflow,timeout
+        (- for the others)."""
+        pool = "-"
+        if ENDPOINTS[self.endpoint].queries_database:
+            size = SQLALCHEMY_POOL_SIZE if self.db_pool_size is None else self.db_pool_size
+            overflow = SQLALCHEMY_MAX_OVERFLOW if self.db_max_overflow is None else self.db_max_overflow
+            timeout = SQLALCHEMY_POOL_TIMEOUT_S if self.db_pool_timeout is None else self.db_pool_timeout
+            pool = f"{size}+{overflow},{timeout:g}s"
+        return " ".join([*(_text(getattr(self, f), NONE[f]) for f in LISTING), pool])
 
     def text(self, name: str) -> str:
         return _text(getattr(self, name), NONE[name])

@@ -1,5 +1,6 @@
 """The repetitions of one cell, as one Group: each figure a Range over the runs, each verdict counted."""
 
+import re
 import statistics
 from dataclasses import replace
 
@@ -21,6 +22,26 @@ def by_cell(rows: list[CellResult]) -> list[list[CellResult]]:
     for row in rows:
         groups.setdefault(group_key(row), []).append(row)
     return list(groups.values())
+
+
+NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+
+
+def merged_bound_by(texts: list[str]) -> str:
+    """What bound each run, each kind once: runs whose reasons differ only in their figures are one
+    reason with the figures listed run by run, '{941, 58, 344} handshakes dropped (3/3)'."""
+    if len(texts) == 1:
+        return texts[0]
+    kinds: dict[tuple[str, ...], list[list[str]]] = {}
+    for text in texts:
+        parts = NUMBER.split(text)
+        kinds.setdefault(tuple(parts[0::2]), []).append(parts[1::2])
+    merged = []
+    for words, figures in kinds.items():
+        shown = [c[0] if len(set(c)) == 1 else "{" + ", ".join(c) + "}" for c in zip(*figures, strict=True)]
+        text = "".join(w + f for w, f in zip(words, [*shown, ""], strict=True))
+        merged.append(f"{text} ({len(figures)}/{len(texts)})")
+    return "; ".join(merged)
 
 
 def summarise_groups(rows: list[CellResult], cpus: int) -> list[Group]:
@@ -95,7 +116,7 @@ def group(runs: list[CellResult], cpus: int) -> Group:
         db_active_start=Range.of(d.active_start if d else None for d in databases),
         db_active_stop=Range.of(d.active_stop if d else None for d in databases),
         db_backends_stop=Range.of(d.backends_stop if d else None for d in databases),
-        bound_by="; ".join(f"{b} ({n}/{len(runs)})" if len(runs) > 1 else b for b, n in bounds.items()),
+        bound_by=merged_bound_by([v.bound_by for v in verdicts]),
         bound_by_runs=bounds,
         bounds=[v.bound for v in verdicts],
         # Spread beyond what the edge wave alone explains (it may or may not land in a run).

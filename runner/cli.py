@@ -26,6 +26,7 @@ from .reference import reference, results_dir
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = "benchmark.sh"
 FAILED_SUFFIX = "-failed"
+INTERRUPTED_SUFFIX = "-interrupted"
 
 
 def usage() -> str:
@@ -128,6 +129,17 @@ def tool(knob: str, name: str) -> str:
     return name
 
 
+def set_aside(run_dir: Path, suffix: str) -> Path:
+    """Rename a run that did not complete so that no glob for good runs (`results/*-seed-quick`) picks
+    it up; where the rename fails (a full disk), its run.json still says so."""
+    kept = run_dir.with_name(run_dir.name + suffix)
+    try:
+        run_dir.rename(kept)
+    except OSError:
+        return run_dir
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return command(sys.argv[1:] if argv is None else argv)
@@ -176,7 +188,9 @@ def command(argv: list[str]) -> int:
             print(cell.listing())
         for backend in needed(cells).values():
             for tool_name in backend.tools:
-                print(f"# needs {tool_name}: ./benchmark.sh installs it (apt-get as root, or brew) if it is missing")
+                print(
+                    f"# needs {tool_name}: ./benchmark.sh installs it if missing (apt-get as root, brew), else says how"
+                )
         scale_and_repeat = {k: os.environ[k] for k in ("SCALE", "REPEAT") if k in os.environ}
         knobs = [f"{k}={shlex.quote(v)}" for k, v in {**sets.changed_knobs(s.set, s.text), **scale_and_repeat}.items()]
         print("# run it: " + " ".join([*knobs, shlex.join(["./benchmark.sh", *(a for a in argv if a != "--list")])]))
@@ -338,15 +352,16 @@ def run(
         print(f"Plot: {run_dir / files.PLOT}")
         return 0
     except Interrupted:
+        if run_dir and (run_dir / files.RUN_JSON).exists():
+            record.finish(run_dir, "interrupted")
+        kept = set_aside(run_dir, INTERRUPTED_SUFFIX) if run_dir else None
         try:  # the terminal may be gone (SIGHUP): a message it cannot show must not stop the clean-up
             print(
-                f"\n{PROGRAM}: interrupted; stopping the servers. Partial results kept in {run_dir or 'nothing yet'}",
+                f"\n{PROGRAM}: interrupted; its servers are stopped. Partial results kept in {kept or 'nothing yet'}",
                 file=sys.stderr,
             )
         except OSError:
             pass
-        if run_dir and (run_dir / files.RUN_JSON).exists():
-            record.finish(run_dir, "interrupted")
         return 130
     except (Failed, ParseError, OSError) as error:
         if isinstance(error, OSError) and error.errno != errno.ENOSPC:
@@ -359,12 +374,7 @@ def run(
                     record.finish(run_dir, "failed")
             except OSError:  # a full disk: run.json stays "running"; the folder's name says it failed
                 pass
-            failed = run_dir.with_name(run_dir.name + FAILED_SUFFIX)  # no glob for good runs picks it up
-            try:
-                run_dir.rename(failed)
-            except OSError:
-                failed = run_dir
-            where = f"what it wrote is in {failed}"
+            where = f"what it wrote is in {set_aside(run_dir, FAILED_SUFFIX)}"
         # ENOSPC here, or met by a server (its log says so) or by the load generator (a truncated report,
         # with less than two pages of the disk left).
         full = (

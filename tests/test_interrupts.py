@@ -31,12 +31,13 @@ def test_interrupt_stops_everything_and_keeps_results(port, results, how):
     stdout, stderr = process.communicate(timeout=30)
     assert time.monotonic() - started < 15
     assert process.returncode == 130
-    assert "interrupted; stopping the servers" in stderr
+    assert "interrupted; its servers are stopped" in stderr
     assert "[2/" not in stdout  # it did not go on with the next cell
     assert server_pids(port) == []
     assert tree_digest(earlier) == before
     partial = [run for run in results.iterdir() if run != earlier]
     assert len(partial) == 1 and (partial[0] / "INCOMPLETE").exists()
+    assert partial[0].name.endswith("-interrupted") and str(partial[0]) in stderr  # no glob for good runs takes it
     assert json.loads((partial[0] / "run.json").read_text())["status"] == "interrupted"
     assert not psutil.pid_exists(process.pid) or psutil.Process(process.pid).status() == psutil.STATUS_ZOMBIE
     assert not any(
@@ -62,6 +63,7 @@ def test_sighup_when_the_terminal_closes_leaves_no_server(port, results):
     assert process.wait(timeout=30) == 130
     assert server_pids(port) == [] and server_pids(port + 1) == []  # the server and its upstream
     (run_dir,) = results.iterdir()
+    assert run_dir.name.endswith("-interrupted")
     assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
 
 

@@ -309,3 +309,25 @@ def test_the_runners_own_stop_is_not_a_restart(tmp_path, recorded, reasons):
         stop.write_text(json.dumps({**json.loads(stop.read_text()), "log_bytes": {"server": len(served)}}))
     (row,), _ = summary.summarise_run(run_dir)
     assert (row.measured.workers_restarted, row.measured.restart_reasons) == (0, reasons)
+
+
+def test_runs_bound_by_the_same_kind_are_one_reason_with_their_figures_run_by_run():
+    from report.group import merged_bound_by
+
+    texts = ["pool: 40/worker; 941 dropped", "pool: 40/worker; 58 dropped", "client: 100 connections"]
+    assert merged_bound_by(texts) == "pool: 40/worker; {941, 58} dropped (2/3); client: 100 connections (1/3)"
+    assert merged_bound_by(["client: 100 connections"] * 3) == "client: 100 connections (3/3)"
+    assert merged_bound_by(["client: 100 connections"]) == "client: 100 connections"
+
+
+@pytest.mark.parametrize(
+    "knobs, pool",
+    [
+        ({}, "5+10,30s"),
+        ({"db_pool_size": 40, "db_max_overflow": 0}, "40+0,30s"),
+        ({"db_pool_timeout": 1.5}, "5+10,1.5s"),
+    ],
+)
+def test_list_shows_the_pool_a_database_cell_will_have(knobs, pool):
+    assert Cell(endpoint="sync-db", **knobs).listing().split()[-1] == pool
+    assert Cell(endpoint="sync", **knobs).listing().split()[-1] == "-"

@@ -53,9 +53,9 @@ def async_wins_sentence(c: AsyncWins) -> Sentence:
     return Sentence(
         f"`async def` answers more than `def` exactly where the client sends more than the {DEFAULT_THREAD_LIMIT} "
         "threads hold.",
-        f"One worker, {top.cell.sleep:g} s sleep, requests answered by `async def` vs `def` at each connection count "
+        f"One worker, {top.cell.sleep:g} s sleep, req/s of `async def` vs `def` at each connection count "
         "of the sweep: "
-        + "; ".join(f"{n}: {a.requests.text()} vs {d.requests.text()}" for n, a, d in c.pairs)
+        + "; ".join(f"{n}: {a.requests_per_sec.text(1)} vs {d.requests_per_sec.text(1)}" for n, a, d in c.pairs)
         + f". Above {DEFAULT_THREAD_LIMIT} connections every `async def` run answered more than every `def` run; at "
         f"{DEFAULT_THREAD_LIMIT} and below the two differ by no more than their runs (and the wave ending as wrk "
         f"stops) do. At {top.connections} connections `async def` was bound by {top.bound_by}; `def` by "
