@@ -137,12 +137,14 @@ def restarts(log_text: str, server: str, workers: int, exited: int) -> tuple[int
     """Workers started beyond the first WORKERS (from the server's log, or the workers that exited
     in the window where the log does not show start-ups), and why they went, as the log says."""
     started_up = SERVERS[server].ready_workers(log_text) if server in SERVERS else 0
-    count = max(started_up - workers, exited, 0)
     # A max-requests restart may log both of its lines: each restart once. The ways to exit are events apart.
     reasons = {
         why: (max if why == "max-requests" else sum)(log_text.count(line) for line in lines)
         for why, lines in RESTART_REASONS.items()
     }
+    # A worker still draining at the stop has logged why it goes, though no new one has started yet
+    # ("exited" is left out: in a run that did not record where its stop began, the stop logs it).
+    count = max(started_up - workers, exited, reasons["max-requests"] + reasons["WORKER TIMEOUT"], 0)
     return count, ", ".join(f"{n}x {why}" for why, n in reasons.items() if n)
 
 

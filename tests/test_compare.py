@@ -57,6 +57,21 @@ def test_a_knob_that_changes_the_result_is_beyond_the_spread_and_the_same_config
     assert "0 of 1 paired cells differ" in within.stdout and " within " in within.stdout
 
 
+def test_workers_restarted_mid_cell_differ_in_compare_as_in_the_run(port, tmp_path):
+    # 40 connections, 0.45 s waves: 160 in 2 s. With --max-requests 50 the worker drains after its
+    # second wave and the new one takes about a second to boot: waves are lost, the run says ✗.
+    runs = {}
+    for label, knobs in (("plain", {}), ("restarts", {"GUNICORN_CMD_ARGS": "--max-requests 50"})):
+        out = run_benchmark(port, tmp_path / label, "--label", label, **{**TINY, "CONNECTIONS": 40}, **knobs)
+        assert out.returncode == 0, out.stderr
+        (runs[label],) = (tmp_path / label).iterdir()
+    restarted = compare(runs["plain"], runs["restarts"])
+    assert restarted.returncode == 1, restarted.stdout + restarted.stderr
+    said = " ".join(restarted.stdout.split())
+    assert "differ: B is not what its model predicts, A is" in said, said
+    assert "restarted mid-cell" in said and "max-requests" in said and "1 of 1 paired cells differ" in said
+
+
 def test_runs_at_different_scales_are_refused_in_one_line(tmp_path):
     seed = TINY_RUN
     quick = tmp_path / "quick"
