@@ -246,6 +246,7 @@ async def lifespan(app):
         engines.pop("sync").dispose()
         await engines.pop("async").dispose()
     if stats:
+        stats.loop.stop()
         stats.write("worker-{pid}.json")
 
 

@@ -13,6 +13,10 @@ import threading
 import time
 from pathlib import Path
 
+# How late the loop's probe woke, in buckets up to these bounds (seconds): a window's histogram is the
+# stop snapshot's less the start's, so its 99th percentile needs no sample kept.
+LATE_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, float("inf"))
+
 # ru_maxrss is in kilobytes on Linux and in bytes on macOS (getrusage(2) on each).
 MAXRSS_BYTES = 1 if sys.platform == "darwin" else 1024
 # The names core/files.py gives these files (this file is served from a run directory, where core/
@@ -20,6 +24,90 @@ MAXRSS_BYTES = 1 if sys.platform == "darwin" else 1024
 WORKER_FILE = "worker-{pid}.json"
 WORKER_SNAPSHOT_FILE = "worker-{pid}.{name}.json"
 SNAPSHOT_REQUEST = "snapshot-{name}"
+
+
+class LoopClock:
+    """The event loop's own clock: a task that sleeps PROBE_INTERVAL_S and notes how late it woke
+    (a busy or blocked loop wakes it late, an idle one on time), and a watchdog thread that, while the
+    probe has not woken for STUCK_S, reads the loop thread's stack every WATCH_S and counts it by its
+    innermost frames. Not a profiler: the cheap signal that tells a blocked or overloaded loop from an
+    idle one, and names what holds it."""
+
+    PROBE_INTERVAL_S = 0.02
+    STUCK_S = 0.1  # a loop this long without a wake-up is stuck, not merely busy
+    WATCH_S = 0.05
+    STACK_FRAMES = 3  # innermost frames that name a stuck stack
+    MOST_STACKS = 20  # distinct stacks kept; the rest are counted under "other"
+
+    def __init__(self, lock: threading.Lock):
+        self.lock = lock
+        self.wakes = 0
+        self.late_total_s = 0.0
+        self.late_max_s = 0.0  # since the start snapshot (or the worker's start)
+        self.late_buckets = [0] * len(LATE_BUCKETS_S)
+        self.stuck_samples: dict[str, int] = {}  # innermost frames -> watchdog samples while stuck
+        self.heartbeat = time.monotonic()
+        self.loop_thread = threading.get_ident()
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """From the event loop's thread (the worker's lifespan)."""
+        self.loop_thread = threading.get_ident()
+        self.heartbeat = time.monotonic()
+        self.task = asyncio.get_running_loop().create_task(self.probe())
+        threading.Thread(target=self.watch, daemon=True).start()
+
+    async def probe(self) -> None:
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(self.PROBE_INTERVAL_S)
+            now = time.monotonic()
+            late = max(0.0, now - asked - self.PROBE_INTERVAL_S)
+            with self.lock:
+                self.heartbeat = now
+                self.wakes += 1
+                self.late_total_s += late
+                self.late_max_s = max(self.late_max_s, late)
+                self.late_buckets[next(i for i, bound in enumerate(LATE_BUCKETS_S) if late <= bound)] += 1
+
+    def watch(self) -> None:
+        while True:
+            time.sleep(self.WATCH_S)
+            if time.monotonic() - self.heartbeat < self.STUCK_S + self.PROBE_INTERVAL_S:
+                continue
+            frame = sys._current_frames().get(self.loop_thread)
+            names: list[str] = []
+            while frame is not None and len(names) < self.STACK_FRAMES:
+                code = frame.f_code
+                names.append(f"{code.co_name} ({Path(code.co_filename).name}:{frame.f_lineno})")
+                frame = frame.f_back
+            key = " < ".join(names) or "(no Python frame)"
+            with self.lock:
+                if key not in self.stuck_samples and len(self.stuck_samples) >= self.MOST_STACKS:
+                    key = "other"
+                self.stuck_samples[key] = self.stuck_samples.get(key, 0) + 1
+
+    def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+
+    def begin_window(self) -> None:
+        with self.lock:
+            self.late_max_s = 0.0
+
+    def snapshot(self) -> dict:
+        """Under the caller's lock."""
+        return {
+            "probe_interval_s": self.PROBE_INTERVAL_S,
+            "wakes": self.wakes,
+            "late_total_s": round(self.late_total_s, 6),
+            "late_max_s": round(self.late_max_s, 6),
+            "late_buckets": list(self.late_buckets),
+            "late_bucket_bounds_s": list(LATE_BUCKETS_S[:-1]),  # the last bucket: anything later
+            "stuck_s": self.STUCK_S,
+            "watch_s": self.WATCH_S,
+            "stuck_samples": dict(self.stuck_samples),
+        }
 
 
 class WorkerStats:
@@ -49,6 +137,7 @@ class WorkerStats:
         # or more late waited in the kernel (a full accept queue drops the handshake; the client retries).
         self.window_began: float | None = None
         self.connection_starts: dict[int, int] = {}
+        self.loop = LoopClock(self.lock)
 
     def _counts(self, endpoint: str) -> dict[str, int]:
         return self.endpoints.setdefault(
@@ -125,6 +214,7 @@ class WorkerStats:
                 },
                 "pools": {name: dict(p) for name, p in self.pools.items()},
                 "connection_starts": {str(k): v for k, v in sorted(self.connection_starts.items())},
+                "loop": self.loop.snapshot(),
             }
 
     def write(self, name: str) -> None:
@@ -145,6 +235,7 @@ class WorkerStats:
                     asked = time.time() - request.stat().st_mtime
                     with self.lock:
                         self.window_began = time.monotonic() - max(asked, 0.0)
+                    self.loop.begin_window()
 
     def dump_forever(self) -> None:
         next_dump = 0.0
@@ -156,8 +247,10 @@ class WorkerStats:
             time.sleep(self.SNAPSHOT_POLL_SECONDS)
 
     def start(self, thread_limit: int) -> None:
-        """From the worker's lifespan: its own thread, writing until the worker ends."""
+        """From the worker's lifespan, on its event loop: its own thread, writing until the worker
+        ends, and the loop's clock."""
         self.thread_limit = thread_limit
+        self.loop.start()
         threading.Thread(target=self.dump_forever, daemon=True).start()
 
     def watch_pool(self, name: str, engine) -> None:

@@ -15,6 +15,10 @@ SIDE = set(
     pool_timeouts in_flight_at_stop oldest_unanswered_s peak_waiting thread_limit_seen worker_cpu_s
     rss_mib_per_worker upstream_peak upstream_completed connection_starts""".split()
 )
+# The loop clocks' (LoopSide, as loop_NAME).
+LOOP = {"loop_late_max_s", "loop_late_p99_s", "loop_late_total_s", "loop_stuck_s"}
+ROW_END = """server_cpu_per_request_s load_cpu_per_request_s wave_busy_s loop_late_max_s loop_late_p99_s
+    loop_late_total_s loop_stuck_s""".split()
 ROW_START = """cell round config server workers threads worker_class thread_limit http_pool endpoint sleep_s
     duration_s load wrk_threads warmup_s pinned worker_timeouts threads_ignored window_s load_cpu_s load_maxrss_mib
     server_cpu_s upstream_cpu_s database_cpu_s server_rss_mib connections_per_worker peak_in_handler_per_worker
@@ -30,12 +34,14 @@ CLOSED_ROW = (
     predicted_requests_per_sec bound_by expected_requests expected_edge expected_errors expected_errors_edge
     predicted_errors_uncounted expected_errors_uncounted never_answered measured_over_predicted
     predicted_late_requests expected_low as_predicted""".split()
+    + ROW_END
 )
 OPEN_ROW = (
     ROW_START
     + """offered replies requests client_timeouts errors latency_median_s latency_avg_s latency_max_s
     concurrent_max predicted_replies predicted_timeouts predicted_latency_median_s capacity_per_s expected_replies
     expected_timeouts bound_by never_answered offered_fraction as_predicted""".split()
+    + ROW_END
 )
 GROUP = """config endpoint connections rate workers sleep_s duration_s server load predicted_requests predicted_edge
     predicted_errors predicted_errors_edge predicted_requests_per_sec predicted_replies predicted_timeouts
@@ -47,7 +53,8 @@ GROUP = """config endpoint connections rate workers sleep_s duration_s server lo
     expected_requests expected_replies expected_low peak_in_handler_max peak_waiting_max errors_max worker_timeouts
     workers_restarted restart_reasons thread_limit_seen db_refused db_errors db_active_start db_active_stop
     db_backends_stop db_pool_peak_max predicted_errors_uncounted rss_mib_per_worker_median server_cpu_share
-    load_cpu_share""".split()
+    load_cpu_share server_cpu_per_request_s load_cpu_per_request_s wave_busy_s loop_late_max_s loop_late_p99_s
+    loop_stuck_s""".split()
 GROUP_DATABASE = {
     "db_refused",
     "db_errors",
@@ -93,6 +100,8 @@ def row_dict(row: CellResult) -> JsonDict:
             return identity[name]
         if name in SIDE:
             return getattr(side, name) if side else None
+        if name in LOOP:
+            return getattr(side.loop, name.removeprefix("loop_")) if side and side.loop else None
         if name.startswith("db_"):
             return getattr(database, name.removeprefix("db_"))
         return getattr(m, name) if hasattr(m, name) else getattr(v, name)

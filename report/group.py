@@ -72,6 +72,12 @@ def group(runs: list[CellResult], cpus: int) -> Group:
         """Median over the runs of what the server (0) or the load generator (1) used of the machine."""
         return statistics.median(float(w[which] or 0) / float(w[2] or 1) / cpus for w in windows) if windows else None
 
+    loops = [s.loop for s in sides if s and s.loop and s.loop.late_max_s]
+    stuck: dict[str, float] = {}
+    for loop in loops:
+        for where, seconds in loop.stuck_s.items():
+            stuck[where] = round(stuck.get(where, 0.0) + seconds, 3)
+    stuck = dict(sorted(stuck.items(), key=lambda item: -item[1]))
     v0 = first.verdict
     return Group(
         cell=first.cell,
@@ -150,4 +156,10 @@ def group(runs: list[CellResult], cpus: int) -> Group:
         rss_mib_per_worker_median=statistics.median(rss) if rss else None,
         server_cpu_share=share(0),
         load_cpu_share=share(1),
+        server_cpu_per_request_s=Range.of(m.server_cpu_per_request_s for m in measured),
+        load_cpu_per_request_s=Range.of(m.load_cpu_per_request_s for m in measured),
+        wave_busy_s=Range.of(m.wave_busy_s for m in measured),
+        loop_late_max_s=Range.of(max(loop.late_max_s) for loop in loops),
+        loop_late_p99_s=Range.of(max(loop.late_p99_s) for loop in loops),
+        loop_stuck_s=stuck,
     )

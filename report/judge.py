@@ -26,6 +26,7 @@ from core.model import (
 from .cpu import cpu_verdict
 from .read import RunFacts
 from .records import Measured, Verdict
+from .tables import loop_text
 
 CLOSE = 0.03  # a count within 3% of the predicted band is "as predicted"
 OPEN_CLOSE = 0.05  # open loop: replies and timeouts within 5% of the offered requests
@@ -207,6 +208,12 @@ def explain_the_shortfall(v: Verdict, m: Measured, postgres_full: bool) -> None:
         )
     elif not postgres_full:
         v.bound, v.bound_by = Bound.UNEXPLAINED, f"unexplained: below the prediction, no CPU saturated ({v.cpu})"
+        v.bound_by += loop_figures(m)
+
+
+def loop_figures(m: Measured) -> str:
+    """What an open question comes with: the event loops' own clocks, where the counters had them."""
+    return f"; {loop_text(m.side.loop)}" if m.side and m.side.loop else ""
 
 
 # ---------------------------------------------------------------- open loop (httperf)
@@ -258,6 +265,6 @@ def open_loop(cell: Cell, m: Measured, cpu_bound: bool | None, cpu: str) -> Verd
         v.bound, v.bound_by = (
             (Bound.CPU, cpu)
             if cpu_bound
-            else (Bound.UNEXPLAINED, f"unexplained: fewer replies, no CPU saturated ({cpu})")
+            else (Bound.UNEXPLAINED, f"unexplained: fewer replies, no CPU saturated ({cpu}){loop_figures(m)}")
         )
     return v

@@ -12,7 +12,7 @@ from core.model import SYN_RETRY_S, client_connections, effective_backlog
 from core.servers import SERVERS
 
 from . import parse
-from .records import DatabaseSide, Measured, ServerSide
+from .records import DatabaseSide, LoopSide, Measured, ServerSide
 
 # Why a worker goes mid-cell, as the servers log it (gunicorn arbiter.py and workers/, uvicorn server.py
 # and supervisors/multiprocess.py).
@@ -206,7 +206,47 @@ def server_side(where: files.CellFiles, endpoint: str) -> ServerSide | None:
         database=database_side(where, endpoint, window, by_connections)
         if ENDPOINTS[endpoint].queries_database
         else None,
+        loop=loop_side(window, by_connections),
     )
+
+
+def loop_side(window: Window, by_connections: list[Snapshot]) -> LoopSide | None:
+    """The loop clocks' window: lateness added up and its histogram are the stop's less the start's;
+    the most is the stop's own (counters.py resets it at the start snapshot)."""
+    if not by_connections or "loop" not in by_connections[0]:
+        return None
+    p99s: list[float] = []
+    stuck: dict[str, float] = {}
+    for worker in by_connections:
+        start = window.start.get(worker["pid"], {}).get("loop", {})
+        loop = worker["loop"]
+        before_buckets = start.get("late_buckets") or [0] * len(loop["late_buckets"])
+        buckets = [n - before_buckets[i] for i, n in enumerate(loop["late_buckets"])]
+        p99s.append(percentile_bound(buckets, loop["late_bucket_bounds_s"], 0.99, loop["late_max_s"]))
+        before = start.get("stuck_samples", {})
+        for where, samples in worker["loop"]["stuck_samples"].items():
+            seconds = (samples - before.get(where, 0)) * worker["loop"]["watch_s"]
+            if seconds > 0:
+                stuck[where] = round(stuck.get(where, 0.0) + seconds, 3)
+    first = by_connections[0]["loop"]
+    return LoopSide(
+        late_max_s=[w["loop"]["late_max_s"] for w in by_connections],
+        late_p99_s=p99s,
+        late_total_s=[round(window.growth(w, "loop", "late_total_s"), 6) for w in by_connections],
+        stuck_s=dict(sorted(stuck.items(), key=lambda item: -item[1])),
+        stuck_after_s=first["stuck_s"],
+    )
+
+
+def percentile_bound(buckets: list[int], bounds: list[float], fraction: float, most: float) -> float:
+    """The bucket bound under which FRACTION of the wake-ups came (the most seen, if that is lower;
+    the last bucket has no bound)."""
+    total, seen = sum(buckets), 0
+    for bound, count in zip([*bounds, most], buckets, strict=True):
+        seen += count
+        if total and seen >= fraction * total:
+            return min(bound, most)
+    return most
 
 
 def connection_starts(snapshots: list[Snapshot]) -> dict[int, int]:

@@ -55,6 +55,22 @@ class DatabaseSide:
 
 
 @dataclass
+class LoopSide:
+    """The workers' event-loop clocks over the window (counters.py LoopClock): how late a probe that
+    sleeps a few ms woke, and where the loop was when it was stuck."""
+
+    late_max_s: list[float]  # per worker, as ServerSide orders them (busiest first)
+    late_p99_s: list[float]  # per worker: the bucket bound 99% of its wake-ups came within
+    late_total_s: list[float]  # per worker: all its lateness added up
+    stuck_s: dict[str, float]  # seconds stuck (no wake-up for counters' STUCK_S) by innermost frames, all workers
+    stuck_after_s: float  # that threshold
+
+    @property
+    def worst(self) -> float:
+        return max(self.late_max_s, default=0.0)
+
+
+@dataclass
 class ServerSide:
     """The workers' own counters over the measured window (start and stop snapshots)."""
 
@@ -75,6 +91,7 @@ class ServerSide:
     upstream_peak: int | None
     upstream_completed: int | None
     database: DatabaseSide | None
+    loop: LoopSide | None = None  # None: counters from before the loop's clock
 
 
 @dataclass
@@ -118,6 +135,26 @@ class Measured:
     @property
     def connections_per_worker(self) -> list[int] | None:
         return self.side.connections_per_worker if self.side else None
+
+    @property
+    def answered(self) -> int:
+        return (self.replies or 0) if self.offered is not None else (self.requests_ok or self.requests)
+
+    @property
+    def server_cpu_per_request_s(self) -> float | None:
+        """The server's CPU (all its processes) over the window per answered request."""
+        return self.server_cpu_s / self.answered if self.server_cpu_s is not None and self.answered else None
+
+    @property
+    def load_cpu_per_request_s(self) -> float | None:
+        return self.load_cpu_s / self.answered if self.load_cpu_s is not None and self.answered else None
+
+    @property
+    def wave_busy_s(self) -> float | None:
+        """How long one wave of the busiest worker's connections keeps its loop busy: its connections
+        times the CPU per request (the whole server's, so the master's little share is in it too)."""
+        spread, cost = self.connections_per_worker, self.server_cpu_per_request_s
+        return spread[0] * cost if spread and cost is not None else None
 
     @property
     def peak_in_handler_per_worker(self) -> list[int] | None:
@@ -252,6 +289,12 @@ class Group:
     rss_mib_per_worker_median: float | None
     server_cpu_share: float | None
     load_cpu_share: float | None
+    server_cpu_per_request_s: Range
+    load_cpu_per_request_s: Range
+    wave_busy_s: Range  # one wave of the busiest worker's connections times the CPU per request
+    loop_late_max_s: Range  # each run's latest wake-up over its workers
+    loop_late_p99_s: Range  # each run's highest 99th percentile over its workers
+    loop_stuck_s: dict[str, float]  # seconds stuck by innermost frames, over the runs
 
     @property
     def queries_database(self) -> bool:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from core.bound import Bound
 from core.model import format_spread
 
-from .records import CellResult, Group, Range
+from .records import CellResult, Group, LoopSide, Range
 
 COMPACT_WIDTH = 100
 
@@ -71,6 +71,28 @@ def bound_text(g: Group) -> str:
     return g.bound_by + extra
 
 
+def loop_text(loop: LoopSide) -> str:
+    """'loop woke up to 0.52 s late (p99 ≤200 ms), 3.10 s late in all; stuck ≥100 ms: 2.70 s in f (a.py:9) < ...'."""
+    text = (
+        f"loop woke up to {format_seconds(loop.worst)} late (p99 ≤{format_seconds(max(loop.late_p99_s))}), "
+        f"{format_seconds(sum(loop.late_total_s))} late in all"
+    )
+    if loop.stuck_s:
+        where, seconds = next(iter(loop.stuck_s.items()))  # the most first
+        text += f"; stuck ≥{format_seconds(loop.stuck_after_s)}: {format_seconds(seconds)} in {where}"
+    return text
+
+
+def cpu_per_request_text(g: Group) -> str:
+    return f"{format_seconds(g.server_cpu_per_request_s.median)} / {format_seconds(g.load_cpu_per_request_s.median)}"
+
+
+def loop_late_text(g: Group) -> str:
+    if g.loop_late_max_s.high is None:
+        return "-"
+    return f"{format_seconds(g.loop_late_max_s.high)} ({format_seconds(g.loop_late_p99_s.high)})"
+
+
 def spreads_text(g: Group) -> str:
     return ", ".join(format_spread(s) for s in g.connections_per_worker if s) or "-"
 
@@ -110,6 +132,9 @@ def closed_loop_columns(groups: list[Group]) -> list[Column]:
         ("measured / predicted", verdict),
         ("bound by", bound_text),
         ("CPU server / client", lambda g: f"{format_percent(g.server_cpu_share)} / {format_percent(g.load_cpu_share)}"),
+        ("CPU per request server / client", cpu_per_request_text),
+        ("one wave's CPU, busiest worker", lambda g: format_seconds(g.wave_busy_s.median)),
+        ("loop late, most (p99)", loop_late_text),
         ("RSS per worker", lambda g: optional(g.rss_mib_per_worker_median, lambda x: f"{x:.0f} MiB")),
         ("in flight at stop", in_flight_text),
         ("never answered", lambda g: g.never_answered.text()),
@@ -157,6 +182,8 @@ OPEN_LOOP_COLUMNS: list[Column] = [
     ("measured / predicted", verdict),
     ("bound by", bound_text),
     ("CPU server / client", lambda g: f"{format_percent(g.server_cpu_share)} / {format_percent(g.load_cpu_share)}"),
+    ("CPU per request server / client", lambda g: cpu_per_request_text(g)),
+    ("loop late, most (p99)", lambda g: loop_late_text(g)),
 ]
 
 
@@ -173,6 +200,16 @@ def markdown_table(groups: list[Group]) -> str:
     notes = []
     if any(g.never_answered.median for g in groups):
         notes.append("† some connections were never answered: wrk's latency covers only those that were.")
+    stuck = [g for g in groups if g.loop_stuck_s]
+    if stuck:
+        side = stuck[0].rows[0].measured.side
+        after = format_seconds(side.loop.stuck_after_s) if side and side.loop else "a while"
+        notes.append(f"Where an event loop was stuck (its clock's probe did not wake for {after} or more), by stack:")
+        notes += [
+            f"- {g.cell.label()} /{g.cell.endpoint} c={g.connections}: "
+            + "; ".join(f"{format_seconds(seconds)} in {where}" for where, seconds in list(g.loop_stuck_s.items())[:3])
+            for g in stuck
+        ]
     if any(g.cell.threads > 1 for g in groups):
         notes.append("T > 1: gunicorn's `--threads` only affects its gthread worker; the ASGI workers here ignore it.")
     return "\n".join(parts) + ("\n" + "\n".join(notes) + "\n" if notes else "")
