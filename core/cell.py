@@ -58,6 +58,7 @@ class Cell:
     db_pool_size: int | None = column(None, "default", int)  # SQLAlchemy's pool_size; None: its default (5)
     db_max_overflow: int | None = column(None, "default", int)  # its max_overflow; None: its default (10)
     db_pool_timeout: float | None = column(None, "default", float)  # its pool_timeout; None: its default (30 s)
+    sniffio: bool = column(False, read=_flag)  # the servers can import sniffio (httpcore looks for it per request)
 
     @property
     def open_loop(self) -> bool:
@@ -76,6 +77,7 @@ class Cell:
             + (f" pool {self.http_pool}" if self.http_pool is not None else "")
             + (f" dbpool {self.db_pool_text()}" if self.db_pool_text() else "")
             + (f" dbtimeout {self.db_pool_timeout:g}" if self.db_pool_timeout is not None else "")
+            + (" sniffio" if self.sniffio else "")
             + (f" +{self.server_args}" if self.server_args else "")
         )
 
@@ -115,6 +117,8 @@ class Cell:
             name += f"-dbpool{self.db_pool_text()}"
         if self.db_pool_timeout is not None:
             name += f"-dbtimeout{self.db_pool_timeout:g}"
+        if self.sniffio:
+            name += "-sniffio"
         if self.sleep != set_sleep:
             name += f"-sleep{self.sleep:g}"
         if numbered_rounds:
@@ -122,7 +126,7 @@ class Cell:
         return name
 
     def listing(self) -> str:
-        """The eleven words --list prints for a cell (see LISTING_HEADER): its fields, then, for an
+        """The twelve words --list prints for a cell (see LISTING_HEADER): its fields, then, for an
         endpoint that queries the database, its pool as SQLAlchemy will have it: size+overflow,timeout
         (- for the others)."""
         pool = "-"
@@ -131,7 +135,7 @@ class Cell:
             overflow = SQLALCHEMY_MAX_OVERFLOW if self.db_max_overflow is None else self.db_max_overflow
             timeout = SQLALCHEMY_POOL_TIMEOUT_S if self.db_pool_timeout is None else self.db_pool_timeout
             pool = f"{size}+{overflow},{timeout:g}s"
-        return " ".join([*(_text(getattr(self, f), NONE[f]) for f in LISTING), pool])
+        return " ".join([*(_text(getattr(self, f), NONE[f]) for f in LISTING), pool, _text(self.sniffio, "")])
 
     def text(self, name: str) -> str:
         return _text(getattr(self, name), NONE[name])
@@ -141,7 +145,7 @@ FIELDS = [f.name for f in dataclasses.fields(Cell)]
 NONE = {f.name: f.metadata["none"] for f in dataclasses.fields(Cell)}
 COLUMN = {"name": "cell"}  # cells.tsv has always called the name column "cell"
 LISTING = "server worker_class workers threads thread_limit http_pool sleep endpoint connections rate".split()
-LISTING_HEADER = "# " + " ".join(LISTING) + " db_pool"
+LISTING_HEADER = "# " + " ".join(LISTING) + " db_pool sniffio"
 
 
 def write_header(path: Path) -> None:

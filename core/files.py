@@ -7,6 +7,7 @@
                  server.cmd  server.log  server.{start,stop}.json  [upstream.cmd  upstream.log]
                  stats/  [upstream-stats/]   (the workers' counters: counters.py writes them)
         profiles/<cell>/  the same, plus profile.svg  (PROFILE=1, out of cells.tsv)
+        calibration/<calibration>/  the same, for each calibration (core/calibration.py, out of cells.tsv)
 
 counters.py is served from the run directory, where core/ cannot be imported: it spells its
 own three names, and tests/test_layers.py checks that they are these.
@@ -22,6 +23,7 @@ CODE_DIFF = "code.diff"
 SUMMARY_MD, SUMMARY_JSON, SUMMARY_CSV, PLOT = "summary.md", "summary.json", "summary.csv", "plot.png"
 POSTGRES_LOG, POSTGRES_INITDB_LOG = "postgres.log", "postgres-initdb.log"
 PROFILES = "profiles"
+CALIBRATION = "calibration"
 PROFILE_SVG, PROFILE_LOG = "profile.svg", "profile.log"  # py-spy's flame graph, and what it said
 
 # The workers' counters (counters.py): each worker's last dump, its snapshot NAME, and the marker
@@ -82,5 +84,6 @@ def snapshot_request(stats_dir: Path, name: str) -> Path:
     return stats_dir / SNAPSHOT_REQUEST.format(name=name)
 
 
-def cell_files(run_dir: Path, cell_name: str, profiling: bool = False) -> CellFiles:
-    return CellFiles(run_dir / PROFILES / cell_name if profiling else run_dir / cell_name)
+def cell_files(run_dir: Path, cell_name: str, profiling: bool = False, calibrating: bool = False) -> CellFiles:
+    under = PROFILES if profiling else CALIBRATION if calibrating else ""
+    return CellFiles(run_dir / under / cell_name)

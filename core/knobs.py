@@ -31,6 +31,11 @@ KNOBS = {
     "THREAD_LIMIT": Knob("default", "anyio thread limit for `def` endpoints per worker (default 40)"),
     "HTTP_POOL": Knob("default", "httpx max_connections per client per worker (default 100)"),
     "HTTP_POOL_TIMEOUT": Knob("default", "seconds a call may wait for a pooled connection (default 5)"),
+    "SNIFFIO": Knob(
+        "0",
+        "1: the servers can import sniffio (a pinned copy, requirements-sniffio.txt); 0: as a fresh "
+        "FastAPI + httpx install has it since anyio 4.11, without",
+    ),
     "DB_POOL_SIZE": Knob("default", "SQLAlchemy pool_size for the /*-db endpoints, per worker (default 5)"),
     "DB_MAX_OVERFLOW": Knob("default", "SQLAlchemy max_overflow (default 10)"),
     "DB_POOL_TIMEOUT": Knob("default", "seconds a request may wait for a pooled connection (default 30)"),

@@ -36,6 +36,10 @@ SERVICE_OVERHEAD_S = 1e-3
 # A handshake dropped because the listen queue was full is retried by the client after its initial
 # retransmission timeout: 1 s on Linux (TCP_TIMEOUT_INIT, RFC 6298).
 SYN_RETRY_S = 1.0
+CLOSE = 0.03  # a count within 3% of the predicted band is "as predicted"
+# A count predicted from the CPU: the calibrated cost is measured on one worker in a short pass, and
+# what the other processes on the machine take varies: within 15% is "as predicted".
+CPU_CLOSE = 0.15
 
 
 def effective_backlog(cell: Cell, somaxconn: int | None) -> float:
@@ -106,6 +110,9 @@ class Prediction:
     # More connections than the listen backlog holds: what they give if each starts when it was seen to
     # (to the whole second), or else all but the backlog's worth one SYN retry late.
     late_requests: int | None = None
+    # With a calibrated CPU per request: what the count comes down to if every cycle stretches by the
+    # time one wave keeps the busiest worker's loop busy (None: within the band anyway, or no cost).
+    burst_low: int | None = None
 
 
 def waves(sleep: float, duration: float) -> tuple[int, bool]:
@@ -131,6 +138,8 @@ def predict(
     db_available: int | None = None,
     backlog: float = math.inf,
     connection_starts: dict[int, int] | None = None,
+    cpu_per_request_s: float | None = None,
+    cores: float | None = None,
 ) -> Prediction:
     """Little's law for a closed loop: concurrency N, each request S seconds, N/S req/s.
 
@@ -157,8 +166,11 @@ def predict(
         bound_by, bound = f"client: {client} connections", Bound.CLIENT
     else:
         bound_by, bound = limit.name, limit.bound
+    ceiling = cpu_ceiling(spread, cpu_per_request_s, cores)
     if sleep <= 0 or not kind.waits:
-        return Prediction(None, 0, concurrency, "CPU (no sleep)", client, Bound.CPU)
+        if ceiling is None:
+            return Prediction(None, 0, concurrency, "CPU (no sleep)", client, Bound.CPU)
+        return Prediction(int(ceiling[0] * duration), 0, concurrency, ceiling[1], client, Bound.CPU)
     complete, at_edge = waves(sleep, duration)
     prediction = Prediction(
         concurrency * complete,
@@ -169,6 +181,22 @@ def predict(
         bound,
         errors_uncounted=refused,
     )
+    by_the_waves = concurrency * complete
+    if ceiling is not None and ceiling[0] * duration < by_the_waves * (1 - CPU_CLOSE):
+        prediction.requests, prediction.edge = int(ceiling[0] * duration), 0
+        prediction.bound_by, prediction.bound = ceiling[1], Bound.CPU
+    elif cpu_per_request_s:
+        # One wave: what the busiest worker's loop handles one request after another before the next
+        # cycle can begin. Where stretching every cycle by it takes the count below the band, say so.
+        wave = int(min(max(spread, default=0), limit.per_worker))
+        stretch = wave * cpu_per_request_s
+        low = concurrency * waves(sleep + stretch, duration)[0]
+        if low < by_the_waves * (1 - CLOSE):
+            prediction.burst_low = low
+            prediction.bound_by += (
+                f"; one wave costs the busiest worker's loop {stretch:.2f} s ({wave} x "
+                f"{cpu_per_request_s * 1e3:.3g} ms): down to {low} if every cycle stretches by it"
+            )
     if client > backlog + 1:
         # Linux queues backlog + 1 (the queue is full when it holds more than the backlog). Connections
         # past it start late: as measured (the whole second after the load began in which each sent its
@@ -197,6 +225,17 @@ def predict(
                 prediction.errors += errors
                 prediction.errors_edge += errors_edge
     return prediction
+
+
+def cpu_ceiling(spread: list[int], cpu_per_request_s: float | None, cores: float | None) -> tuple[float, str] | None:
+    """What the CPU allows, in req/s, and the summary's words for it: the cores the busy workers can
+    use (one each at most) over the calibrated CPU per request."""
+    if not cpu_per_request_s:
+        return None
+    busy = sum(1 for c in spread if c) or 1
+    usable = min(busy, cores) if cores else busy
+    rate = usable / cpu_per_request_s
+    return rate, f"CPU: {usable:.2g} core(s) / {cpu_per_request_s * 1e3:.3g} ms per request = {rate:.0f} req/s"
 
 
 def simulate_pool(connections: int, slots: int, service: float, timeout: float, duration: float) -> tuple[int, int]:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .calibration import calibration_cells
 from .cell import Cell
 from .endpoints import ANYIO_THREAD_LIMIT, ENDPOINTS
 from .knobs import KNOBS, MACHINE_KNOBS, BadInput
@@ -56,7 +57,10 @@ def workers_cells(s: Settings) -> list[Cell]:
                 s.cell(**one, endpoint="async", connections=4000),
                 s.cell(**one, endpoint="async", connections=64, sleep=0.0),
             ]
-    return cells
+    # uvicorn's pure-Python HTTP parser (h11): one loop takes a wave of 1000 requests in bursts, busy
+    # for a good part of each cycle while the CPU averaged over the cell looks idle.
+    h11 = dict(server="gunicorn", worker_class="uvicorn_worker.UvicornH11Worker", workers=1, threads=1)
+    return cells + [s.cell(**h11, endpoint="async", connections=1000)]
 
 
 def server_variants() -> list[tuple[str, str]]:
@@ -87,7 +91,13 @@ def servers_cells(s: Settings) -> list[Cell]:
 def upstream_cells(s: Settings) -> list[Cell]:
     # The pool is the ceiling for /async-http: raise it and the ceiling moves.
     return s.grid() + [
-        s.cell(workers=1, threads=1, http_pool=400, endpoint="async-http", connections=s.connections[-1])
+        s.cell(workers=1, threads=1, http_pool=400, endpoint="async-http", connections=s.connections[-1]),
+        # sniffio importable, as before anyio 4.11: httpcore no longer retries a failed import per pooled
+        # request. Beside the grid's same cells, where a queue waits behind the pool.
+        *(
+            s.cell(workers=w, threads=1, endpoint="async-http", connections=s.connections[-1], sniffio=True)
+            for w in (1, 4)
+        ),
     ]
 
 
@@ -327,8 +337,14 @@ def changed_knobs(set_name: str, texts: dict[str, str]) -> dict[str, str]:
     }
 
 
+def run_seconds(s: Settings, cells: list[Cell]) -> float:
+    """A run's time: each repetition of its cells, and the calibrations before them."""
+    return sum(cell_seconds(c) for c in cells) * s.repeat + sum(cell_seconds(c) for c in calibration_cells(cells))
+
+
 def plan_line(s: Settings, cells: list[Cell]) -> str:
-    seconds = sum(cell_seconds(c) for c in cells) * s.repeat
+    seconds = run_seconds(s, cells)
+    calibrations = len(calibration_cells(cells))
     end = (datetime.datetime.now() + datetime.timedelta(seconds=seconds)).strftime("%H:%M")
     b = s.base
     load = (
@@ -337,6 +353,7 @@ def plan_line(s: Settings, cells: list[Cell]) -> str:
         else f"wrk -t{b.wrk_threads} -d{b.duration}s --timeout {b.timeout}s"
     )
     changed = " ".join(f"{k}={shlex.quote(v)}" for k, v in changed_knobs(s.set, s.text).items())
-    return f"set {s.set}: {len(cells)} cells x {s.repeat} run(s), {load}; about {minutes(seconds)} (ends ~{end})" + (
+    counted = f"{len(cells)} cells x {s.repeat} run(s)" + (f" + {calibrations} calibrations" if calibrations else "")
+    return f"set {s.set}: {counted}, {load}; about {minutes(seconds)} (ends ~{end})" + (
         f"; knobs: {changed}" if changed else ""
     )

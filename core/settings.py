@@ -90,7 +90,9 @@ def read_settings(set_name: str, t: dict[str, str], open_loop: bool) -> Settings
     db_pool_size = optional_int("DB_POOL_SIZE", t["DB_POOL_SIZE"])
     db_max_overflow = optional_count("DB_MAX_OVERFLOW", t["DB_MAX_OVERFLOW"])
     db_pool_timeout = optional_number("DB_POOL_TIMEOUT", t["DB_POOL_TIMEOUT"])
-    stats, latency, pin, profile = (flag(name, t[name]) for name in ("STATS", "LATENCY", "PIN", "PROFILE"))
+    stats, latency, pin, profile, sniffio = (
+        flag(name, t[name]) for name in ("STATS", "LATENCY", "PIN", "PROFILE", "SNIFFIO")
+    )
     if not (t["WARMUP"] == "auto" or t["WARMUP"].isdigit()):
         raise BadInput(f"WARMUP must be auto or a whole number of seconds, got '{t['WARMUP']}'")
     if t["SERVER"] not in SERVERS:
@@ -140,6 +142,7 @@ def read_settings(set_name: str, t: dict[str, str], open_loop: bool) -> Settings
         pin=pin and pinning_possible(),
         pool_timeout=pool_timeout,
         stats=stats,
+        sniffio=sniffio,
         db_pool_size=db_pool_size,
         db_max_overflow=db_max_overflow,
         db_pool_timeout=None if db_pool_timeout is None else float(f"{db_pool_timeout / sleep_scale:g}"),

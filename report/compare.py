@@ -17,10 +17,11 @@ from typing import Any
 from core import files
 from core.cell import Cell
 from core.knobs import KNOBS, MACHINE_KNOBS
+from core.model import CLOSE
 
 from . import parse, summary
 from .group import group
-from .judge import CLOSE, OPEN_CLOSE
+from .judge import OPEN_CLOSE
 from .records import CellResult
 from .tables import COMPACT_WIDTH, format_seconds
 

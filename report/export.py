@@ -18,7 +18,7 @@ SIDE = set(
 # The loop clocks' (LoopSide, as loop_NAME).
 LOOP = {"loop_late_max_s", "loop_late_p99_s", "loop_late_total_s", "loop_stuck_s"}
 ROW_END = """server_cpu_per_request_s load_cpu_per_request_s wave_busy_s loop_late_max_s loop_late_p99_s
-    loop_late_total_s loop_stuck_s""".split()
+    loop_late_total_s loop_stuck_s calibration calibrated_cpu_per_request_s burst_low""".split()
 ROW_START = """cell round config server workers threads worker_class thread_limit http_pool endpoint sleep_s
     duration_s load wrk_threads warmup_s pinned worker_timeouts threads_ignored window_s load_cpu_s load_maxrss_mib
     server_cpu_s upstream_cpu_s database_cpu_s server_rss_mib connections_per_worker peak_in_handler_per_worker

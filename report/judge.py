@@ -14,6 +14,8 @@ from core.endpoints import (
     SQLALCHEMY_POOL_TIMEOUT_S,
 )
 from core.model import (
+    CLOSE,
+    CPU_CLOSE,
     DEFAULT_THREAD_LIMIT,
     SYN_RETRY_S,
     Prediction,
@@ -28,7 +30,6 @@ from .read import RunFacts
 from .records import Measured, Verdict
 from .tables import loop_text
 
-CLOSE = 0.03  # a count within 3% of the predicted band is "as predicted"
 OPEN_CLOSE = 0.05  # open loop: replies and timeouts within 5% of the offered requests
 
 
@@ -74,13 +75,28 @@ def model_inputs(cell: Cell, m: Measured, facts: RunFacts) -> dict[str, Any]:
             db_available=facts.database_available,
             db_pool_timeout=SQLALCHEMY_POOL_TIMEOUT_S if cell.db_pool_timeout is None else cell.db_pool_timeout,
         )
+    cost = facts.calibrated_cost(cell)
+    if cost is not None:
+        inputs.update(cpu_per_request_s=cost, cores=cores_for_the_servers(cell, m, facts))
     return inputs
+
+
+def cores_for_the_servers(cell: Cell, m: Measured, facts: RunFacts) -> float:
+    """The machine's cores less what the rest measured over the cell (the load generator, the upstream,
+    PostgreSQL), or, pinned, the cores the servers were given less the rest's share of them."""
+    window = m.window_s or float(cell.duration)
+    others = sum(x or 0.0 for x in (m.upstream_cpu_s, m.database_cpu_s)) / window
+    if cell.pin:
+        return max(facts.cpus - 1 - others, 0.1)
+    return max(facts.cpus - others - (m.load_cpu_s or 0.0) / window, 0.1)
 
 
 def closed_loop(cell: Cell, m: Measured, facts: RunFacts, cpu_bound: bool | None, cpu: str) -> Verdict:
     inputs = model_inputs(cell, m, facts)
     predicted = predict(**inputs)
     v = Verdict(cpu_bound, cpu, predicted.bound, predicted.bound_by)
+    if "cpu_per_request_s" in inputs:  # which calibration the prediction used, so a reader can redo it
+        v.calibration, v.calibrated_cpu_per_request_s = facts.calibration_name(cell), inputs["cpu_per_request_s"]
     v.predicted_requests, v.predicted_edge = predicted.requests, predicted.edge
     v.predicted_errors, v.predicted_errors_edge = predicted.errors, predicted.errors_edge
     # What wrk should print: the predicted count over the duration (not the steady N/S rate,
@@ -91,7 +107,7 @@ def closed_loop(cell: Cell, m: Measured, facts: RunFacts, cpu_bound: bool | None
     late = fed_with_what_was_measured(v, inputs, m)
     postgres_full = postgres_measured_full(v, cell, m, facts)
     v.measured_over_predicted = round((m.requests_ok or 0) / predicted.requests, 3) if predicted.requests else None
-    if v.expected_requests is None:  # sleep 0: only a CPU can be the limit
+    if v.expected_requests is None:  # sleep 0 and no calibration: only a CPU can be the limit
         v.bound, v.bound_by = (
             (Bound.CPU, cpu) if cpu_bound else (Bound.UNEXPLAINED, f"unexplained: no CPU saturated ({cpu})")
         )
@@ -116,6 +132,7 @@ def expect(v: Verdict, p: Prediction) -> None:
     v.expected_requests, v.expected_edge = p.requests, p.edge
     v.expected_errors, v.expected_errors_edge = p.errors, p.errors_edge
     v.expected_errors_uncounted = p.errors_uncounted
+    v.burst_low = p.burst_low
 
 
 def fed_with_what_was_measured(v: Verdict, inputs: dict[str, Any], m: Measured) -> int | None:
@@ -175,9 +192,11 @@ def check_against_the_band(v: Verdict, m: Measured, late: int | None) -> None:
     )
     expected, edge = v.expected_requests or 0, v.expected_edge or 0
     low = min(expected, late) if v.overflowed and late is not None else expected
+    if v.burst_low is not None:
+        low = min(low, v.burst_low)
     v.expected_low = low
     answered, non_2xx = m.requests_ok or 0, m.non_2xx or 0
-    ok = within(answered, low, expected + edge, CLOSE)
+    ok = within(answered, low, expected + edge, CPU_CLOSE if v.bound is Bound.CPU else CLOSE)
     if v.expected_errors_uncounted:  # refused connections: some 503s, in no number the model gives
         ok = ok and non_2xx > 0
     elif v.expected_errors or non_2xx:

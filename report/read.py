@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from core import files
+from core.calibration import calibration_cell
 from core.cell import Cell
 from core.endpoints import ASYNC, ENDPOINTS
 from core.model import SYN_RETRY_S, client_connections, effective_backlog
@@ -38,6 +39,32 @@ class RunFacts:
         self.database_available: int | None = (
             facts["max_connections"] - facts["superuser_reserved_connections"] if facts else None
         )
+        self.run_dir = run_dir
+        self.costs: dict[str, float | None] = {}
+
+    def calibration_name(self, cell: Cell) -> str | None:
+        calibration = calibration_cell(cell)
+        return calibration.name if calibration else None
+
+    def calibrated_cost(self, cell: Cell) -> float | None:
+        """The CPU per request the run's calibration of CELL measured, from its raw files (None: the run
+        has none, as runs from before the calibration pass)."""
+        calibration = calibration_cell(cell)
+        if calibration is None or not files.cell_files(self.run_dir, calibration.name, calibrating=True).path.is_dir():
+            return None
+        if calibration.name not in self.costs:
+            self.costs[calibration.name] = read_calibration(self.run_dir, calibration)["cpu_per_request_s"]
+        return self.costs[calibration.name]
+
+
+def read_calibration(run_dir: Path, calibration: Cell) -> dict[str, Any]:
+    """A calibration's figures, from its raw files: what was answered, the server's CPU, the cost."""
+    m = read_cell(run_dir / files.CALIBRATION, calibration, RunFacts(run_dir))
+    return {
+        "requests": m.answered,
+        "server_cpu_s": m.server_cpu_s,
+        "cpu_per_request_s": m.server_cpu_per_request_s,
+    }
 
 
 def load_output(run_dir: Path, cell: Cell) -> Path:

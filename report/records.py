@@ -190,6 +190,10 @@ class Verdict:
     predicted_late_requests: int | None = None
     expected_low: int | None = None  # the band's lower end: the late starts seen (None: sleep 0)
     overflowed: bool = False  # the accept queue overflowed
+    # The calibration (core/calibration.py) whose CPU per request the prediction used, and that cost
+    calibration: str | None = None
+    calibrated_cpu_per_request_s: float | None = None
+    burst_low: int | None = None  # the band's lower end if every cycle stretches by one wave's CPU
     # Open loop
     offered_fraction: float | None = None
     predicted_replies: int | None = None

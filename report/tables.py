@@ -46,7 +46,15 @@ def predicted_text(g: Group, spread_seen: bool = True) -> str:
         text += f"; with the spread seen: {', '.join(str(e) for e in g.expected_requests)}"
     lows = [(low, e) for low, e in zip(g.expected_low, g.expected_requests) if low is not None and e is not None]
     if spread_seen and any(low < e for low, e in lows):
-        text += f"; down to {', '.join(str(low) for low, _ in lows)} with the late starts seen"
+        why = (
+            "if every cycle stretches by one wave's CPU"
+            if any(r.verdict.burst_low is not None for r in g.rows)
+            else "with the late starts seen"
+        )
+        text += f"; down to {', '.join(str(low) for low, _ in lows)} {why}"
+    costs = sorted({c for r in g.rows if (c := r.verdict.calibrated_cpu_per_request_s) is not None})
+    if costs:
+        text += f"; CPU {'/'.join(format_seconds(c) for c in costs)} per request (calibrated)"
     return text
 
 

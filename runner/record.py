@@ -20,6 +20,7 @@ from core import files
 from core.servers import SERVERS
 
 from .backends import BACKENDS
+from .process import Failed
 
 ROOT = Path(__file__).resolve().parent.parent
 # The app's own stack, its clients for each backend (runner/backends.py), every server's
@@ -165,6 +166,14 @@ def finish(run_dir: Path, status: str) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
+def add_calibration(run_dir: Path, name: str, figures: dict) -> None:
+    """One calibration's figures into run.json's "calibration", by its name (core/calibration.py)."""
+    path = run_dir / files.RUN_JSON
+    document = json.loads(path.read_text())
+    document.setdefault("calibration", {})[name] = figures
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
 # ---------------------------------------------------------------- the load generator's own usage
 
 
@@ -257,7 +266,8 @@ def snapshot(cell_dir: Path, name: str, workers: int, stats: bool, roles: dict[s
 
 # ---------------------------------------------------------------- the app a run serves
 
-APP_FILES = ["app.py", "counters.py"]  # what a run serves: a copy taken at its start
+APP_FILES = ["app.py", "counters.py"]
+SNIFFIO_REQUIREMENTS = ROOT / "requirements-sniffio.txt"  # what a run serves: a copy taken at its start
 
 
 def copy_app(run_dir: Path) -> dict[str, str]:
@@ -267,6 +277,24 @@ def copy_app(run_dir: Path) -> dict[str, str]:
         shutil.copy2(ROOT / name, run_dir / name)
         hashes[name] = sha256(run_dir / name)
     return hashes
+
+
+def sniffio_directory() -> Path:
+    """A pinned sniffio in a directory of its own beside the venv's packages, which SNIFFIO=1 cells put
+    on their servers' path (installed once from requirements-sniffio.txt, again when that changes)."""
+    target = Path(sys.executable).parent.parent / "sniffio"
+    stamp, wanted = target / ".installed", SNIFFIO_REQUIREMENTS.read_text()
+    if stamp.exists() and stamp.read_text() == wanted:
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--require-hashes"]
+    out = subprocess.run(
+        [*pip, "--no-deps", "--target", str(target), "-r", str(SNIFFIO_REQUIREMENTS)], capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise Failed(f"SNIFFIO=1: installing {SNIFFIO_REQUIREMENTS.name} failed: {out.stderr.strip()}")
+    stamp.write_text(wanted)
+    return target
 
 
 def drop_app_copy_if_committed(run_dir: Path, commit: str) -> None:

@@ -110,7 +110,7 @@ def reference(listing: bool) -> int:
     for entry in sets.REFERENCE:
         env = reference_environment(entry.knobs)
         s = sets.settings(entry.set, env, repeat="3")
-        minutes = max(1, round(sum(sets.cell_seconds(c) for c in sets.cells(s)) * s.repeat / 60))
+        minutes = max(1, round(sets.run_seconds(s, sets.cells(s)) / 60))
         total += minutes
         command = entry.command()
         done = taken_with_this_code(entry)

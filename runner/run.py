@@ -22,9 +22,10 @@ from typing import Any
 
 from core import cell as cells_tsv
 from core import files
+from core.calibration import calibration_cells
 from core.cell import Cell
 from core.servers import SERVERS, Where
-from core.sets import PER_CELL_OVERHEAD_S, Settings, cell_seconds, minutes
+from core.sets import PER_CELL_OVERHEAD_S, Settings, cell_seconds, minutes, run_seconds
 
 from . import record
 from .backends import BACKENDS
@@ -42,6 +43,7 @@ APP_SETTINGS = {
     "DB_POOL_SIZE",
     "DB_MAX_OVERFLOW",
     "DB_POOL_TIMEOUT",
+    "PYTHONPATH",  # only a SNIFFIO=1 cell's: where its pinned sniffio is
 }
 READY_TIMEOUT_S = 60
 # py-spy samples without pausing the servers (--nonblocking), at a rate that keeps its own CPU small.
@@ -98,6 +100,8 @@ class Run:
             settings["HTTP_POOL_TIMEOUT"] = f"{cell.pool_timeout:g}"
         if stats_dir:
             settings["STATS_DIR"] = str(stats_dir)
+        if cell.sniffio:
+            settings["PYTHONPATH"] = str(record.sniffio_directory())
         settings.update(backends)
         if self.s.server_args:
             settings["GUNICORN_CMD_ARGS"] = self.s.server_args
@@ -286,20 +290,19 @@ class Run:
 
     # ------------------------------------------------------------ one cell
 
-    def run_cell(self, index: int, total: int, cell: Cell, profiling: bool = False) -> None:
+    def run_cell(self, index: int, total: int, cell: Cell, profiling: bool = False, calibrating: bool = False) -> None:
         """One cell on a fresh server; with PROFILING, one more run of a measured cell, under py-spy,
-        into profiles/ and out of cells.tsv: the profiler's CPU stays out of every figure."""
+        into profiles/ and out of cells.tsv: the profiler's CPU stays out of every figure; with
+        CALIBRATING, a calibration (core/calibration.py) into calibration/, out of cells.tsv too."""
         began = time.monotonic()
-        where = files.cell_files(self.run_dir, cell.name, profiling)
+        where = files.cell_files(self.run_dir, cell.name, profiling, calibrating)
         cell_dir = where.path
         cell_dir.mkdir(parents=True)
-        if not profiling:
+        if not profiling and not calibrating:
             cells_tsv.append(self.run_dir / files.CELLS_TSV, cell)
         load = f"c={cell.connections}" if not cell.open_loop else f"rate={cell.rate:g}/s"
-        self.out.note(
-            f"[{'profile' if profiling else f'{index}/{total}'}] {cell.describe()}  /{cell.endpoint}  {load}  "
-            f"sleep={cell.sleep:g}s  {cell.duration}s"
-        )
+        step = "profile" if profiling else "calibration" if calibrating else f"{index}/{total}"
+        self.out.note(f"[{step}] {cell.describe()}  /{cell.endpoint}  {load}  sleep={cell.sleep:g}s  {cell.duration}s")
         stats = where.stats("server") if cell.stats else None
         self.serving = {}
         with ExitStack() as stack:
@@ -335,7 +338,15 @@ class Run:
             return
         from core.bound import Bound
         from report import summary, tables
-        from report.read import RunFacts
+        from report.read import RunFacts, read_calibration
+
+        if calibrating:
+            figures = read_calibration(self.run_dir, cell)
+            record.add_calibration(self.run_dir, cell.name, figures)
+            cost = figures["cpu_per_request_s"]
+            cpu = f"{tables.format_seconds(cost)} of CPU per request" if cost else "no CPU figure"
+            print(f"[calibration] {cell.name}: {cpu} ({figures['requests']} requests)", flush=True)
+            return
 
         prefix, facts = f"[{index}/{total}] ", RunFacts(self.run_dir)
         row = summary.summarise_cell(self.run_dir, cell, facts)
@@ -350,7 +361,13 @@ class Run:
     def run(self) -> None:
         total = len(self.cells) * self.s.repeat
         digits = max(2, len(str(total)))
-        self.left_s = sum(cell_seconds(c) for c in self.cells) * self.s.repeat
+        self.left_s = run_seconds(self.s, self.cells)
+        if any(cell.sniffio for cell in self.cells):
+            record.sniffio_directory()  # installed now, before any server: not in a cell's time
+        calibrations = calibration_cells(self.cells)
+        for calibration in calibrations:  # before the cells: what the model's CPU terms read
+            self.left_s -= cell_seconds(calibration, self.overhead)
+            self.run_cell(0, 0, calibration, calibrating=True)
         index = 0
         for round_number in range(1, self.s.repeat + 1):
             for cell in self.cells:

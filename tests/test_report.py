@@ -329,5 +329,5 @@ def test_runs_bound_by_the_same_kind_are_one_reason_with_their_figures_run_by_ru
     ],
 )
 def test_list_shows_the_pool_a_database_cell_will_have(knobs, pool):
-    assert Cell(endpoint="sync-db", **knobs).listing().split()[-1] == pool
-    assert Cell(endpoint="sync", **knobs).listing().split()[-1] == "-"
+    assert Cell(endpoint="sync-db", **knobs).listing().split()[-2] == pool
+    assert Cell(endpoint="sync", **knobs).listing().split()[-2] == "-"

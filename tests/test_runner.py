@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import psutil
 import pytest
@@ -63,7 +64,9 @@ def test_workers_set_adds_the_server_bound_cells_for_both_worker_classes():
             for w in (1, 4)
             for e, c, s in [("sync", 100, 1.0), ("async", 100, 1.0), ("async", 4000, 1.0), ("async", 64, 0.0)]
         ]
-    warmed = {(c.connections, c.sleep): c.warmup for c in cells}
+    (h11,) = [c for c in cells if c.worker_class == "uvicorn_worker.UvicornH11Worker"]  # loops busy in bursts
+    assert (h11.workers, h11.endpoint, h11.connections, h11.sleep) == (1, "async", 1000, 1.0) and cells[-1] == h11
+    warmed = {(c.connections, c.sleep): c.warmup for c in cells if c != h11}
     assert warmed == {(100, 1.0): 0, (4000, 1.0): 2, (64, 0.0): 2}  # only the CPU-bound cells warm up
 
 
@@ -79,8 +82,16 @@ def test_servers_set_runs_every_server_and_worker_class_in_the_table():
 def test_upstream_set_raises_the_pool_once_at_the_most_connections():
     cells = cells_of("upstream")
     assert {c.endpoint for c in cells} == {e for e, spec in ENDPOINTS.items() if spec.calls_upstream}
-    assert cells[-1].http_pool == 400 and cells[-1].endpoint == "async-http" and cells[-1].connections == 1000
-    assert all(c.http_pool is None for c in cells[:-1])
+    raised, *with_sniffio = cells[-3:]
+    assert raised.http_pool == 400 and raised.endpoint == "async-http" and raised.connections == 1000
+    assert all(c.http_pool is None for c in cells if c != raised)
+    # sniffio importable, beside the grid's same cells (1 and 4 workers at the most connections)
+    assert [(c.workers, c.endpoint, c.connections, c.sniffio) for c in with_sniffio] == [
+        (w, "async-http", 1000, True) for w in (1, 4)
+    ]
+    assert all(not c.sniffio for c in cells[:-2])
+    for c in with_sniffio:
+        assert replace(c, sniffio=False) in cells
 
 
 def test_openloop_rates_are_fractions_of_the_def_endpoints_capacity():
@@ -202,12 +213,19 @@ def test_cells_tsv_round_trip_and_an_older_file_reads_with_defaults(tmp_path):
     assert first.server_args == "" and first.thread_limit is None and first.rate is None and first.connections == 100
 
 
-def test_the_plan_counts_duration_warmup_and_start_stop_time_for_every_run():
+def test_the_plan_counts_duration_warmup_and_start_stop_time_for_every_run_and_calibration():
+    from core.calibration import calibration_cells
+
     s = sets.settings("workers", {})
     cells = sets.cells(s)
-    seconds = sum(c.duration + c.warmup + sets.PER_CELL_OVERHEAD_S for c in cells) * s.repeat
+    calibrations = calibration_cells(cells)
+    seconds = sum(c.duration + c.warmup + sets.PER_CELL_OVERHEAD_S for c in cells) * s.repeat + sum(
+        c.duration + sets.PER_CELL_OVERHEAD_S for c in calibrations
+    )
+    assert calibrations and all(c.sleep == 0 and c.workers == 1 and c.duration == 2 for c in calibrations)
     assert re.fullmatch(
-        rf"set workers: {len(cells)} cells x 1 run\(s\), wrk -t4 -d10s --timeout 10s; "
+        rf"set workers: {len(cells)} cells x 1 run\(s\) \+ {len(calibrations)} calibrations, wrk -t4 -d10s "
+        r"--timeout 10s; "
         rf"about {re.escape(sets.minutes(seconds))} \(ends ~\d\d:\d\d\)",
         sets.plan_line(s, cells),
     )

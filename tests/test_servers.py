@@ -95,7 +95,11 @@ def test_upstream_set_calls_a_real_upstream_and_stops_it(port, results):
     assert groups[("1w x 1t limit 2 pool 4", "async-http-blocking")]["bound_by"] == "blocked event loop: 1/worker"
     assert groups[("1w x 1t limit 2 pool 400", "async-http")]["bound_by"] == "client: 8 connections"
     # The upstream's own counter agrees on how many calls were in flight at most.
-    assert [groups[k]["upstream_peak_max"] for k in sorted(groups)] == [4, 1, 2, 8]
+    assert [groups[k]["upstream_peak_max"] for k in sorted(groups)] == [4, 1, 2, 4, 8, 8]
+    # With sniffio importable: the same limit, and its servers (only theirs) started with it on their path.
+    assert groups[("1w x 1t limit 2 pool 4 sniffio", "async-http")]["bound_by"] == "HTTP client pool: 4/worker"
+    commands = {c.name: (c / "server.cmd").read_text() for c in run_dir.glob("0*")}
+    assert all(("PYTHONPATH=" in command) == name.endswith("-sniffio") for name, command in commands.items())
     assert_as_predicted(list(groups.values()))
     cell = run_dir / "02-1w1t-async-http-c8-limit2-pool4"
     assert (cell / "upstream.log").exists() and "uvicorn app:app" in (cell / "upstream.cmd").read_text()

@@ -20,10 +20,10 @@ def test_quiet_prints_only_the_result_lines_and_the_paths(port, results):
         WRK_THREADS=1,
     )
     assert out.returncode == 0, out.stderr
-    # One line a cell (its explanation going on, indented, on the lines below it), then the paths.
+    # One line a calibration and a cell (its explanation going on, indented, below it), then the paths.
     lines = [line for line in out.stdout.splitlines() if not line.startswith("    ")]
-    assert [line[:6] for line in lines[:2]] == ["[1/2] ", "[2/2] "] and len(lines) == 4
-    assert lines[2].startswith("Full table: ") and lines[3].startswith("Plot: ")
+    assert [line[:6] for line in lines[:4]] == ["[calib", "[calib", "[1/2] ", "[2/2] "] and len(lines) == 6, lines
+    assert lines[4].startswith("Full table: ") and lines[5].startswith("Plot: ")
     cells = [line for line in out.stdout.splitlines() if not line.startswith(("Full table: ", "Plot: "))]
     assert "…" not in out.stdout and all(len(line) <= 100 for line in cells), cells
 
@@ -63,7 +63,9 @@ def test_a_terminal_gets_the_plan_and_a_countdown_and_a_file_gets_plain_lines(po
     tty = run_in_a_terminal([str(ROOT / "benchmark.sh")], benchmark_env(port, results, **knobs)).decode()
     elapsed = time.monotonic() - started
     plan = re.search(
-        r"set seed: 2 cells x 1 run\(s\), wrk -t2 -d3s --timeout 2s; about (\d+)s \(ends ~\d\d:\d\d\)", tty
+        r"set seed: 2 cells x 1 run\(s\) \+ 2 calibrations, wrk -t2 -d3s --timeout 2s; "
+        r"about (\d+)s \(ends ~\d\d:\d\d\)",
+        tty,
     )
     assert plan, tty
     assert 0.3 < int(plan.group(1)) / elapsed < 3  # the estimate is within a sane factor

@@ -39,6 +39,7 @@ PLAIN: dict[str, Any] = dict(
     db_pool_size=None,
     db_max_overflow=None,
     db_pool_timeout=None,
+    sniffio=False,
 )
 
 

@@ -4,8 +4,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.bound import Bound
+from core.model import CLOSE
 
-from ..judge import CLOSE, within
+from ..judge import within
 from ..read import RunFacts
 from ..records import CellResult, DatabaseSide, Group
 from ..runs import Run, Runs

@@ -3,9 +3,8 @@
 from dataclasses import dataclass
 from typing import Any
 
-from core.model import format_spread
+from core.model import CLOSE, format_spread
 
-from ..judge import CLOSE
 from ..records import CellResult, Group
 from ..runs import Run, Runs
 from .base import Finding, Missing, Sentence
