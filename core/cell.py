@@ -54,6 +54,7 @@ class Cell:
     pin: bool = column(False, read=_flag)  # load generator on CPU 0, servers on the others
     pool_timeout: float | None = column(None, "default", float)  # httpx pool timeout; None: its default (5 s)
     stats: bool = column(True, read=_flag)  # the workers' counters (STATS_DIR)
+    loop_clock: bool = column(True, read=_flag)  # with the counters, the event loop's clock (counters.py)
     server_args: str = column("")  # GUNICORN_CMD_ARGS as given: flags added by hand
     db_pool_size: int | None = column(None, "default", int)  # SQLAlchemy's pool_size; None: its default (5)
     db_max_overflow: int | None = column(None, "default", int)  # its max_overflow; None: its default (10)
@@ -78,6 +79,7 @@ class Cell:
             + (f" dbpool {self.db_pool_text()}" if self.db_pool_text() else "")
             + (f" dbtimeout {self.db_pool_timeout:g}" if self.db_pool_timeout is not None else "")
             + (" sniffio" if self.sniffio else "")
+            + (" nostats" if not self.stats else " noclock" if not self.loop_clock else "")
             + (f" +{self.server_args}" if self.server_args else "")
         )
 
@@ -119,6 +121,8 @@ class Cell:
             name += f"-dbtimeout{self.db_pool_timeout:g}"
         if self.sniffio:
             name += "-sniffio"
+        if self.stats and not self.loop_clock:
+            name += "-noclock"
         if self.sleep != set_sleep:
             name += f"-sleep{self.sleep:g}"
         if numbered_rounds:
@@ -126,16 +130,25 @@ class Cell:
         return name
 
     def listing(self) -> str:
-        """The twelve words --list prints for a cell (see LISTING_HEADER): its fields, then, for an
-        endpoint that queries the database, its pool as SQLAlchemy will have it: size+overflow,timeout
-        (- for the others)."""
+        """The twelve words --list prints for a cell (see LISTING_HEADER): its fields; for an endpoint
+        that queries the database, its pool as SQLAlchemy will have it (size+overflow,timeout); and what
+        else differs from the defaults (sniffio, nostats, noclock), each - when nothing."""
         pool = "-"
         if ENDPOINTS[self.endpoint].queries_database:
             size = SQLALCHEMY_POOL_SIZE if self.db_pool_size is None else self.db_pool_size
             overflow = SQLALCHEMY_MAX_OVERFLOW if self.db_max_overflow is None else self.db_max_overflow
             timeout = SQLALCHEMY_POOL_TIMEOUT_S if self.db_pool_timeout is None else self.db_pool_timeout
             pool = f"{size}+{overflow},{timeout:g}s"
-        return " ".join([*(_text(getattr(self, f), NONE[f]) for f in LISTING), pool, _text(self.sniffio, "")])
+        extras = [
+            name
+            for name, on in (
+                ("sniffio", self.sniffio),
+                ("nostats", not self.stats),
+                ("noclock", self.stats and not self.loop_clock),
+            )
+            if on
+        ]
+        return " ".join([*(_text(getattr(self, f), NONE[f]) for f in LISTING), pool, ",".join(extras) or "-"])
 
     def text(self, name: str) -> str:
         return _text(getattr(self, name), NONE[name])
@@ -145,7 +158,7 @@ FIELDS = [f.name for f in dataclasses.fields(Cell)]
 NONE = {f.name: f.metadata["none"] for f in dataclasses.fields(Cell)}
 COLUMN = {"name": "cell"}  # cells.tsv has always called the name column "cell"
 LISTING = "server worker_class workers threads thread_limit http_pool sleep endpoint connections rate".split()
-LISTING_HEADER = "# " + " ".join(LISTING) + " db_pool sniffio"
+LISTING_HEADER = "# " + " ".join(LISTING) + " db_pool extras"
 
 
 def write_header(path: Path) -> None:

@@ -55,6 +55,7 @@ KNOBS = {
         "runs (profiles/CELL/profile.svg; root or ptrace rights, sudo on macOS)",
     ),
     "STATS": Knob("1", "0: skip the server-side counters (STATS_DIR)"),
+    "LOOP_CLOCK": Knob("1", "0: the counters without the event loop's clock (the overhead set measures its cost)"),
     "RESULTS_DIR": Knob("results", "where run directories go"),
     "WRK": Knob("wrk", "the closed-loop load generator"),
     "HTTPERF": Knob("httperf", "the open-loop load generator"),

@@ -88,6 +88,16 @@ def servers_cells(s: Settings) -> list[Cell]:
     return cells
 
 
+def overhead_cells(s: Settings) -> list[Cell]:
+    """The bare app, then with the counters, with and without the event loop's clock: what each costs."""
+    counted = [
+        s.cell(endpoint=e, connections=s.connections[0], stats=True, loop_clock=clock)
+        for clock in (False, True)
+        for e in s.endpoints
+    ]
+    return s.grid() + counted
+
+
 def upstream_cells(s: Settings) -> list[Cell]:
     # The pool is the ceiling for /async-http: raise it and the ceiling moves.
     return s.grid() + [
@@ -154,15 +164,16 @@ SETS = {
         threads_cells,
     ),
     "workers": Set(
-        "UvicornWorker against gunicorn's `asgi` worker, client-bound and server-bound",
+        "UvicornWorker against gunicorn's `asgi` worker, client-bound and server-bound; uvicorn's h11 worker in bursts",
         {**FAST, "CONFIGS": "1x1 4x1"},
         workers_cells,
     ),
-    # No sleep: only the CPU limits; the counters stay off so the bare app is measured, pinned.
+    # No sleep: only the CPU limits. The bare app (STATS=0), then with the counters with and without the
+    # loop clock (overhead_cells): what each costs, pinned.
     "overhead": Set(
-        "no sleep, one worker: the CPU cost of the thread hop (def vs async def)",
+        "no sleep, one worker: the CPU cost of the thread hop (def vs async def), the counters and the loop clock",
         {**FAST, "SLEEP_SECONDS": "0", "CONNECTIONS": "64", "CONFIGS": "1x1", "STATS": "0", "PIN": "1"},
-        Settings.grid,
+        overhead_cells,
     ),
     # 3 runs by default: the spread varies from run to run, and that is the point.
     "servers": Set(
@@ -171,7 +182,7 @@ SETS = {
         servers_cells,
     ),
     "upstream": Set(
-        "a real HTTP call per request to a second server, and the HTTP client's pool",
+        "a real HTTP call per request to a second server, the HTTP client's pool, and sniffio importable or not",
         {
             **FAST,
             "CONNECTIONS": "10 40 100 400 1000",

@@ -90,8 +90,8 @@ def read_settings(set_name: str, t: dict[str, str], open_loop: bool) -> Settings
     db_pool_size = optional_int("DB_POOL_SIZE", t["DB_POOL_SIZE"])
     db_max_overflow = optional_count("DB_MAX_OVERFLOW", t["DB_MAX_OVERFLOW"])
     db_pool_timeout = optional_number("DB_POOL_TIMEOUT", t["DB_POOL_TIMEOUT"])
-    stats, latency, pin, profile, sniffio = (
-        flag(name, t[name]) for name in ("STATS", "LATENCY", "PIN", "PROFILE", "SNIFFIO")
+    stats, latency, pin, profile, sniffio, loop_clock = (
+        flag(name, t[name]) for name in ("STATS", "LATENCY", "PIN", "PROFILE", "SNIFFIO", "LOOP_CLOCK")
     )
     if not (t["WARMUP"] == "auto" or t["WARMUP"].isdigit()):
         raise BadInput(f"WARMUP must be auto or a whole number of seconds, got '{t['WARMUP']}'")
@@ -142,6 +142,7 @@ def read_settings(set_name: str, t: dict[str, str], open_loop: bool) -> Settings
         pin=pin and pinning_possible(),
         pool_timeout=pool_timeout,
         stats=stats,
+        loop_clock=loop_clock,
         sniffio=sniffio,
         db_pool_size=db_pool_size,
         db_max_overflow=db_max_overflow,

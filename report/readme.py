@@ -8,11 +8,10 @@ from typing import Any
 from core import files
 from core.knobs import KNOBS, MACHINE_KNOBS
 from core.servers import SERVERS
-from core.sets import SETS
 
 from .findings import NOT_REPRODUCED, Claim, Finding, concurrency, evaluate, seed
 from .findings.common import DEFAULT_THREAD_LIMIT, ORIGINAL, PLAIN, matches, predicted
-from .pages import PAGES, WORKER_KILLED, link, page, page_of, unexplained
+from .pages import PAGES, link, page, page_of, unexplained
 from .records import Group
 from .runs import Runs, reference_runs
 from .tables import format_seconds, spreads_text
@@ -108,7 +107,10 @@ def knobs_table() -> str:
         "| `SERVER=` | ignores |",
         "|---|---|",
     ]
-    lines += [f"| `{name}` | {', '.join(server.ignores)} |" for name, server in SERVERS.items()]
+    alike: dict[tuple[str, ...], list[str]] = {}  # servers that ignore the same knobs share a row
+    for name, server in SERVERS.items():
+        alike.setdefault(server.ignores, []).append(f"`{name}`")
+    lines += [f"| {', '.join(names)} | {', '.join(ignores)} |" for ignores, names in alike.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -137,12 +139,12 @@ def sections(results: Path) -> tuple[dict[str, str], dict[str, str], list[Claim]
         "original": comparison_table(runs["seed"].groups) if "seed" in runs else "No seed reference run yet.\n",
         "findings": "\n".join(finding_line(c) for c in found) + "\n",
         "knobs": knobs_table(),
-        "pages": "\n".join(
-            f"- [`{name}`]({page_of(name)}): {SETS[name].purpose if name in SETS else WORKER_KILLED}"
-            + ("" if name in runs else " (no reference run yet)")
-            for name in PAGES
+        # Each page opens with its set's purpose.
+        "pages": "The per-set pages: "
+        + ", ".join(
+            f"[`{name}`]({page_of(name)})" + ("" if name in runs else " (no reference run yet)") for name in PAGES
         )
-        + "\n",
+        + ".\n",
         "open": open_summary(runs),
     }
     pages = {page_of(name): page(name, runs, checked) for name in PAGES}

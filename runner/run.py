@@ -44,6 +44,7 @@ APP_SETTINGS = {
     "DB_MAX_OVERFLOW",
     "DB_POOL_TIMEOUT",
     "PYTHONPATH",  # only a SNIFFIO=1 cell's: where its pinned sniffio is
+    "LOOP_CLOCK",
 }
 READY_TIMEOUT_S = 60
 # py-spy samples without pausing the servers (--nonblocking), at a rate that keeps its own CPU small.
@@ -100,6 +101,8 @@ class Run:
             settings["HTTP_POOL_TIMEOUT"] = f"{cell.pool_timeout:g}"
         if stats_dir:
             settings["STATS_DIR"] = str(stats_dir)
+            if not cell.loop_clock:
+                settings["LOOP_CLOCK"] = "0"
         if cell.sniffio:
             settings["PYTHONPATH"] = str(record.sniffio_directory())
         settings.update(backends)

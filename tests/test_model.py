@@ -128,3 +128,31 @@ def test_open_loop_with_an_uneven_spread_overloads_one_worker():
 def test_work_without_a_wait_has_no_prediction_but_a_cpu(endpoint):
     p = model.predict(endpoint, 1, 64, sleep=1, duration=10)
     assert p.requests is None and p.bound is Bound.CPU
+
+
+# ---------------------------------------------------------------- the CPU, from a calibrated cost
+
+
+def test_with_no_sleep_the_calibrated_cost_sets_the_ceiling_over_the_cores_the_busy_workers_can_use():
+    one = model.predict("async", 1, 64, 0.0, 10, cpu_per_request_s=1e-4, cores=1.8)
+    assert (one.requests, one.bound) == (100_000, Bound.CPU)  # one worker uses one core at most
+    four = model.predict("async", 4, 64, 0.0, 10, cpu_per_request_s=1e-4, cores=1.5)
+    assert four.requests == 150_000 and "1.5 core(s) / 0.1 ms per request = 15000 req/s" in four.bound_by
+    assert model.predict("async", 1, 64, 0.0, 10).requests is None  # no calibration: only the measured CPU
+
+
+def test_a_ceiling_below_the_waves_replaces_them_and_one_above_changes_nothing():
+    capped = model.predict("async", 1, 4000, 1.0, 10, cpu_per_request_s=4e-4, cores=1.9)
+    assert (capped.requests, capped.edge, capped.bound) == (25_000, 0, Bound.CPU)
+    free = model.predict("async", 1, 100, 1.0, 10, cpu_per_request_s=4e-4, cores=1.9)
+    assert (free.requests, free.bound, free.burst_low) == (900, Bound.CLIENT, None)
+
+
+def test_a_wave_that_keeps_the_loop_busy_long_enough_lowers_the_band_and_says_so():
+    # 1000 requests x 0.5 ms = 0.5 s a wave: cycles of 1.5 s hold 3 waves in 6 s, not 5.
+    busy = model.predict("async", 1, 1000, 1.0, 6, cpu_per_request_s=5e-4, cores=1.9)
+    assert (busy.requests, busy.burst_low) == (5000, 3000)
+    assert "one wave costs the busiest worker's loop 0.50 s (1000 x 0.5 ms): down to 3000" in busy.bound_by
+    # `def`: a wave is what the threads hold, 40, not the connections.
+    threads = model.predict("sync", 1, 1000, 1.0, 6, cpu_per_request_s=5e-4, cores=1.9)
+    assert threads.burst_low is None

@@ -17,7 +17,23 @@ PTRACE = sys.platform == "linux" and os.geteuid() == 0  # py-spy attaches as roo
 
 @pytest.mark.skipif(not PTRACE, reason="py-spy needs root or ptrace rights")
 def test_profile_runs_a_cpu_bound_cell_once_more_under_py_spy_after_the_measured_runs(port, results):
-    out = run_benchmark(port, results, "--set", "overhead", "--quick", "--repeat", "2", PROFILE=1, ENDPOINTS="async")
+    out = run_benchmark(
+        port,
+        results,
+        "--set",
+        "seed",
+        "--quick",
+        "--repeat",
+        "2",
+        PROFILE=1,
+        ENDPOINTS="async",
+        CONFIGS="1x1",
+        SLEEP_SECONDS=0,
+        CONNECTIONS=64,
+        STATS=0,
+        PIN=1,
+        DURATION="10s",
+    )
     assert out.returncode == 0 and "PROFILE=1: py-spy could not" not in out.stderr, out.stderr
     run_dir = only_run_dir(results)
     measured = sorted(d for d in run_dir.iterdir() if d.is_dir() and d.name not in ("profiles", "calibration"))

@@ -149,7 +149,15 @@ def test_overhead_set_measures_the_bare_app_pinned_and_warmed_up(port, results):
     assert out.returncode == 0, out.stderr
     run_dir = only_run_dir(results)
     groups = summary_groups(run_dir)
-    assert [g["endpoint"] for g in groups] == ["sync", "async"]
+    # The bare app, then with the counters without and with the loop clock.
+    assert [(g["config"], g["endpoint"]) for g in groups] == [
+        (config, e) for config in ("1w x 1t nostats", "1w x 1t noclock", "1w x 1t") for e in ("sync", "async")
+    ]
     assert all(g["requests_median"] > 100 and g["server_cpu_share"] > 0 for g in groups)
-    assert not list(run_dir.glob("*/stats"))  # no counters: nothing wraps the handlers
-    assert len(list(run_dir.glob("*/warmup.txt"))) == 2
+    bare = [d for d in run_dir.glob("0*") if d.name[:2] in ("01", "02")]
+    assert len(bare) == 2 and not [d for d in bare if (d / "stats").exists()]  # nothing wraps the bare app's handlers
+    cells = {
+        c["config"]: c for c in json.loads((run_dir / "summary.json").read_text())["cells"] if c["endpoint"] == "async"
+    }
+    assert cells["1w x 1t noclock"]["loop_late_max_s"] is None and cells["1w x 1t"]["loop_late_max_s"]
+    assert len(list(run_dir.glob("0*/warmup.txt"))) == 6

@@ -40,6 +40,7 @@ PLAIN: dict[str, Any] = dict(
     db_max_overflow=None,
     db_pool_timeout=None,
     sniffio=False,
+    loop_clock=True,
 )
 
 

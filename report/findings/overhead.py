@@ -23,12 +23,13 @@ def thread_hop_cells(runs: Runs) -> ThreadHop:
     cost = {
         e: [
             1e6 * (r.measured.server_cpu_s or 0) / r.measured.requests_ok
-            for r in rows_where(run.rows, endpoint=e)
+            for r in rows_where(run.rows, endpoint=e, stats=False)
             if r.measured.requests_ok and r.measured.server_cpu_s is not None
         ]
         for e in ("sync", "async")
     }
-    return ThreadHop(run, find(run.groups, endpoint="sync"), find(run.groups, endpoint="async"), cost)
+    bare = dict(stats=False)  # the app without the counters
+    return ThreadHop(run, find(run.groups, endpoint="sync", **bare), find(run.groups, endpoint="async", **bare), cost)
 
 
 def thread_hop_check(c: ThreadHop) -> bool:
