@@ -28,9 +28,10 @@ SNAPSHOT_REQUEST = "snapshot-{name}"
 
 class LoopClock:
     """The event loop's own clock: a task that sleeps PROBE_INTERVAL_S and notes how late it woke
-    (a busy or blocked loop wakes it late, an idle one on time), and a watchdog thread that, while the
-    probe has not woken for STUCK_S, reads the loop thread's stack every WATCH_S and counts it by its
-    innermost frames. Not a profiler: the cheap signal that tells a blocked or overloaded loop from an
+    (a busy or blocked loop wakes it late, an idle one on time, unless the whole process is starved
+    of CPU), and a watchdog thread that, once the probe is STUCK_S late, reads the loop thread's
+    stack every WATCH_S and counts it by its innermost frames (so stuck seconds count the time past
+    that threshold). Not a profiler: the cheap signal that tells a blocked or overloaded loop from an
     idle one, and names what holds it."""
 
     PROBE_INTERVAL_S = 0.02
@@ -49,6 +50,7 @@ class LoopClock:
         self.heartbeat = time.monotonic()
         self.loop_thread = threading.get_ident()
         self.task: asyncio.Task | None = None
+        self.stopped = threading.Event()
 
     def start(self) -> None:
         """From the event loop's thread (the worker's lifespan)."""
@@ -71,8 +73,7 @@ class LoopClock:
                 self.late_buckets[next(i for i, bound in enumerate(LATE_BUCKETS_S) if late <= bound)] += 1
 
     def watch(self) -> None:
-        while True:
-            time.sleep(self.WATCH_S)
+        while not self.stopped.wait(self.WATCH_S):
             if time.monotonic() - self.heartbeat < self.STUCK_S + self.PROBE_INTERVAL_S:
                 continue
             frame = sys._current_frames().get(self.loop_thread)
@@ -88,6 +89,8 @@ class LoopClock:
                 self.stuck_samples[key] = self.stuck_samples.get(key, 0) + 1
 
     def stop(self) -> None:
+        """At shutdown: no probe, so no heartbeat, and a shutting-down loop is not a stuck one."""
+        self.stopped.set()
         if self.task:
             self.task.cancel()
 
@@ -96,12 +99,14 @@ class LoopClock:
             self.late_max_s = 0.0
 
     def snapshot(self) -> dict:
-        """Under the caller's lock."""
+        """Under the caller's lock. A probe still waiting counts as late as it is now: a loop blocked
+        through the snapshot is late by that much, though the probe has not woken to say so."""
+        pending = 0.0 if self.stopped.is_set() else max(0.0, time.monotonic() - self.heartbeat - self.PROBE_INTERVAL_S)
         return {
             "probe_interval_s": self.PROBE_INTERVAL_S,
             "wakes": self.wakes,
-            "late_total_s": round(self.late_total_s, 6),
-            "late_max_s": round(self.late_max_s, 6),
+            "late_total_s": round(self.late_total_s + pending, 6),
+            "late_max_s": round(max(self.late_max_s, pending), 6),
             "late_buckets": list(self.late_buckets),
             "late_bucket_bounds_s": list(LATE_BUCKETS_S[:-1]),  # the last bucket: anything later
             "stuck_s": self.STUCK_S,

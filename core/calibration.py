@@ -13,6 +13,7 @@ from .cell import Cell
 from .model import client_connections
 
 CALIBRATION_S = 2  # seconds of load per calibration: thousands of requests at no sleep
+CALIBRATION_WARMUP_S = 1  # unmeasured, as the cells' warm-up: the connect storm stays out of the cost
 NO_SLEEP = -1.0  # a set sleep no cell has: the calibration's name always says "sleep0"
 
 
@@ -38,7 +39,7 @@ def calibration_cell(cell: Cell) -> Cell | None:
         connections=n,
         wrk_threads=min(cell.wrk_threads, n),  # wrk wants a connection per thread at least
         duration=CALIBRATION_S,
-        warmup=0,
+        warmup=CALIBRATION_WARMUP_S,
     )
     return replace(calibration, name=calibration.directory_name(0, 1, NO_SLEEP, False).split("-", 1)[1])
 
@@ -49,5 +50,6 @@ def calibration_cells(cells: list[Cell]) -> list[Cell]:
     for cell in cells:
         calibration = calibration_cell(cell)
         if calibration is not None:
-            found.setdefault(calibration.name, calibration)
+            # Its name is where its files go and what a verdict cites: one name, one configuration.
+            assert found.setdefault(calibration.name, calibration) == calibration, calibration.name
     return list(found.values())

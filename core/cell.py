@@ -121,7 +121,9 @@ class Cell:
             name += f"-dbtimeout{self.db_pool_timeout:g}"
         if self.sniffio:
             name += "-sniffio"
-        if self.stats and not self.loop_clock:
+        if not self.stats:
+            name += "-nostats"
+        elif not self.loop_clock:
             name += "-noclock"
         if self.sleep != set_sleep:
             name += f"-sleep{self.sleep:g}"

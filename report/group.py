@@ -158,7 +158,7 @@ def group(runs: list[CellResult], cpus: int) -> Group:
         load_cpu_share=share(1),
         server_cpu_per_request_s=Range.of(m.server_cpu_per_request_s for m in measured),
         load_cpu_per_request_s=Range.of(m.load_cpu_per_request_s for m in measured),
-        wave_busy_s=Range.of(m.wave_busy_s for m in measured),
+        wave_busy_s=Range.of(v.wave_busy_s for v in verdicts),
         loop_late_max_s=Range.of(max(loop.late_max_s) for loop in loops),
         loop_late_p99_s=Range.of(max(loop.late_p99_s) for loop in loops),
         loop_stuck_s=stuck,

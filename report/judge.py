@@ -16,6 +16,7 @@ from core.endpoints import (
 from core.model import (
     CLOSE,
     CPU_CLOSE,
+    DB_POOL,
     DEFAULT_THREAD_LIMIT,
     SYN_RETRY_S,
     Prediction,
@@ -23,6 +24,7 @@ from core.model import (
     predict,
     predict_open_loop,
     waves,
+    worker_limit,
 )
 
 from .cpu import cpu_verdict
@@ -83,12 +85,13 @@ def model_inputs(cell: Cell, m: Measured, facts: RunFacts) -> dict[str, Any]:
 
 def cores_for_the_servers(cell: Cell, m: Measured, facts: RunFacts) -> float:
     """The machine's cores less what the rest measured over the cell (the load generator, the upstream,
-    PostgreSQL), or, pinned, the cores the servers were given less the rest's share of them."""
+    PostgreSQL); pinned, the cores the servers were given (all but CPU 0) less the upstream's, which
+    is pinned with them (PostgreSQL is not pinned: it may as well run on CPU 0)."""
     window = m.window_s or float(cell.duration)
-    others = sum(x or 0.0 for x in (m.upstream_cpu_s, m.database_cpu_s)) / window
     if cell.pin:
-        return max(facts.cpus - 1 - others, 0.1)
-    return max(facts.cpus - others - (m.load_cpu_s or 0.0) / window, 0.1)
+        return max(facts.cpus - 1 - (m.upstream_cpu_s or 0.0) / window, 0.1)
+    others = sum(x or 0.0 for x in (m.upstream_cpu_s, m.database_cpu_s, m.load_cpu_s)) / window
+    return max(facts.cpus - others, 0.1)
 
 
 def closed_loop(cell: Cell, m: Measured, facts: RunFacts, cpu_bound: bool | None, cpu: str) -> Verdict:
@@ -97,6 +100,17 @@ def closed_loop(cell: Cell, m: Measured, facts: RunFacts, cpu_bound: bool | None
     v = Verdict(cpu_bound, cpu, predicted.bound, predicted.bound_by)
     if "cpu_per_request_s" in inputs:  # which calibration the prediction used, so a reader can redo it
         v.calibration, v.calibrated_cpu_per_request_s = facts.calibration_name(cell), inputs["cpu_per_request_s"]
+    spread, cost = m.connections_per_worker, m.server_cpu_per_request_s
+    if spread and cost is not None:
+        limit = worker_limit(
+            cell.endpoint,
+            cell.workers,
+            inputs["thread_limit"],
+            inputs["http_pool"],
+            cell.server,
+            inputs.get("db_pool", DB_POOL),
+        )
+        v.wave_busy_s = min(spread[0], limit.per_worker) * cost
     v.predicted_requests, v.predicted_edge = predicted.requests, predicted.edge
     v.predicted_errors, v.predicted_errors_edge = predicted.errors, predicted.errors_edge
     # What wrk should print: the predicted count over the duration (not the steady N/S rate,
@@ -109,12 +123,15 @@ def closed_loop(cell: Cell, m: Measured, facts: RunFacts, cpu_bound: bool | None
     v.measured_over_predicted = round((m.requests_ok or 0) / predicted.requests, 3) if predicted.requests else None
     if v.expected_requests is None:  # sleep 0 and no calibration: only a CPU can be the limit
         v.bound, v.bound_by = (
-            (Bound.CPU, cpu) if cpu_bound else (Bound.UNEXPLAINED, f"unexplained: no CPU saturated ({cpu})")
+            (Bound.CPU, cpu)
+            if cpu_bound
+            else (Bound.UNEXPLAINED, f"unexplained: no CPU saturated ({cpu}){loop_figures(m)}")
         )
         return v
     v.predicted_late_requests = predicted.late_requests
     check_against_the_band(v, m, late)
-    if m.requests_ok is not None and v.expected_low is not None and m.requests_ok < (1 - CLOSE) * v.expected_low:
+    below = m.requests_ok is not None and v.expected_low is not None and m.requests_ok < (1 - CLOSE) * v.expected_low
+    if below and not v.as_predicted:  # within CPU_CLOSE of a CPU ceiling is as predicted: nothing to explain
         explain_the_shortfall(v, m, postgres_full)
     if v.overflowed:
         dropped = "?" if m.listen_overflows is None else m.listen_overflows
@@ -232,7 +249,9 @@ def explain_the_shortfall(v: Verdict, m: Measured, postgres_full: bool) -> None:
 
 def loop_figures(m: Measured) -> str:
     """What an open question comes with: the event loops' own clocks, where the counters had them."""
-    return f"; {loop_text(m.side.loop)}" if m.side and m.side.loop else ""
+    if m.side and m.side.loop:
+        return f"; {loop_text(m.side.loop)}"
+    return "; no loop clock"  # STATS=0, LOOP_CLOCK=0, or a run from before it
 
 
 # ---------------------------------------------------------------- open loop (httperf)

@@ -57,7 +57,7 @@ class DatabaseSide:
 @dataclass
 class LoopSide:
     """The workers' event-loop clocks over the window (counters.py LoopClock): how late a probe that
-    sleeps a few ms woke, and where the loop was when it was stuck."""
+    sleeps 20 ms woke, and where the loop was while it was stuck."""
 
     late_max_s: list[float]  # per worker, as ServerSide orders them (busiest first)
     late_p99_s: list[float]  # per worker: the bucket bound 99% of its wake-ups came within
@@ -138,7 +138,9 @@ class Measured:
 
     @property
     def answered(self) -> int:
-        return (self.replies or 0) if self.offered is not None else (self.requests_ok or self.requests)
+        if self.offered is not None:
+            return self.replies or 0
+        return self.requests_ok if self.requests_ok is not None else self.requests
 
     @property
     def server_cpu_per_request_s(self) -> float | None:
@@ -148,13 +150,6 @@ class Measured:
     @property
     def load_cpu_per_request_s(self) -> float | None:
         return self.load_cpu_s / self.answered if self.load_cpu_s is not None and self.answered else None
-
-    @property
-    def wave_busy_s(self) -> float | None:
-        """How long one wave of the busiest worker's connections keeps its loop busy: its connections
-        times the CPU per request (the whole server's, so the master's little share is in it too)."""
-        spread, cost = self.connections_per_worker, self.server_cpu_per_request_s
-        return spread[0] * cost if spread and cost is not None else None
 
     @property
     def peak_in_handler_per_worker(self) -> list[int] | None:
@@ -188,12 +183,15 @@ class Verdict:
     expected_errors_uncounted: bool = False
     measured_over_predicted: float | None = None
     predicted_late_requests: int | None = None
-    expected_low: int | None = None  # the band's lower end: the late starts seen (None: sleep 0)
+    expected_low: int | None = None  # the band's lower end: late starts, one wave's CPU (None: no band)
     overflowed: bool = False  # the accept queue overflowed
     # The calibration (core/calibration.py) whose CPU per request the prediction used, and that cost
     calibration: str | None = None
     calibrated_cpu_per_request_s: float | None = None
     burst_low: int | None = None  # the band's lower end if every cycle stretches by one wave's CPU
+    # Evidence beside it: how long one wave of the busiest worker (its connections, at most what its
+    # limit lets in at once) keeps its loop busy at the cell's own CPU per request.
+    wave_busy_s: float | None = None
     # Open loop
     offered_fraction: float | None = None
     predicted_replies: int | None = None
@@ -295,7 +293,7 @@ class Group:
     load_cpu_share: float | None
     server_cpu_per_request_s: Range
     load_cpu_per_request_s: Range
-    wave_busy_s: Range  # one wave of the busiest worker's connections times the CPU per request
+    wave_busy_s: Range  # one wave of the busiest worker times the cell's CPU per request (Verdict's)
     loop_late_max_s: Range  # each run's latest wake-up over its workers
     loop_late_p99_s: Range  # each run's highest 99th percentile over its workers
     loop_stuck_s: dict[str, float]  # seconds stuck by innermost frames, over the runs

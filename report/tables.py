@@ -48,7 +48,7 @@ def predicted_text(g: Group, spread_seen: bool = True) -> str:
     if spread_seen and any(low < e for low, e in lows):
         why = (
             "if every cycle stretches by one wave's CPU"
-            if any(r.verdict.burst_low is not None for r in g.rows)
+            if any(r.verdict.burst_low is not None and r.verdict.burst_low == r.verdict.expected_low for r in g.rows)
             else "with the late starts seen"
         )
         text += f"; down to {', '.join(str(low) for low, _ in lows)} {why}"
@@ -141,7 +141,7 @@ def closed_loop_columns(groups: list[Group]) -> list[Column]:
         ("bound by", bound_text),
         ("CPU server / client", lambda g: f"{format_percent(g.server_cpu_share)} / {format_percent(g.load_cpu_share)}"),
         ("CPU per request server / client", cpu_per_request_text),
-        ("one wave's CPU, busiest worker", lambda g: format_seconds(g.wave_busy_s.median)),
+        ("one wave's CPU, busiest worker", lambda g: format_seconds(g.wave_busy_s.median)),  # judge.py's
         ("loop late, most (p99)", loop_late_text),
         ("RSS per worker", lambda g: optional(g.rss_mib_per_worker_median, lambda x: f"{x:.0f} MiB")),
         ("in flight at stop", in_flight_text),
@@ -212,7 +212,9 @@ def markdown_table(groups: list[Group]) -> str:
     if stuck:
         side = stuck[0].rows[0].measured.side
         after = format_seconds(side.loop.stuck_after_s) if side and side.loop else "a while"
-        notes.append(f"Where an event loop was stuck (its clock's probe did not wake for {after} or more), by stack:")
+        notes.append(
+            f"Where an event loop was stuck (its clock's probe {after} or more late), by stack, over the runs:"
+        )
         notes += [
             f"- {g.cell.label()} /{g.cell.endpoint} c={g.connections}: "
             + "; ".join(f"{format_seconds(seconds)} in {where}" for where, seconds in list(g.loop_stuck_s.items())[:3])

@@ -266,7 +266,7 @@ def snapshot(cell_dir: Path, name: str, workers: int, stats: bool, roles: dict[s
 
 # ---------------------------------------------------------------- the app a run serves
 
-APP_FILES = ["app.py", "counters.py"]
+APP_FILES = ["app.py", "counters.py"]  # what a run serves: a copy taken at its start
 SNIFFIO_REQUIREMENTS = ROOT / "requirements-sniffio.txt"  # what a run serves: a copy taken at its start
 
 

@@ -325,7 +325,8 @@ class Run:
             ).pid
             if cell.warmup:  # unmeasured: connect storm and first-request costs stay out of the cell
                 self.load(cell_dir, "warmup", self.load_command(cell, cell.warmup), cell.warmup)
-                time.sleep(cell.sleep + 1)  # the warm-up's last requests finish before the measured window
+                # The warm-up's last requests finish before the measured window (at no sleep, at once).
+                time.sleep(cell.sleep + 1 if cell.sleep else 0.5)
             record.snapshot(cell_dir, files.START, cell.workers, cell.stats, roles, database)
             profiler = self.profile(stack, cell_dir, roles["server"], cell.duration) if profiling else None
             self.load(
@@ -367,8 +368,7 @@ class Run:
         self.left_s = run_seconds(self.s, self.cells)
         if any(cell.sniffio for cell in self.cells):
             record.sniffio_directory()  # installed now, before any server: not in a cell's time
-        calibrations = calibration_cells(self.cells)
-        for calibration in calibrations:  # before the cells: what the model's CPU terms read
+        for calibration in calibration_cells(self.cells):  # before the cells: what the model's CPU terms read
             self.left_s -= cell_seconds(calibration, self.overhead)
             self.run_cell(0, 0, calibration, calibrating=True)
         index = 0

@@ -211,7 +211,9 @@ def test_below_prediction_without_a_cpu_figure_is_not_called_cpu(tmp_path):
     # An overloaded worker has not yet seen a request from every connection: no evidence to use.
     (row,), _ = summary.summarise_run(make_run(tmp_path, [30, 20, 10, 0]))
     assert row.verdict.expected_requests == row.verdict.predicted_requests == 500
-    assert row.verdict.bound_by == "unexplained: below the prediction, no CPU saturated (CPU not measured)"
+    assert row.verdict.bound_by == (
+        "unexplained: below the prediction, no CPU saturated (CPU not measured); no loop clock"
+    )
     assert row.verdict.bound is Bound.UNEXPLAINED
 
 
@@ -219,13 +221,42 @@ def test_below_prediction_without_a_cpu_figure_is_not_called_cpu(tmp_path):
     "server_cpu, wrk_cpu, verdict",
     [
         (115.0, 4.0, "CPU: machine 99% busy (server 96%, wrk 3% of 2 cores)"),
-        (20.0, 4.0, "unexplained: below the prediction, no CPU saturated (server 17%, wrk 3% of 2 cores)"),
+        (
+            20.0,
+            4.0,
+            "unexplained: below the prediction, no CPU saturated (server 17%, wrk 3% of 2 cores); no loop clock",
+        ),
     ],
 )
 def test_cpu_is_named_only_when_measured_saturated(tmp_path, server_cpu, wrk_cpu, verdict):
     (row,), _ = summary.summarise_run(make_run(tmp_path, [30, 20, 10, 0], cpu=(server_cpu, wrk_cpu)))
     assert row.verdict.bound_by == verdict
     assert row.verdict.bound is (Bound.CPU if verdict.startswith("CPU") else Bound.UNEXPLAINED)
+
+
+def test_an_unexplained_cell_comes_with_its_loops_figures(tmp_path):
+    run_dir = make_run(tmp_path, [30, 20, 10, 0], cpu=(20.0, 4.0))
+    bounds = [0.001, 0.01, 0.1, 1.0]
+    for path in (run_dir / "01-4w1t-sync-c100" / "stats").glob("worker-*.json"):
+        data = json.loads(path.read_text())
+        stop = path.name.endswith(".stop.json")
+        data["loop"] = {
+            "late_buckets": [90, 0, 0, 9, 1] if stop else [0] * 5,
+            "late_bucket_bounds_s": bounds,
+            "late_max_s": 1.5 if stop else 0.0,
+            "late_total_s": 4.0 if stop else 0.5,
+            "stuck_s": 0.1,
+            "watch_s": 0.05,
+            "stuck_samples": {"f (a.py:9) < g (b.py:2)": 40} if stop else {},
+        }
+        path.write_text(json.dumps(data))
+    (row,), _ = summary.summarise_run(run_dir)
+    assert row.verdict.bound is Bound.UNEXPLAINED
+    # 99 of 100 wake-ups within 1 s; the latest 1.5 s; 3.5 s late in each worker's window; 2 s stuck in each.
+    assert row.verdict.bound_by.endswith(
+        "; loop woke up to 1.50 s late (p99 ≤1.00 s), 14.00 s late in all; stuck ≥100.00 ms: 8.00 s in "
+        "f (a.py:9) < g (b.py:2)"
+    ), row.verdict.bound_by
 
 
 def test_compact_table_fits_100_columns(tmp_path):

@@ -170,8 +170,8 @@ def db_pool_timeout_sentence(c: PoolTimeout) -> Sentence:
     return Sentence(
         "The pool timeout turns waiting into errors: each 503 a pool timeout, where the default 30 s gave none.",
         f"`DB_POOL_TIMEOUT={a.cell.db_pool_timeout:g}` against a {a.cell.sleep:g} s query, one worker, "
-        f"{a.connections} connections: `/async-db` {a.requests_ok.text()} answered and {a.non_2xx.text()} 503 naming "
-        f"the pool timeout, where a first-come, first-served queue gives {predicted(a)}; `/sync-db` "
+        f"{a.connections} connections: `/async-db` {a.requests_ok.text()} answered and {a.non_2xx.text()} 503 (wrk's "
+        f"count) naming the pool timeout, where a first-come, first-served queue gives {predicted(a)}; `/sync-db` "
         f"{d.requests_ok.text()} answered as predicted, and {d.non_2xx.text()} 503 where that queue gives "
         f"{d.predicted_errors}: more in {more} of {len(sync_rows)} runs, so whether `def` loses more than a fair "
         "queue is not settled by these runs. With the default 30 s, none: "
@@ -238,7 +238,8 @@ def db_max_connections_sentence(c: MaxConnections) -> Sentence:
         f"PostgreSQL {facts['postgres_version']} allows {facts['max_connections']} connections, "
         f"{facts['superuser_reserved_connections']} of them for superusers: {available} for the app's role. "
         f"{g.cell.workers} workers x {DB_POOL} = {g.cell.workers * DB_POOL} wanted at {g.connections} connections: "
-        f"{g.db_refused.text()} requests refused (\"remaining connection slots are reserved\", a 503), "
+        f"{g.db_refused.text()} requests refused (the app's count of \"remaining connection slots are "
+        "reserved\", each a 503), "
         f"{g.db_backends_stop.text()} of the role's connections open at the stop by PostgreSQL's own count, and "
         f"{g.requests_ok.text()} answered: {min(share):.0%}-{max(share):.0%} of the {g.predicted_requests} that "
         f"{available} connections allow in the run (a likely reason for the rest, not measured here: a slot is also "

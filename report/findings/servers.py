@@ -115,8 +115,8 @@ def which_server_sentence(c: WhichServer) -> Sentence:
         else "no pair: every range overlaps another"
     )
     return Sentence(
-        "Which server: at the seed's load, each gave what its connection spread allows; at no sleep, a CPU is "
-        "the limit for each, and only the pairs listed differ beyond their runs' range.",
+        "Which server: at the seed's load, each gave what its connection spread allows; at no sleep, a CPU was "
+        "the limit for each.",
         f"At {c.client_bound[0].connections} connections every run of every server matched the model fed with "
         f"the spread its workers reported ({sum(g.as_predicted for g in c.client_bound)} of "
         f"{sum(g.runs for g in c.client_bound)} runs). At sleep 0, every run of every server had a CPU saturated "

@@ -229,7 +229,7 @@ def pool_queue_sentence(c: PoolQueue) -> Sentence:
         + "; ".join(
             f"{g.cell.workers}w at {g.connections} connections {cost(g):.1f} ms"
             + (f" (`/async` without the client: {plain:.2f} ms)" if plain else "")
-            + f": {g.requests_ok.text()} answered and {g.non_2xx.text()} 503 where the limits alone give "
+            + f": {g.requests_ok.text()} answered and {g.non_2xx.text()} 503 (wrk's count) where the limits alone give "
             f"{predicted(g)}; server CPU {pct(g.server_cpu_share)} of the machine, "
             f"{pct((g.server_cpu_share or 0) * cpus / min(g.cell.workers, cpus))} of what its workers can use: "
             f"{g.bound_by}"
