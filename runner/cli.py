@@ -338,10 +338,10 @@ def run(
             )
             out.note(sets.plan_line(s, cells))
             out.note(f"Run directory: {run_dir}")
-            try:
-                Run(s, cells, run_dir, lock, out, tools, running).run()
-            finally:
-                record.drop_app_copy_if_committed(run_dir, document["code"]["git_commit"])
+            Run(s, cells, run_dir, lock, out, tools, running).run()
+        # Only a complete run drops its copy of the app: a failed or interrupted one keeps what it served
+        # (and a full disk stays full for the message below to say so).
+        record.drop_app_copy_if_committed(run_dir, document["code"]["git_commit"])
         (run_dir / files.INCOMPLETE).unlink()
         record.finish(run_dir, "complete")
         groups = summary.write_summary(run_dir)
