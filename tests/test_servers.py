@@ -94,8 +94,13 @@ def test_upstream_set_calls_a_real_upstream_and_stops_it(port, results):
     assert groups[("1w x 1t limit 2 pool 4", "async-http")]["bound_by"] == "HTTP client pool: 4/worker"
     assert groups[("1w x 1t limit 2 pool 4", "async-http-blocking")]["bound_by"] == "blocked event loop: 1/worker"
     assert groups[("1w x 1t limit 2 pool 400", "async-http")]["bound_by"] == "client: 8 connections"
-    # The upstream's own counter agrees on how many calls were in flight at most.
-    assert [groups[k]["upstream_peak_max"] for k in sorted(groups)] == [4, 1, 2, 4, 8, 8]
+    # The upstream's own counter agrees on how many calls were in flight at most: a limit's cells exactly that
+    # many, the client's cells (pool 400; 4 workers x 4) past one pool of 4. Not always all 8: on a busy machine
+    # the connections drift apart in phase, and the upstream's 0.4 s is then not the whole of each one's cycle.
+    limited = [(g["bound_by"], g["upstream_peak_max"]) for g in groups.values() if g["bound_by"].endswith("/worker")]
+    assert len(limited) == 4 and all(bound_by.endswith(f": {peak}/worker") for bound_by, peak in limited)
+    client_bound = [g["upstream_peak_max"] for g in groups.values() if g["bound_by"] == "client: 8 connections"]
+    assert len(client_bound) == 2 and all(4 < peak <= 8 for peak in client_bound)
     # With sniffio importable: the same limit, and its servers (only theirs) started with it on their path.
     assert groups[("1w x 1t limit 2 pool 4 sniffio", "async-http")]["bound_by"] == "HTTP client pool: 4/worker"
     commands = {c.name: (c / "server.cmd").read_text() for c in run_dir.glob("0*")}
