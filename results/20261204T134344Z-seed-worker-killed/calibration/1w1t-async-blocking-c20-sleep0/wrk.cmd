@@ -1,0 +1,1 @@
+wrk -t4 -c20 -d2s --timeout 10s http://127.0.0.1:8000/async-blocking
