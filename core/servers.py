@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .cell import Cell
 
 DEFAULT_WORKER_CLASS = "uvicorn_worker.UvicornWorker"
+H11_WORKER_CLASS = "uvicorn_worker.UvicornH11Worker"  # uvicorn's pure-Python HTTP parser (h11)
 GRANIAN_BACKLOG = 1024  # granian/cli.py --backlog; --backpressure defaults to backlog // workers
 LISTEN_BACKLOG = 2048  # gunicorn config.py Backlog and uvicorn config.py: the listen() backlog they ask for
 GUNICORN_TIMEOUT_S = 30  # gunicorn config.py Timeout: a worker silent this long is killed

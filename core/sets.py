@@ -14,7 +14,7 @@ from .cell import Cell
 from .endpoints import ANYIO_THREAD_LIMIT, ENDPOINTS
 from .knobs import KNOBS, MACHINE_KNOBS, BadInput
 from .model import offered_capacity
-from .servers import SERVERS
+from .servers import H11_WORKER_CLASS, SERVERS
 from .settings import PER_CELL_OVERHEAD_S, Settings, cell_seconds, check_open_files, minutes, read_settings
 
 __all__ = ["PER_CELL_OVERHEAD_S", "Settings", "cell_seconds", "minutes"]  # for the runner, from here
@@ -59,7 +59,7 @@ def workers_cells(s: Settings) -> list[Cell]:
             ]
     # uvicorn's pure-Python HTTP parser (h11): one loop takes a wave of 1000 requests in bursts, busy
     # for a good part of each cycle while the CPU averaged over the cell looks idle.
-    h11 = dict(server="gunicorn", worker_class="uvicorn_worker.UvicornH11Worker", workers=1, threads=1)
+    h11 = dict(server="gunicorn", worker_class=H11_WORKER_CLASS, workers=1, threads=1)
     return cells + [s.cell(**h11, endpoint="async", connections=1000)]
 
 

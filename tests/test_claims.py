@@ -172,6 +172,33 @@ def _(runs):  # one run without a WORKER TIMEOUT
     log.write_text(log.read_text().replace("WORKER TIMEOUT", "worker timeout"))
 
 
+@flip(overhead.LOOP_CLOCK_COST)
+def _(runs):  # with the clock, the counted app answered half as many
+    for cell in every(runs["overhead"], "*-c64-r*"):  # neither -nostats nor -noclock: the clock's cells
+        scale_wrk_requests(cell, 0.5)
+
+
+@flip(workers.LOOP_BURSTS)
+def _(runs):  # the h11 worker answered every wave the limits allow, and more
+    for cell in every(runs["workers"], "*-UvicornH11Worker-*"):
+        scale_wrk_requests(cell, 1.5)
+
+
+@flip(concurrency.COST_GROWS)
+def _(runs):  # the calibration at the most connections measured no CPU at all
+    most = max(
+        every(runs["concurrency"], "calibration/1w1t-async-c*"), key=lambda c: int(c.name.split("-c")[1].split("-")[0])
+    )
+    spent_nothing(most)
+
+
+@flip(upstream.SNIFFIO_COST)
+def _(runs):  # the calibrations without sniffio measured no CPU at all
+    for calibration in every(runs["upstream"], "calibration/1w1t-async-http-c*-sleep0"):
+        if "-sniffio" not in calibration.name:
+            spent_nothing(calibration)
+
+
 @flip(overhead.THREAD_HOP)
 def _(runs):  # one `async def` run answered fewer than the `def` runs
     scale_wrk_requests(every(runs["overhead"], "*-1w1t-async-*")[0], 0.5)

@@ -9,7 +9,7 @@ from core.endpoints import HTTPX_MAX_CONNECTIONS
 from core.model import DB_POOL, DEFAULT_THREAD_LIMIT
 from core.servers import DEFAULT_WORKER_CLASS
 
-from ..records import CellResult, Group
+from ..records import CellResult, Group, Range
 from ..tables import format_percent, predicted_text
 from .base import Missing
 
@@ -79,6 +79,11 @@ def predicted(g: Group) -> str:
 
 def pct(share: float | None) -> str:
     return format_percent(share)
+
+
+def in_ms(seconds: Range, digits: int = 2) -> str:
+    """A Range of seconds as milliseconds: '0.52 (0.50-0.55)'."""
+    return Range(*(None if v is None else 1000 * v for v in (seconds.median, seconds.low, seconds.high))).text(digits)
 
 
 def cpu_s_per_request(rows: Iterable[CellResult]) -> float | None:

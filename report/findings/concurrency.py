@@ -1,10 +1,12 @@
 """The concurrency set's findings: `def` against `async def` as the connections grow, and what
 workers add to each."""
 
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
 from core.bound import Bound
+from core.calibration import connections_per_worker
 
 from ..records import Group
 from ..runs import Run, Runs
@@ -226,5 +228,60 @@ BLOCKING_ASYNC = Finding(
     "blocking_async", ("concurrency",), blocking_async_cells, blocking_async_check, blocking_async_sentence
 )
 
+COST_GROWTH = 1.5  # "grows": the cost at the most connections per worker at least this times the few's
+FEW_CONNECTIONS = 100  # "few" connections per worker: up to the seed's
+
+
+@dataclass
+class CostGrows:
+    run: Run
+    costs: dict[str, dict[int, float]]  # endpoint -> connections per worker -> calibrated s of CPU per request
+
+
+def cost_grows_cells(runs: Runs) -> CostGrows:
+    run = runs["concurrency"]
+    costs: dict[str, dict[int, float]] = {}
+    for r in run.rows:
+        cost = r.verdict.calibrated_cpu_per_request_s
+        if cost is not None and r.cell.endpoint in ("sync", "async"):
+            costs.setdefault(r.cell.endpoint, {})[connections_per_worker(r.cell)] = cost
+    if set(costs) != {"sync", "async"} or any(
+        min(by) > FEW_CONNECTIONS or max(by) <= FEW_CONNECTIONS for by in costs.values()
+    ):
+        raise Missing(f"calibrations of /sync and /async at {FEW_CONNECTIONS} connections or fewer, and at more")
+    return CostGrows(run, {e: dict(sorted(by.items())) for e, by in sorted(costs.items(), reverse=True)})
+
+
+def growth(by: dict[int, float]) -> float:
+    """The cost at the most connections over the median cost at few."""
+    few = statistics.median(cost for n, cost in by.items() if n <= FEW_CONNECTIONS)
+    return by[max(by)] / few if few else 0.0
+
+
+def cost_grows_check(c: CostGrows) -> bool:
+    return all(growth(by) >= COST_GROWTH for by in c.costs.values())
+
+
+def cost_grows_sentence(c: CostGrows) -> Sentence:
+    most = max(max(by) for by in c.costs.values())
+    return Sentence(
+        f"CPU per request grows with a worker's connections: at {most}, {COST_GROWTH:g}x or more what it is at "
+        f"{FEW_CONNECTIONS} or fewer.",
+        f"Calibrated on {c.run.here()} before the cells (one worker, no sleep, 2 s; raw files under the run's "
+        "`calibration/`), us of server CPU per answered request by connections per worker: "
+        + "; ".join(
+            f"`/{e}` "
+            + ", ".join(f"{n}: {1e6 * cost:.0f}" for n, cost in by.items())
+            + f" ({growth(by):.1f}x the median at {FEW_CONNECTIONS} or fewer)"
+            for e, by in c.costs.items()
+        )
+        + ". The model reads each cell's CPU from the calibration at its own connections per worker, never from a "
+        "cost taken at another load.",
+        ", ".join(f"`/{e}` {growth(by):.1f}x" for e, by in c.costs.items()) + f" at {most} connections per worker",
+    )
+
+
+COST_GROWS = Finding("cost_grows", ("concurrency",), cost_grows_cells, cost_grows_check, cost_grows_sentence)
+
 # This set's findings, in the order its page and the README list them.
-FINDINGS: list[Finding[Any]] = [ASYNC_WINS, WORKERS_FOR_ASYNC, WORKERS_FOR_DEF, BLOCKING_ASYNC]
+FINDINGS: list[Finding[Any]] = [ASYNC_WINS, WORKERS_FOR_ASYNC, WORKERS_FOR_DEF, BLOCKING_ASYNC, COST_GROWS]

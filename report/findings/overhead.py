@@ -1,10 +1,11 @@
-"""The overhead set's finding: what the thread hop costs `def` when nothing sleeps."""
+"""The overhead set's findings: what the thread hop costs `def` when nothing sleeps, and what the
+event loop's clock costs the counters."""
 
 import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from ..records import Group
+from ..records import Group, Range
 from ..runs import Run, Runs
 from .base import Finding, Sentence
 from .common import find, rows_where
@@ -67,5 +68,73 @@ def thread_hop_sentence(c: ThreadHop) -> Sentence:
 
 THREAD_HOP = Finding("thread_hop", ("overhead",), thread_hop_cells, thread_hop_check, thread_hop_sentence)
 
+
+@dataclass
+class ClockCost:
+    run: Run
+    pairs: list[tuple[Group, Group]]  # (the counters without the clock, with it), `def` then `async def`
+
+
+def clock_cost_cells(runs: Runs) -> ClockCost:
+    run = runs["overhead"]
+    return ClockCost(
+        run,
+        [
+            (find(run.groups, endpoint=e, stats=True, loop_clock=False), find(run.groups, endpoint=e, loop_clock=True))
+            for e in ("sync", "async")
+        ],
+    )
+
+
+def spread(r: Range) -> float:
+    """How far apart a cell's runs were, as a share of their median."""
+    return ((r.high or 0) - (r.low or 0)) / (r.median or 1)
+
+
+def change(without: Range, clock: Range) -> float:
+    return (clock.median or 0) / (without.median or 1) - 1
+
+
+def clock_cost_check(c: ClockCost) -> bool:
+    # Neither every run with the clock below every run without it, nor the medians further apart than the runs.
+    return all(
+        not without.requests_per_sec.above(clock.requests_per_sec)
+        and abs(change(without.requests_per_sec, clock.requests_per_sec))
+        <= max(spread(without.requests_per_sec), spread(clock.requests_per_sec))
+        for without, clock in c.pairs
+    )
+
+
+def clock_cost_sentence(c: ClockCost) -> Sentence:
+    d = c.pairs[0][1]
+    most = max(max(spread(w.requests_per_sec), spread(k.requests_per_sec)) for w, k in c.pairs)
+
+    def us(r: Range) -> str:
+        return f"{1e6 * (r.median or 0):.0f}"
+
+    return Sentence(
+        "The event loop's clock costs less than the runs vary by, with nothing sleeping.",
+        f"Sleep {d.cell.sleep:g}, {d.cell.workers} worker(s), {d.connections} connections, the counters on, on "
+        f"{c.run.here()}: "
+        + "; ".join(
+            f"`/{clock.cell.endpoint}` {without.requests_per_sec.text()} req/s without the clock, "
+            f"{clock.requests_per_sec.text()} with it "
+            f"({change(without.requests_per_sec, clock.requests_per_sec):+.1%}), server CPU per answer "
+            f"{us(without.server_cpu_per_request_s)} vs {us(clock.server_cpu_per_request_s)} us"
+            for without, clock in c.pairs
+        )
+        + f". The runs of one cell were up to {most:.0%} apart: a cost smaller than that is all this set can show. "
+        "The clock's probe and its watchdog thread wake on a timer whatever the load; with nothing sleeping, where "
+        "every CPU second goes to requests, their cost shows most.",
+        ", ".join(
+            f"`/{clock.cell.endpoint}` {change(without.requests_per_sec, clock.requests_per_sec):+.1%}"
+            for without, clock in c.pairs
+        )
+        + f" req/s with the clock; runs up to {most:.0%} apart",
+    )
+
+
+LOOP_CLOCK_COST = Finding("loop_clock_cost", ("overhead",), clock_cost_cells, clock_cost_check, clock_cost_sentence)
+
 # This set's findings, in the order its page and the README list them.
-FINDINGS: list[Finding[Any]] = [THREAD_HOP]
+FINDINGS: list[Finding[Any]] = [THREAD_HOP, LOOP_CLOCK_COST]

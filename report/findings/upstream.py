@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import Any
 
+from core.calibration import connections_per_worker
 from core.model import CLOSE, format_spread
 
 from ..records import CellResult, Group
@@ -16,6 +17,7 @@ from .common import (
     cells_where,
     cpu_s_per_request,
     find,
+    in_ms,
     pct,
     predicted,
     rows_where,
@@ -165,7 +167,7 @@ def ms_per_request(rows: list[CellResult]) -> list[float]:
 
 def pool_queue_cells(runs: Runs) -> PoolQueue:
     run, sweep = runs["upstream"], runs["concurrency"]
-    cells = cells_where(run.groups, endpoint="async-http", http_pool=None)
+    cells = cells_where(run.groups, endpoint="async-http", http_pool=None, sniffio=False)
     full = next((g for g in cells if g.cell.workers == 1 and g.connections == HTTPX_MAX_CONNECTIONS), None)
     queued = [g for g in cells if (g.connections or 0) >= 2 * HTTPX_MAX_CONNECTIONS * g.cell.workers]
     if full is None or not queued:
@@ -290,5 +292,80 @@ UPSTREAM_AGREES = Finding(
     upstream_agrees_sentence,
 )
 
+
+@dataclass
+class Sniffio:
+    run: Run
+    pairs: list[tuple[Group, Group]]  # (as a fresh install has it: no sniffio, sniffio importable), by workers
+    calibrated: list[tuple[Group, float, float]]  # where both calibrations answered: ms without, ms with
+
+
+def calibrated_ms(g: Group) -> float | None:
+    cost = g.rows[0].verdict.calibrated_cpu_per_request_s
+    return None if cost is None else 1000 * cost
+
+
+def sniffio_cells(runs: Runs) -> Sniffio:
+    run = runs["upstream"]
+    with_it = cells_where(run.groups, endpoint="async-http", http_pool=None, sniffio=True)
+    if not with_it:
+        raise Missing("/async-http with sniffio importable")
+    pairs = [(find(run.groups, **{**PLAIN, **plain_fields(g)}), g) for g in with_it]
+    calibrated = [
+        (without, a, b)
+        for without, with_it in pairs
+        if (a := calibrated_ms(without)) is not None and (b := calibrated_ms(with_it)) is not None
+    ]
+    return Sniffio(run, pairs, calibrated)
+
+
+def plain_fields(g: Group) -> dict[str, Any]:
+    return dict(
+        workers=g.cell.workers, threads=g.cell.threads, endpoint=g.cell.endpoint, connections=g.cell.connections
+    )
+
+
+def sniffio_check(c: Sniffio) -> bool:
+    # The calibrations: no sleep, the loop saturated, so each CPU second is the requests'. The cells'
+    # figures are evidence: with a long queue behind the pool, its scan outweighs the import.
+    return bool(c.calibrated) and all(without >= (1 + SAME) * with_it for _, without, with_it in c.calibrated)
+
+
+def less(without: float | None, with_it: float | None) -> str:
+    return f"{100 * (1 - (with_it or 0) / (without or 1)):.0f}%"
+
+
+def sniffio_sentence(c: Sniffio) -> Sentence:
+    first = c.pairs[0][0]
+    return Sentence(
+        "Without sniffio, as fresh installs have it since anyio 4.11, a pooled `/async-http` request costs more CPU.",
+        f"Calibrated on {c.run.here()} (one worker, no sleep, 2 s), ms of server CPU per answered `/async-http` "
+        "request without sniffio vs with it: "
+        + "; ".join(
+            f"{connections_per_worker(g.cell)} connections (as {g.cell.workers} worker(s) at {g.connections} have "
+            f"each): {without:.2f} vs {with_it:.2f} ({less(without, with_it)} less)"
+            for g, without, with_it in c.calibrated
+        )
+        + f". In the cells themselves ({first.connections} connections, {first.cell.sleep:g} s upstream calls): "
+        + "; ".join(
+            f"{without.cell.workers} worker(s) {in_ms(without.server_cpu_per_request_s)} vs "
+            f"{in_ms(with_it.server_cpu_per_request_s)} ms, {without.requests_ok.text()} vs "
+            f"{with_it.requests_ok.text()} answered"
+            for without, with_it in c.pairs
+        )
+        + ": with that many requests queued behind the pool, httpcore's walks of the queue outweigh the import, "
+        "and the runs overlap. httpcore 1.0.9 asks sniffio which async library runs on every pooled request; "
+        "without sniffio the failed import is retried each time, since Python does not cache a failed import "
+        "(encode/httpcore discussion #1102). `SNIFFIO=1` puts the pinned sniffio on the servers' path.",
+        "; ".join(
+            f"calibrated at {connections_per_worker(g.cell)} connections: {without:.2f} vs {with_it:.2f} ms, "
+            f"{less(without, with_it)} less with sniffio"
+            for g, without, with_it in c.calibrated
+        ),
+    )
+
+
+SNIFFIO_COST = Finding("sniffio_cost", ("upstream",), sniffio_cells, sniffio_check, sniffio_sentence)
+
 # This set's findings, in the order its page and the README list them.
-FINDINGS: list[Finding[Any]] = [POOL_LIMIT, POOL_QUEUE_COSTS_CPU, SYNC_HTTP, POOL_RAISED, UPSTREAM_AGREES]
+FINDINGS: list[Finding[Any]] = [POOL_LIMIT, POOL_QUEUE_COSTS_CPU, SNIFFIO_COST, SYNC_HTTP, POOL_RAISED, UPSTREAM_AGREES]

@@ -4,14 +4,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.bound import Bound
-from core.servers import DEFAULT_WORKER_CLASS
+from core.model import CLOSE
+from core.servers import DEFAULT_WORKER_CLASS, H11_WORKER_CLASS
 
 from ..records import Group
 from ..runs import Run, Runs
-from .base import Finding, Sentence
-from .common import cells_where, find
+from ..tables import format_seconds
+from .base import Finding, Missing, Sentence
+from .common import cells_where, find, pct, spread_of
 
 OTHER_CLASS = "asgi"  # gunicorn's own ASGI worker, beside the default
+LATE_SHARE = 0.5  # "the loop felt each wave": its latest wake-up at least this share of one wave's CPU
 
 
 @dataclass
@@ -89,5 +92,59 @@ def worker_class_sentence(c: WorkerClass) -> Sentence:
 
 WORKER_CLASS = Finding("worker_class", ("workers",), worker_class_cells, worker_class_check, worker_class_sentence)
 
+
+@dataclass
+class Bursts:
+    run: Run
+    h11: Group
+    wave_s: float  # one wave of the busiest worker at the calibrated CPU per request: what the model stretches by
+
+
+def bursts_cells(runs: Runs) -> Bursts:
+    run = runs["workers"]
+    g = find(run.groups, worker_class=H11_WORKER_CLASS)
+    cost = g.rows[0].verdict.calibrated_cpu_per_request_s
+    if cost is None:
+        raise Missing("a calibration of the h11 worker")
+    return Bursts(run, g, min(g.connections or 0, max(spread_of(g.rows[0]), default=g.connections or 0)) * cost)
+
+
+def bursts_check(c: Bursts) -> bool:
+    g = c.h11
+    return (
+        (g.requests_ok.median or 0) < (1 - CLOSE) * (g.predicted_requests or 0)  # fewer than the limits allow
+        and g.cpu_bound == 0  # with no CPU saturated over the cell
+        and all(r.verdict.burst_low is not None for r in g.rows)  # the model saw the bursts coming
+        and g.ok  # and its band, one wave's CPU per cycle at most, held every run
+        and (g.loop_late_max_s.low or 0) >= LATE_SHARE * c.wave_s  # the loop's own clock felt each wave
+    )
+
+
+def bursts_sentence(c: Bursts) -> Sentence:
+    g = c.h11
+    cost = g.rows[0].verdict.calibrated_cpu_per_request_s or 0
+    lows = sorted({r.verdict.burst_low for r in g.rows if r.verdict.burst_low is not None})
+    return Sentence(
+        "A loop busy in bursts costs answers though its CPU, averaged, is not saturated; the band one wave's "
+        "calibrated CPU gives holds.",
+        f"uvicorn's h11 worker, {g.cell.label()}, `/{g.cell.endpoint}` at {g.connections} connections, "
+        f"{g.cell.sleep:g} s sleep, on {c.run.here()}: {g.requests_ok.text()} answered where the limits allow "
+        f"{g.predicted_requests}; server CPU {pct(g.server_cpu_share)} of the machine, no CPU saturated. One wave, "
+        f"its connections' requests arriving together, costs its one loop {format_seconds(c.wave_s)} at the "
+        f"calibrated {format_seconds(cost)} per request (the cell's own: "
+        f"{format_seconds(g.server_cpu_per_request_s.median)}), and the loop's clock woke up to "
+        f"{format_seconds(g.loop_late_max_s.median)} late (p99 "
+        f"{format_seconds(g.loop_late_p99_s.median)}). A cycle is the sleep plus at most that wave, so the model "
+        f"predicts down to {', '.join(map(str, lows))}: "
+        + ("every run within that band" if g.ok else f"{g.as_predicted} of {g.runs} runs within that band")
+        + f". Latency {format_seconds(g.latency_avg_s.median)} against the {g.cell.sleep:g} s sleep. Once the "
+        "connections drift apart in phase, the waves thin out, so a run can land anywhere in the band.",
+        f"{g.requests_ok.text()} answered where the limits allow {g.predicted_requests}, CPU "
+        f"{pct(g.server_cpu_share)}, loop up to {format_seconds(g.loop_late_max_s.median)} late",
+    )
+
+
+LOOP_BURSTS = Finding("loop_bursts", ("workers",), bursts_cells, bursts_check, bursts_sentence)
+
 # This set's findings, in the order its page and the README list them.
-FINDINGS: list[Finding[Any]] = [WORKER_CLASS]
+FINDINGS: list[Finding[Any]] = [WORKER_CLASS, LOOP_BURSTS]
