@@ -80,7 +80,10 @@ def clock_cost_cells(runs: Runs) -> ClockCost:
     return ClockCost(
         run,
         [
-            (find(run.groups, endpoint=e, stats=True, loop_clock=False), find(run.groups, endpoint=e, loop_clock=True))
+            (
+                find(run.groups, endpoint=e, stats=True, loop_clock=False),
+                find(run.groups, endpoint=e, stats=True, loop_clock=True),
+            )
             for e in ("sync", "async")
         ],
     )

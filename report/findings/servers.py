@@ -130,7 +130,8 @@ def which_server_sentence(c: WhichServer) -> Sentence:
         + ".",
         f"sleep 0: {tops[0]} above every other server in every run"
         if len(tops) == 1 and len(beats[tops[0]]) == len(busy) - 1
-        else f"sleep 0, every run apart: {differ}",
+        else f"sleep 0: {len(c.apart)} of {len(busy) * (len(busy) - 1) // 2} pairs apart in every run, the most "
+        f"{busy[0].cell.label()} {busy[0].requests_per_sec.text()} req/s",
     )
 
 

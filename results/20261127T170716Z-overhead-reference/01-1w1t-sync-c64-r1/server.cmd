@@ -1,1 +1,0 @@
-env -uDATABASE_URL -uDB_MAX_OVERFLOW -uDB_POOL_SIZE -uDB_POOL_TIMEOUT -uGUNICORN_CMD_ARGS -uHTTP_POOL -uHTTP_POOL_TIMEOUT -uSTATS_DIR -uTHREAD_LIMIT -uUPSTREAM_URL SLEEP_SECONDS=0 taskset -c 1-1 /work/main/.venv/bin/gunicorn app:app --chdir /work/main --no-control-socket -b 127.0.0.1:8000 -w 1 --threads 1 -k uvicorn_worker.UvicornWorker

@@ -1,1 +1,0 @@
-env -uDATABASE_URL -uDB_MAX_OVERFLOW -uDB_POOL_SIZE -uDB_POOL_TIMEOUT -uGUNICORN_CMD_ARGS -uHTTP_POOL -uHTTP_POOL_TIMEOUT -uTHREAD_LIMIT -uUPSTREAM_URL SLEEP_SECONDS=1 STATS_DIR=/work/main/results/20261127T170909Z-servers-reference/15-4w1t-async-c100-uvicorn-r1/stats /work/main/.venv/bin/uvicorn app:app --app-dir /work/main --host 127.0.0.1 --port 8000 --workers 4 --no-access-log

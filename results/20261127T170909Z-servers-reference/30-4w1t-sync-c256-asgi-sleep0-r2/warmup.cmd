@@ -1,1 +1,0 @@
-wrk -t4 -c256 -d2s --timeout 10s http://127.0.0.1:8000/sync
