@@ -19,6 +19,7 @@ from .common import (
     find,
     in_ms,
     pct,
+    plain,
     predicted,
     rows_where,
     spread_of,
@@ -310,19 +311,22 @@ def sniffio_cells(runs: Runs) -> Sniffio:
     with_it = cells_where(run.groups, endpoint="async-http", http_pool=None, sniffio=True)
     if not with_it:
         raise Missing("/async-http with sniffio importable")
-    pairs = [(find(run.groups, **{**PLAIN, **plain_fields(g)}), g) for g in with_it]
+    pairs = [
+        (
+            find(
+                run.groups,
+                **plain(g.cell.workers, g.cell.threads, endpoint=g.cell.endpoint, connections=g.cell.connections),
+            ),
+            g,
+        )
+        for g in with_it
+    ]
     calibrated = [
         (without, a, b)
         for without, with_it in pairs
         if (a := calibrated_ms(without)) is not None and (b := calibrated_ms(with_it)) is not None
     ]
     return Sniffio(run, pairs, calibrated)
-
-
-def plain_fields(g: Group) -> dict[str, Any]:
-    return dict(
-        workers=g.cell.workers, threads=g.cell.threads, endpoint=g.cell.endpoint, connections=g.cell.connections
-    )
 
 
 def sniffio_check(c: Sniffio) -> bool:

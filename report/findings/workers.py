@@ -97,7 +97,8 @@ WORKER_CLASS = Finding("worker_class", ("workers",), worker_class_cells, worker_
 class Bursts:
     run: Run
     h11: Group
-    wave_s: float  # one wave of the busiest worker at the calibrated CPU per request: what the model stretches by
+    cost_s: float  # the calibrated CPU per request the model read
+    wave_s: float  # one wave of the busiest worker at that cost: what the model stretches each cycle by
 
 
 def bursts_cells(runs: Runs) -> Bursts:
@@ -106,7 +107,8 @@ def bursts_cells(runs: Runs) -> Bursts:
     cost = g.rows[0].verdict.calibrated_cpu_per_request_s
     if cost is None:
         raise Missing("a calibration of the h11 worker")
-    return Bursts(run, g, min(g.connections or 0, max(spread_of(g.rows[0]), default=g.connections or 0)) * cost)
+    busiest = (spread_of(g.rows[0]) or [g.connections or 0])[0]  # one worker: every connection it took
+    return Bursts(run, g, cost, busiest * cost)
 
 
 def bursts_check(c: Bursts) -> bool:
@@ -122,7 +124,6 @@ def bursts_check(c: Bursts) -> bool:
 
 def bursts_sentence(c: Bursts) -> Sentence:
     g = c.h11
-    cost = g.rows[0].verdict.calibrated_cpu_per_request_s or 0
     lows = sorted({r.verdict.burst_low for r in g.rows if r.verdict.burst_low is not None})
     return Sentence(
         "A loop busy in bursts costs answers though its CPU, averaged, is not saturated; the band one wave's "
@@ -131,7 +132,7 @@ def bursts_sentence(c: Bursts) -> Sentence:
         f"{g.cell.sleep:g} s sleep, on {c.run.here()}: {g.requests_ok.text()} answered where the limits allow "
         f"{g.predicted_requests}; server CPU {pct(g.server_cpu_share)} of the machine, no CPU saturated. One wave, "
         f"its connections' requests arriving together, costs its one loop {format_seconds(c.wave_s)} at the "
-        f"calibrated {format_seconds(cost)} per request (the cell's own: "
+        f"calibrated {format_seconds(c.cost_s)} per request (the cell's own: "
         f"{format_seconds(g.server_cpu_per_request_s.median)}), and the loop's clock woke up to "
         f"{format_seconds(g.loop_late_max_s.median)} late (p99 "
         f"{format_seconds(g.loop_late_p99_s.median)}). A cycle is the sleep plus at most that wave, so the model "
