@@ -15,9 +15,17 @@ from .endpoints import ANYIO_THREAD_LIMIT, ENDPOINTS
 from .knobs import KNOBS, MACHINE_KNOBS, BadInput
 from .model import offered_capacity
 from .servers import H11_WORKER_CLASS, SERVERS
-from .settings import PER_CELL_OVERHEAD_S, Settings, cell_seconds, check_open_files, minutes, read_settings
+from .settings import (
+    PER_CELL_OVERHEAD_S,
+    Settings,
+    cell_seconds,
+    check_open_files,
+    minutes,
+    read_settings,
+    wrapped,
+)
 
-__all__ = ["PER_CELL_OVERHEAD_S", "Settings", "cell_seconds", "minutes"]  # for the runner, from here
+__all__ = ["PER_CELL_OVERHEAD_S", "Settings", "cell_seconds", "minutes", "wrapped"]  # for the runner, from here
 
 FAST = {"SLEEP_SECONDS": "1", "DURATION": "10s", "TIMEOUT": "10s"}  # 1 s waits, 10 s cells
 
@@ -241,8 +249,12 @@ class Reference:
         """The glob of its run directories under results/."""
         return f"*-{self.set}-{self.label}"
 
+    @property
+    def words(self) -> list[str]:
+        return [*(f"{k}={shlex.quote(v)}" for k, v in self.knobs.items()), "./benchmark.sh", *self.args]
+
     def command(self) -> str:
-        return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in self.knobs.items()), "./benchmark.sh", *self.args])
+        return " ".join(self.words)
 
 
 # Every reference run profiles: a cell that comes out CPU-bound or unexplained is run once more under
@@ -354,6 +366,8 @@ def run_seconds(s: Settings, cells: list[Cell]) -> float:
 
 
 def plan_line(s: Settings, cells: list[Cell]) -> str:
+    """What the run will do and when it ends, on its first line; the load generator's flags and the
+    knobs that differ from the set's defaults below it, indented, in lines of TERMINAL_WIDTH."""
     seconds = run_seconds(s, cells)
     calibrations = len(calibration_cells(cells))
     end = (datetime.datetime.now() + datetime.timedelta(seconds=seconds)).strftime("%H:%M")
@@ -365,6 +379,5 @@ def plan_line(s: Settings, cells: list[Cell]) -> str:
     )
     changed = " ".join(f"{k}={shlex.quote(v)}" for k, v in changed_knobs(s.set, s.text).items())
     counted = f"{len(cells)} cells x {s.repeat} run(s)" + (f" + {calibrations} calibrations" if calibrations else "")
-    return f"set {s.set}: {counted}, {load}; about {minutes(seconds)} (ends ~{end})" + (
-        f"; knobs: {changed}" if changed else ""
-    )
+    first = f"set {s.set}: {counted}; about {minutes(seconds)} (ends ~{end})"
+    return "\n".join([first, *wrapped(f"  {load}" + (f"; knobs: {changed}" if changed else ""))])

@@ -6,6 +6,7 @@ import re
 import resource
 import shutil
 import sys
+import textwrap
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,6 +25,7 @@ from .knobs import (
 )
 from .servers import SERVERS
 
+TERMINAL_WIDTH = 100  # every line the runner, --list and compare print; the rest goes on indented lines
 PER_CELL_OVERHEAD_S = 2  # start, readiness, snapshots and stop: 1.5-1.7 s measured here; refined as cells run
 
 
@@ -188,6 +190,26 @@ def pinning_possible() -> bool:
         )
         return False
     return True
+
+
+def wrapped(text: str, indent: str = "    ") -> list[str]:
+    """TEXT in lines of TERMINAL_WIDTH, the rest indented: nothing dropped, no word split (a word
+    longer than a line, a rare long knob value, stands alone on its line)."""
+    return textwrap.wrap(text, TERMINAL_WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+
+
+def command_lines(words: list[str], comment: str = "", indent: str = "") -> list[str]:
+    """A shell command (its WORDS, quoted) and a trailing COMMENT in lines of TERMINAL_WIDTH that
+    paste as one: each line but the last ends in a backslash; the first starts with INDENT."""
+    lines = [indent]
+    for word in words:
+        if lines[-1].strip() and len(lines[-1]) + len(word) + 3 > TERMINAL_WIDTH:
+            lines[-1] += " \\"
+            lines.append(indent + "    ")
+        lines[-1] += (" " if lines[-1].strip() else "") + word
+    if comment and len(lines[-1]) + len(comment) > TERMINAL_WIDTH:
+        return [*lines, indent + comment.strip()]
+    return [*lines[:-1], lines[-1] + comment]
 
 
 def minutes(seconds: float) -> str:

@@ -18,12 +18,13 @@ from core import files
 from core.cell import Cell
 from core.knobs import KNOBS, MACHINE_KNOBS
 from core.model import CLOSE
+from core.settings import TERMINAL_WIDTH
 
 from . import parse, summary
 from .group import group
 from .judge import OPEN_CLOSE
 from .records import CellResult
-from .tables import COMPACT_WIDTH, format_seconds
+from .tables import format_seconds
 
 ALWAYS_PAIRED_BY = ["workers", "threads", "endpoint", "connections", "rate"]  # the configuration and its load
 # What a knob sets: paired by too, unless the two runs share no value of it (then it is the tweak under test).
@@ -237,7 +238,7 @@ def pair_fields(p: Pair) -> dict[str, str]:
     }
 
 
-def text(header: list[str], pairs: list[Pair], only: list[str], width: int = COMPACT_WIDTH) -> str:
+def text(header: list[str], pairs: list[Pair], only: list[str], width: int = TERMINAL_WIDTH) -> str:
     """Each pair in lines of WIDTH: the answered counts and whether they differ, latency and errors,
     then each side's own verdict with what bound it (continued on indented lines, never cut)."""
     import textwrap

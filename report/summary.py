@@ -9,13 +9,14 @@ from pathlib import Path
 from core import cell as cells_tsv
 from core import files
 from core.cell import Cell
+from core.settings import TERMINAL_WIDTH
 
 from .export import group_dict, row_dict
 from .group import summarise_groups
 from .judge import judge
 from .read import RunFacts, load_output, read_cell
 from .records import CellResult, Group
-from .tables import COMPACT_WIDTH, brief_line, markdown_table
+from .tables import brief_line, markdown_table
 
 
 def read_cells(run_dir: Path) -> list[Cell]:
@@ -56,7 +57,7 @@ def write_summary(run_dir: Path) -> list[Group]:
     return groups
 
 
-def brief(run_dir: Path, cell_name: str, width: int = COMPACT_WIDTH) -> str:
+def brief(run_dir: Path, cell_name: str, width: int = TERMINAL_WIDTH) -> str:
     """The line the runner prints when a cell ends: the detail is in summary.md."""
     (cell,) = [c for c in read_cells(run_dir) if c.name == cell_name]
     facts = RunFacts(run_dir)
@@ -66,6 +67,6 @@ def brief(run_dir: Path, cell_name: str, width: int = COMPACT_WIDTH) -> str:
     return brief_of(row, facts.cpus, width)
 
 
-def brief_of(row: CellResult, cpus: int, width: int = COMPACT_WIDTH) -> str:
+def brief_of(row: CellResult, cpus: int, width: int = TERMINAL_WIDTH) -> str:
     (group,) = summarise_groups([row], cpus)
     return brief_line(row, group, width)

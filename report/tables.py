@@ -7,10 +7,9 @@ from collections.abc import Callable
 
 from core.bound import Bound
 from core.model import format_spread
+from core.settings import TERMINAL_WIDTH, wrapped
 
 from .records import CellResult, Group, LoopSide, Range
-
-COMPACT_WIDTH = 100
 
 
 def format_seconds(value: float | None) -> str:
@@ -241,10 +240,13 @@ def answered_text(g: Group) -> str:
     return f"{g.requests.median:g}" if not g.cell.open_loop else f"{g.replies.median:g}/{g.offered.median:g}"
 
 
-def continued(head: str, text: str, width: int = COMPACT_WIDTH) -> list[str]:
+def continued(head: str, text: str, width: int = TERMINAL_WIDTH) -> list[str]:
     """HEAD, then TEXT from where HEAD ends, in lines of WIDTH: what does not fit goes on indented
     lines below, never dropped (only a word longer than a line is split)."""
     return textwrap.wrap(head + text, width, subsequent_indent="    ")
+
+
+CONFIG_COLUMN_MAX = 30  # wider, and the config column would leave the rest of a row too little room
 
 
 def compact_table(groups: list[Group]) -> str:
@@ -256,22 +258,27 @@ def compact_table(groups: list[Group]) -> str:
         rows.append(
             (g.cell.label(), "/" + g.cell.endpoint, load, answered_text(g), compact_predicted(g), ok, g.bound_by)
         )
+    # Many knobs make a long config: each config then heads its rows instead of being a column.
+    headed = max(len(r[0]) for r in rows) > CONFIG_COLUMN_MAX
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
-    lines = []
-    for r in rows:
-        lines += continued("  ".join(r[i].ljust(widths[i]) for i in range(6)) + "  ", r[6])
+    lines: list[str] = []
+    for number, r in enumerate(rows):
+        if headed and number and r[0] != rows[number - 1][0]:
+            lines += wrapped(r[0])
+        columns = "  ".join(r[i].ljust(widths[i]) for i in range(1 if headed else 0, 6))
+        lines += continued(("  " if headed else "") + columns + "  ", r[6])
     if any(r[4].endswith("*") for r in rows):
         lines.append("* predicted with the connection spread the workers reported (median over runs)")
     problems = [g for g in groups if not g.ok and g.measured_over_predicted is not None or g.errors_max]
     for g in problems:
         why = f"{g.errors_max} errors; " if g.errors_max else ""
         lines += textwrap.wrap(
-            f"✗ {g.cell.label()} /{g.cell.endpoint}: {why}{g.bound_by}", COMPACT_WIDTH, subsequent_indent="    "
+            f"✗ {g.cell.label()} /{g.cell.endpoint}: {why}{g.bound_by}", TERMINAL_WIDTH, subsequent_indent="    "
         )
     return "\n".join(lines) + "\n"
 
 
-def brief_line(row: CellResult, group: Group, width: int = COMPACT_WIDTH) -> str:
+def brief_line(row: CellResult, group: Group, width: int = TERMINAL_WIDTH) -> str:
     """The line the runner prints when a cell ends, in WIDTH columns: the detail is in summary.md."""
     m, v = row.measured, row.verdict
     if not row.cell.open_loop:

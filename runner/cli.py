@@ -18,6 +18,7 @@ from core import files, sets
 from core.cell import LISTING_HEADER, Cell
 from core.knobs import KNOBS, BadInput, given
 from core.servers import SERVERS
+from core.settings import TERMINAL_WIDTH, command_lines, wrapped
 
 from .backends import needed
 from .process import Failed
@@ -183,17 +184,25 @@ def command(argv: list[str]) -> int:
             print("none")
             return 0
         print(sets.plan_line(s, cells))
-        print(LISTING_HEADER)
+        print("\n".join(wrapped(LISTING_HEADER, "#   ")))
         for cell in cells:
             print(cell.listing())
         for backend in needed(cells).values():
             for tool_name in backend.tools:
-                print(
+                needs = (
                     f"# needs {tool_name}: ./benchmark.sh installs it if missing (apt-get as root, brew), else says how"
                 )
+                print("\n".join(wrapped(needs, "#   ")))
         scale_and_repeat = {k: os.environ[k] for k in ("SCALE", "REPEAT") if k in os.environ}
         knobs = [f"{k}={shlex.quote(v)}" for k, v in {**sets.changed_knobs(s.set, s.text), **scale_and_repeat}.items()]
-        print("# run it: " + " ".join([*knobs, shlex.join(["./benchmark.sh", *(a for a in argv if a != "--list")])]))
+        command = [*knobs, *map(shlex.quote, ["./benchmark.sh", *(a for a in argv if a != "--list")])]
+        one_line = "# run it: " + " ".join(command)
+        # Too long for one line, it goes on lines of its own that paste as one command.
+        print(
+            one_line
+            if len(one_line) <= TERMINAL_WIDTH
+            else "\n".join(["# run it:", *command_lines(command, indent="  ")])
+        )
         return 0
     open_loop = any(c.open_loop for c in cells)
     tools = {"wrk": tool("WRK", "wrk"), "httperf": tool("HTTPERF", "httperf") if open_loop else ""}

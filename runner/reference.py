@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core import files, sets
 from core.knobs import KNOBS, MACHINE_KNOBS
+from core.settings import command_lines, wrapped
 
 from .process import Failed
 
@@ -115,12 +116,13 @@ def reference(listing: bool) -> int:
         command = entry.command()
         done = taken_with_this_code(entry)
         if listing:
-            print(f"{command}   # about {minutes} min" + (f"; taken with this code: {done.name}" if done else ""))
+            already = f"; taken with this code: {done.name}" if done else ""
+            print("\n".join(command_lines(entry.words, f"   # about {minutes} min{already}")))
             continue
         if done:
-            print(f"== {command}: taken with this code already ({done.name})")
+            print("\n".join(wrapped(f"== {command}: taken with this code already ({done.name})")))
             continue
-        print(f"== {command}", flush=True)
+        print("\n".join(wrapped(f"== {command}")), flush=True)
         code = wait_passing_signals_on(subprocess.Popen([str(ROOT / "benchmark.sh"), *entry.args], env=env))
         if code == 130:
             return 130

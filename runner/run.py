@@ -25,7 +25,7 @@ from core import files
 from core.calibration import calibration_cells
 from core.cell import Cell
 from core.servers import SERVERS, Where
-from core.sets import PER_CELL_OVERHEAD_S, Settings, cell_seconds, minutes, run_seconds
+from core.sets import PER_CELL_OVERHEAD_S, Settings, cell_seconds, minutes, run_seconds, wrapped
 
 from . import record
 from .backends import BACKENDS
@@ -56,9 +56,9 @@ class Output:
         self.quiet = quiet
         self.countdown = sys.stdout.isatty() and not quiet
 
-    def note(self, line: str) -> None:
+    def note(self, text: str) -> None:
         if not self.quiet:
-            print(line, flush=True)
+            print("\n".join(part for line in text.splitlines() for part in wrapped(line)), flush=True)
 
 
 class Run:
@@ -356,7 +356,7 @@ class Run:
         row = summary.summarise_cell(self.run_dir, cell, facts)
         if row is None:
             raise Failed(f"{cell.name}: the load generator wrote no report")
-        print(prefix + summary.brief_of(row, facts.cpus, tables.COMPACT_WIDTH - len(prefix)), flush=True)
+        print(prefix + summary.brief_of(row, facts.cpus, tables.TERMINAL_WIDTH - len(prefix)), flush=True)
         # A cell the model does not account for gets a profile, once, after the measured runs.
         if self.s.profile and (row.verdict.cpu_bound or row.verdict.bound is Bound.UNEXPLAINED):
             self.to_profile.setdefault(replace(cell, round=1, name=""), cell)

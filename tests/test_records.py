@@ -291,7 +291,8 @@ def test_a_flag_added_by_hand_shows_everywhere_and_a_pasted_server_cmd_starts_th
         ),
     )
     assert out.returncode == 0, out.stderr
-    assert re.search(r"^set seed: 1 cells .*; knobs: .*GUNICORN_CMD_ARGS='--backlog 64'", out.stdout, re.M)
+    plan = out.stdout.split("\nRun directory:")[0]  # its knobs go on as many lines as they need
+    assert re.fullmatch(r"set seed: 1 cells .*\n  wrk .*; knobs: .*GUNICORN_CMD_ARGS='--backlog 64'", plan, re.S), plan
     assert re.search(r"^1w x 1t \+--backlog 64 +/async ", out.stdout, re.M)  # the compact table
     run_dir = only_run_dir(results)
     assert "| 1w x 1t +--backlog 64 | /async |" in (run_dir / "summary.md").read_text()

@@ -268,6 +268,15 @@ def test_compact_table_fits_100_columns(tmp_path):
     assert "…" not in table and " ".join(groups[0].bound_by.split()) in " ".join(table.split())  # all of it
 
 
+def test_a_config_too_long_for_a_column_heads_its_rows(tmp_path):
+    _, groups = summary.summarise_run(make_run(tmp_path, [30, 20, 10, 0], cpu=(20.0, 4.0)))
+    knobs = "--max-requests 20 --backlog 64 --keep-alive 5 --graceful-timeout 5"
+    long = replace(groups[0].cell, thread_limit=100, server_args=knobs)
+    table = tables.compact_table([replace(groups[0], cell=long)]).splitlines()
+    assert table[0].split()[:2] == ["endpoint", "load"] and table[1] == long.label(), table
+    assert table[2].startswith("  /sync ") and all(len(line) <= 100 for line in table), table
+
+
 def test_the_line_a_cell_ends_with_keeps_its_whole_explanation(tmp_path):
     run_dir = make_run(tmp_path, [30, 20, 10, 0], cpu=(20.0, 4.0))
     (row,), _ = summary.summarise_run(run_dir)

@@ -224,16 +224,34 @@ def test_the_plan_counts_duration_warmup_and_start_stop_time_for_every_run_and_c
     )
     assert calibrations and all(c.sleep == 0 and c.workers == 1 and c.duration == 2 for c in calibrations)
     assert re.fullmatch(
-        rf"set workers: {len(cells)} cells x 1 run\(s\) \+ {len(calibrations)} calibrations, wrk -t4 -d10s "
-        r"--timeout 10s; "
-        rf"about {re.escape(sets.minutes(seconds))} \(ends ~\d\d:\d\d\)",
+        rf"set workers: {len(cells)} cells x 1 run\(s\) \+ {len(calibrations)} calibrations; "
+        rf"about {re.escape(sets.minutes(seconds))} \(ends ~\d\d:\d\d\)\n  wrk -t4 -d10s --timeout 10s",
         sets.plan_line(s, cells),
     )
 
 
 def test_the_plan_names_the_knobs_that_differ_from_the_sets_defaults():
     s = sets.settings("seed", {"GUNICORN_CMD_ARGS": "--backlog 64", "SLEEP_SECONDS": "10", "PORT": "9000"})
-    assert sets.plan_line(s, sets.cells(s)).endswith("; knobs: GUNICORN_CMD_ARGS='--backlog 64'")
+    assert sets.plan_line(s, sets.cells(s)).endswith(
+        "\n  wrk -t4 -d60s --timeout 30s; knobs: GUNICORN_CMD_ARGS='--backlog 64'"
+    )
+
+
+def test_the_plan_goes_on_indented_lines_of_100_columns_when_many_knobs_differ():
+    knobs = {
+        "WORKER_CLASS": "uvicorn_worker.UvicornH11Worker",
+        "THREAD_LIMIT": "100",
+        "SNIFFIO": "1",
+        "GUNICORN_CMD_ARGS": "--backlog 64 --max-requests 50 --keep-alive 5",
+    }
+    s = sets.settings("workers", knobs)
+    first, *rest = sets.plan_line(s, sets.cells(s)).splitlines()
+    assert first.startswith("set workers: ") and len(rest) >= 2
+    assert all(len(line) <= 100 and line.startswith("  ") for line in [first, *rest][1:])
+    assert " ".join(line.strip() for line in rest).endswith(
+        "; knobs: WORKER_CLASS=uvicorn_worker.UvicornH11Worker THREAD_LIMIT=100 SNIFFIO=1 "
+        "GUNICORN_CMD_ARGS='--backlog 64 --max-requests 50 --keep-alive 5'"
+    )
 
 
 # ---------------------------------------------------------------- the lock

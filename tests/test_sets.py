@@ -3,6 +3,7 @@ ones no other test runs, end to end in miniature."""
 
 import json
 import re
+import subprocess
 
 import pytest
 
@@ -21,18 +22,45 @@ def test_every_set_is_valid_at_full_and_quick_scale(port, results, name, quick):
     out = run_benchmark(port, results, "--set", name, "--list", *quick)
     assert out.returncode == 0, out.stderr
     assert re.match(
-        rf"set {name}: \d+ cells x \d run\(s\)( \+ \d+ calibrations)?, .*; about \d+ ?(s|min) \(ends ~\d\d:\d\d\)$",
+        rf"set {name}: \d+ cells x \d run\(s\)( \+ \d+ calibrations)?; about \d+ ?(s|min) \(ends ~\d\d:\d\d\)$",
         out.stdout.splitlines()[0],
     )
     cells = listed_cells(out)
     assert cells and all(len(cell) == 12 for cell in cells)
     assert out.stdout.splitlines()[-1] == "# run it: " + " ".join(["./benchmark.sh", "--set", name, *quick])
+    assert max(len(line) for line in out.stdout.splitlines()) <= 100
     assert not results.exists()
+
+
+def test_a_long_list_stays_within_100_columns_and_its_command_pastes_as_one(port, results):
+    knobs = {
+        "WORKER_CLASS": "uvicorn_worker.UvicornH11Worker",
+        "THREAD_LIMIT": "100",
+        "SNIFFIO": "1",
+        "GUNICORN_CMD_ARGS": "--backlog 64 --max-requests 50 --keep-alive 5",
+    }
+    out = run_benchmark(port, results, "--set", "workers", "--list", "--quick", **knobs)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    command = "\n".join(lines[lines.index("# run it:") + 1 :])
+    assert command.count(" \\\n") >= 1  # it did need more than one line
+    # What bash reads from the pasted lines is the knobs and the arguments, word for word.
+    words = subprocess.run(
+        ["bash", "-c", "set -- " + command + '; printf "%s\\n" "$@"'], capture_output=True, text=True
+    )
+    assert words.stdout.splitlines() == [
+        *(f"{k}={v}" for k, v in knobs.items()),
+        "./benchmark.sh",
+        "--set",
+        "workers",
+        "--quick",
+    ]
 
 
 def test_seed_full_run_has_exactly_the_original_parameters(port, results):
     out = run_benchmark(port, results, "--list")
-    assert "wrk -t4 -d60s --timeout 30s" in out.stdout.splitlines()[0]
+    assert out.stdout.splitlines()[1] == "  wrk -t4 -d60s --timeout 30s"
     cells = listed_cells(out)
     assert [(c[2], c[3], c[7]) for c in cells] == [
         (w, t, e) for w, t in [("1", "1"), ("1", "4"), ("4", "1"), ("4", "4")] for e in ["sync", "async"]
@@ -57,6 +85,7 @@ def test_reference_lists_every_set_with_three_runs_and_its_time(port, results):
         assert f"./benchmark.sh --set {name} --repeat 3 --label reference   # about " in out.stdout
     assert any("--label worker-killed" in line for line in lines)
     assert re.fullmatch(r"# about \d h \d+ min in all, one run at a time", lines[-1])
+    assert max(len(line) for line in lines) <= 100  # the worker-killed run's command goes on two lines
 
 
 def test_concurrency_set_sweeps_connections_and_plots_them(port, results):

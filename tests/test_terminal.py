@@ -63,8 +63,8 @@ def test_a_terminal_gets_the_plan_and_a_countdown_and_a_file_gets_plain_lines(po
     tty = run_in_a_terminal([str(ROOT / "benchmark.sh")], benchmark_env(port, results, **knobs)).decode()
     elapsed = time.monotonic() - started
     plan = re.search(
-        r"set seed: 2 cells x 1 run\(s\) \+ 2 calibrations, wrk -t2 -d3s --timeout 2s; "
-        r"about (\d+)s \(ends ~\d\d:\d\d\)",
+        r"set seed: 2 cells x 1 run\(s\) \+ 2 calibrations; about (\d+)s \(ends ~\d\d:\d\d\)\r?\n"
+        r"  wrk -t2 -d3s --timeout 2s",
         tty,
     )
     assert plan, tty
