@@ -51,6 +51,7 @@ class LoopClock:
         self.loop_thread = threading.get_ident()
         self.task: asyncio.Task | None = None
         self.stopped = threading.Event()
+        self.on_wake: list = []  # callables the probe runs on the loop at each wake-up (samplers)
 
     def start(self) -> None:
         """From the event loop's thread (the worker's lifespan)."""
@@ -71,6 +72,8 @@ class LoopClock:
                 self.late_total_s += late
                 self.late_max_s = max(self.late_max_s, late)
                 self.late_buckets[next(i for i, bound in enumerate(LATE_BUCKETS_S) if late <= bound)] += 1
+                for sample in self.on_wake:
+                    sample()
 
     def watch(self) -> None:
         while not self.stopped.wait(self.WATCH_S):
@@ -143,6 +146,7 @@ class WorkerStats:
         self.window_began: float | None = None
         self.connection_starts: dict[int, int] = {}
         self.loop = LoopClock(self.lock)
+        self.extras: dict = {}  # what a wrapper adds to each snapshot (runner/wrapper.py's, for --app)
 
     def _counts(self, endpoint: str) -> dict[str, int]:
         return self.endpoints.setdefault(
@@ -220,6 +224,7 @@ class WorkerStats:
                 "pools": {name: dict(p) for name, p in self.pools.items()},
                 "connection_starts": {str(k): v for k, v in sorted(self.connection_starts.items())},
                 **({"loop": self.loop.snapshot()} if self.loop.task else {}),  # LOOP_CLOCK=0: none
+                **json.loads(json.dumps(self.extras)),  # a copy, taken under the lock
             }
 
     def write(self, name: str) -> None:

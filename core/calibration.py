@@ -25,8 +25,9 @@ def connections_per_worker(cell: Cell) -> int:
 
 def calibration_cell(cell: Cell) -> Cell | None:
     """The calibration whose cost the model uses for CELL: one worker of its server, worker class and
-    knobs, no sleep, at CELL's connections per worker (None for the open loop, which has no waves)."""
-    if cell.open_loop:
+    knobs, no sleep, at CELL's connections per worker (None for the open loop, which has no waves, and
+    for a path of your app, whose diagnosis reads its own cells at 1 connection instead)."""
+    if cell.open_loop or cell.path:
         return None
     n = connections_per_worker(cell)
     calibration = replace(

@@ -4,6 +4,7 @@ back through it, so the list of fields exists only here."""
 
 import csv
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,11 @@ class Cell:
     db_max_overflow: int | None = column(None, "default", int)  # its max_overflow; None: its default (10)
     db_pool_timeout: float | None = column(None, "default", float)  # its pool_timeout; None: its default (30 s)
     sniffio: bool = column(False, read=_flag)  # the servers can import sniffio (httpcore looks for it per request)
+    path: str = column("")  # the app set's: the path of APP it loads (endpoint "app"); "": /<endpoint>
+
+    @property
+    def url_path(self) -> str:
+        return self.path or f"/{self.endpoint}"
 
     @property
     def open_loop(self) -> bool:
@@ -105,7 +111,8 @@ class Cell:
         return what + self._knobs()
 
     def directory_name(self, index: int, digits: int, set_sleep: float, numbered_rounds: bool) -> str:
-        name = f"{index:0{digits}d}-{self.workers}w{self.threads}t-{self.endpoint}"
+        endpoint = "app" + re.sub(r"[^A-Za-z0-9]+", "-", self.path).rstrip("-") if self.path else self.endpoint
+        name = f"{index:0{digits}d}-{self.workers}w{self.threads}t-{endpoint}"
         name += f"-c{self.connections}" if self.rate is None else f"-rate{self.rate:g}"
         if self.server != "gunicorn":
             name += f"-{self.server}"
@@ -150,7 +157,8 @@ class Cell:
             )
             if on
         ]
-        return " ".join([*(_text(getattr(self, f), NONE[f]) for f in LISTING), pool, ",".join(extras) or "-"])
+        words = [self.path if f == "endpoint" and self.path else _text(getattr(self, f), NONE[f]) for f in LISTING]
+        return " ".join([*words, pool, ",".join(extras) or "-"])
 
     def text(self, name: str) -> str:
         return _text(getattr(self, name), NONE[name])

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .bound import Bound
 
-DEF, ASYNC, BLOCKING = "def", "async def", "blocking async def"
+DEF, ASYNC, BLOCKING, APP_PATH = "def", "async def", "blocking async def", "a path of APP"
 ANYIO_THREAD_LIMIT = 40  # anyio's default CapacityLimiter for to_thread.run_sync, per event loop
 HTTPX_MAX_CONNECTIONS = 100  # httpx/_config.py: DEFAULT_LIMITS = Limits(max_connections=100, ...)
 HTTPX_POOL_TIMEOUT_S = 5.0  # httpx/_config.py: DEFAULT_TIMEOUT_CONFIG = Timeout(timeout=5.0)
@@ -25,7 +25,7 @@ class Endpoint:
     @property
     def waits(self) -> bool:
         """Its requests wait on something (a sleep, a call, a query): the model has a wave to count."""
-        return self.waits_on != "cpu"
+        return self.waits_on not in ("cpu", "app")
 
     @property
     def calls_upstream(self) -> bool:
@@ -65,4 +65,6 @@ ENDPOINTS = {
     "async-db-blocking": Endpoint(BLOCKING, "database"),
     "sync-cpu": Endpoint(DEF, "cpu"),
     "async-cpu": Endpoint(ASYNC, "cpu"),
+    # A path of your own app (APP, the app set): what it is and waits on, the diagnosis finds out.
+    "app": Endpoint(APP_PATH, "app"),
 }

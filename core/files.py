@@ -21,6 +21,7 @@ CELLS_TSV = "cells.tsv"
 INCOMPLETE = "INCOMPLETE"
 CODE_DIFF = "code.diff"
 SUMMARY_MD, SUMMARY_JSON, SUMMARY_CSV, PLOT = "summary.md", "summary.json", "summary.csv", "plot.png"
+DIAGNOSIS_MD = "diagnosis.md"  # a run of your app (the app set): where each path stops, and why
 POSTGRES_LOG, POSTGRES_INITDB_LOG = "postgres.log", "postgres-initdb.log"
 PROFILES = "profiles"
 CALIBRATION = "calibration"

@@ -64,6 +64,9 @@ KNOBS = {
     "PYTHON": Knob("newest 3.11+", "the interpreter to make it with (python3.14 ... python3)"),
     "LOCK": Knob("$TMPDIR/...lock", "the lock that keeps two runs off the same cores"),
     "GUNICORN_CMD_ARGS": Knob("", "extra gunicorn flags; the runner's own (-w, --threads, -k, -b) win"),
+    "APP": Knob("", "your ASGI app as module:attr (also --app): the app set loads its PATHS"),
+    "APP_DIR": Knob(".", "where APP is imported from"),
+    "PATHS": Knob("", "the app set's paths, space-separated, each loaded with GET"),
 }
 # Knobs that say where and with what, not what is measured: left out of "knobs that differ".
 MACHINE_KNOBS = {

@@ -41,6 +41,7 @@ class Where:
     app_dir: str
     host: str
     port: int
+    app: str = "app:app"  # the module:attribute served from app_dir (runner/wrapper.py's for your app)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Server:
 def gunicorn(cell: "Cell", where: Where, *extra: str) -> list[str]:
     return [
         f"{where.venv_bin}/gunicorn",
-        "app:app",
+        where.app,
         "--chdir",
         where.app_dir,
         "--no-control-socket",
@@ -114,7 +115,7 @@ SERVERS = {
     "uvicorn": Server(
         command=lambda cell, where: [
             f"{where.venv_bin}/uvicorn",
-            "app:app",
+            where.app,
             "--app-dir",
             where.app_dir,
             "--host",
@@ -142,7 +143,7 @@ SERVERS = {
             "--workers",
             str(cell.workers),
             "--no-access-log",
-            "app:app",
+            where.app,
         ],
         ready_line=r"Started worker-",
         packages=("granian",),

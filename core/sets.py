@@ -11,7 +11,7 @@ from typing import Any
 
 from .calibration import calibration_cells
 from .cell import Cell
-from .endpoints import ANYIO_THREAD_LIMIT, ENDPOINTS
+from .endpoints import ANYIO_THREAD_LIMIT
 from .knobs import KNOBS, MACHINE_KNOBS, BadInput
 from .model import offered_capacity
 from .servers import H11_WORKER_CLASS, SERVERS
@@ -22,6 +22,7 @@ from .settings import (
     check_open_files,
     minutes,
     read_settings,
+    warmup_for,
     wrapped,
 )
 
@@ -38,6 +39,7 @@ class Set:
     # httperf at fixed rates instead of wrk's connections: SCALE shrinks only the duration (scaled rates
     # would outrun one machine), and the sleep must not be 0 (capacity is threads / sleep).
     open_loop: bool = False
+    your_app: bool = False  # it loads APP's PATHS, not app.py's endpoints: no reference run of its own
 
 
 RAISED_THREAD_LIMITS = (100, 400)  # the threads set's THREAD_LIMIT cells besides the knob's own
@@ -69,6 +71,17 @@ def workers_cells(s: Settings) -> list[Cell]:
     # for a good part of each cycle while the CPU averaged over the cell looks idle.
     h11 = dict(server="gunicorn", worker_class=H11_WORKER_CLASS, workers=1, threads=1)
     return cells + [s.cell(**h11, endpoint="async", connections=1000)]
+
+
+def app_cells(s: Settings) -> list[Cell]:
+    """Each of APP's PATHS at each config and number of connections: the first, 1 connection on 1
+    worker, gives the time one request takes alone (S), which the diagnosis reads the rest against."""
+    return [
+        s.cell(workers=w, threads=t, endpoint="app", path=path, connections=c, sleep=0.0)
+        for path in s.paths
+        for w, t in s.configs
+        for c in s.connections
+    ]
 
 
 def server_variants() -> list[tuple[str, str]]:
@@ -209,6 +222,18 @@ SETS = {
         },
         db_cells,
     ),
+    "app": Set(
+        "your own ASGI app (APP or --app): each of its PATHS at 1 to 400 connections, and the limit that binds",
+        {
+            "CONFIGS": "1x1 4x1",
+            "CONNECTIONS": "1 10 40 100 400",
+            "WRK_THREADS": "1",
+            "DURATION": "10s",
+            "TIMEOUT": "10s",
+        },
+        app_cells,
+        your_app=True,
+    ),
     # httperf spins on a core of its own: pinned, it leaves the other to the server.
     "openloop": Set(
         "a fixed arrival rate (httperf) at RATES x capacity: what users see above capacity",
@@ -260,7 +285,7 @@ class Reference:
 # Every reference run profiles: a cell that comes out CPU-bound or unexplained is run once more under
 # py-spy after the measured runs, so the profiler's CPU is in no figure.
 PROFILED = {"PROFILE": "1"}
-REFERENCE = [Reference(name, knobs=PROFILED) for name in SETS] + [
+REFERENCE = [Reference(name, knobs=PROFILED) for name, s in SETS.items() if not s.your_app] + [
     Reference(
         "seed",
         "worker-killed",
@@ -303,21 +328,8 @@ def settings(
     set_name: str, environ: Mapping[str, str] = os.environ, scale: str | None = None, repeat: str | None = None
 ) -> Settings:
     """The knobs of a run of SET_NAME, checked (BadInput on the first that is wrong)."""
-    return read_settings(set_name, knob_texts(set_name, environ, scale, repeat), SETS[set_name].open_loop)
-
-
-def warmup_for(cell: Cell, s: Settings) -> int:
-    """Seconds of unmeasured load: connect storms and first-request costs stay out of CPU-bound cells."""
-    if cell.open_loop:
-        return 0
-    if s.warmup != "auto":
-        return int(s.warmup)
-    cpu_bound = (
-        cell.sleep == 0
-        or not ENDPOINTS[cell.endpoint].waits
-        or (cell.endpoint == "async" and (cell.connections or 0) >= 4000)
-    )
-    return (2 if s.scale == 1 else 1) if cpu_bound else 0
+    chosen = SETS[set_name]
+    return read_settings(set_name, knob_texts(set_name, environ, scale, repeat), chosen.open_loop, chosen.your_app)
 
 
 def cells(s: Settings) -> list[Cell]:

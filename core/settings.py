@@ -51,6 +51,7 @@ class Settings:
     port: int
     ports: dict[str, int]  # by knob: PORT, and each backend's
     server_args: str
+    paths: list[str]  # the app set's: APP's paths to load
 
     def cell(self, **fields: Any) -> Cell:
         """A cell with this run's settings, then the fields given."""
@@ -66,7 +67,7 @@ class Settings:
         ]
 
 
-def read_settings(set_name: str, t: dict[str, str], open_loop: bool) -> Settings:
+def read_settings(set_name: str, t: dict[str, str], open_loop: bool, your_app: bool = False) -> Settings:
     """Every knob's text (T: the environment's over the set's defaults) turned into checked values.
     OPEN_LOOP: httperf at fixed rates, where SCALE shrinks only the duration (scaled rates would
     outrun one machine) and the sleep must not be 0 (capacity is threads / sleep)."""
@@ -132,6 +133,7 @@ def read_settings(set_name: str, t: dict[str, str], open_loop: bool) -> Settings
     if open_loop and sleep_seconds <= 0:
         raise BadInput(f"the {set_name} set needs SLEEP_SECONDS > 0: capacity is threads / sleep")
     check_open_files(max(connections))
+    paths = check_app(set_name, t, your_app)
     base = Cell(
         server=t["SERVER"],
         worker_class=t["WORKER_CLASS"],
@@ -167,7 +169,41 @@ def read_settings(set_name: str, t: dict[str, str], open_loop: bool) -> Settings
         port=port,
         ports=ports,
         server_args=t["GUNICORN_CMD_ARGS"],
+        paths=paths,
     )
+
+
+def warmup_for(cell: Cell, s: Settings) -> int:
+    """Seconds of unmeasured load: connect storms and first-request costs stay out of CPU-bound cells."""
+    if cell.open_loop:
+        return 0
+    if s.warmup != "auto":
+        return int(s.warmup)
+    cpu_bound = (
+        cell.sleep == 0
+        or not ENDPOINTS[cell.endpoint].waits
+        or (cell.endpoint == "async" and (cell.connections or 0) >= 4000)
+    )
+    return (2 if s.scale == 1 else 1) if cpu_bound else 0
+
+
+def check_app(set_name: str, t: dict[str, str], your_app: bool) -> list[str]:
+    """APP and its PATHS, where the set loads them (whether APP imports is the runner's check)."""
+    if not your_app:
+        if t["APP"]:
+            raise BadInput(f"APP is your own app, loaded by the app set (--app), not by the {set_name} set")
+        return []
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", t["APP"]):
+        raise BadInput(f"APP (or --app) names your ASGI app as module:attribute, e.g. main:app, got '{t['APP']}'")
+    if not os.path.isdir(t["APP_DIR"]):
+        raise BadInput(f"APP_DIR '{t['APP_DIR']}' is not a directory")
+    paths = t["PATHS"].split()
+    if not paths:
+        raise BadInput("PATHS is empty: name the paths of your app to load, e.g. PATHS='/items/1 /users/me'")
+    for path in paths:
+        if not path.startswith("/"):
+            raise BadInput(f"PATHS are paths that start with '/', got '{path}'")
+    return paths
 
 
 def check_open_files(connections: int) -> None:

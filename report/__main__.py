@@ -33,6 +33,7 @@ def main(argv: list[str]) -> int:
             parser.error(f"{args.run_dir} is not a directory")
         groups = summary.write_summary(args.run_dir)
         print(tables.compact_table(groups) if args.compact else tables.markdown_table(groups), end="")
+        print(summary.diagnosis_text(args.run_dir, groups), end="")
     elif args.command == "readme":
         from . import readme as generator
 

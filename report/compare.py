@@ -26,7 +26,7 @@ from .judge import OPEN_CLOSE
 from .records import CellResult
 from .tables import format_seconds
 
-ALWAYS_PAIRED_BY = ["workers", "threads", "endpoint", "connections", "rate"]  # the configuration and its load
+ALWAYS_PAIRED_BY = ["workers", "threads", "endpoint", "path", "connections", "rate"]  # the configuration and its load
 # What a knob sets: paired by too, unless the two runs share no value of it (then it is the tweak under test).
 KNOB_FIELDS = [
     "server",
@@ -193,7 +193,7 @@ def compare(run_a: Path, run_b: Path) -> tuple[list[str], list[Pair], list[str]]
             a, b = figures(side_a[key]), figures(side_b[key])
             pairs.append(Pair(a, b, *judge(a, b)))
     only = [
-        f"only in {name}: {rows[0].cell.label()} /{rows[0].cell.endpoint} {load_text(rows[0])}"
+        f"only in {name}: {rows[0].cell.label()} {rows[0].cell.url_path} {load_text(rows[0])}"
         for name, mine, other in (("A", side_a, side_b), ("B", side_b, side_a))
         for key, rows in mine.items()
         if key not in other
@@ -223,7 +223,7 @@ def pair_fields(p: Pair) -> dict[str, str]:
     a, b = p.a, p.b
     return {
         "config": a.row.cell.label(),
-        "endpoint": "/" + a.row.cell.endpoint,
+        "endpoint": a.row.cell.url_path,
         "load": load_text(a.row),
         "answered A": spread(a),
         "answered B": spread(b),

@@ -82,7 +82,7 @@ def read_cell(run_dir: Path, cell: Cell, facts: RunFacts) -> Measured:
         log_text = log.read_bytes()[:stopped_at].decode(errors="replace")
     usage = parse.read_json(where.usage(raw.stem)) or {}
     server_cpu_s, server_rss = process_cpu(where, "server")
-    side = server_side(where, cell.endpoint)
+    side = server_side(where, cell)
     spread = side.connections_per_worker if side else None
     starts = side.connection_starts if side else {}
     restarted, reasons = restarts(log_text, cell.server, cell.workers, side.workers_exited if side else 0)
@@ -204,7 +204,8 @@ class Window:
         return sum(self.growth(s, *path) for s in self.stop)
 
 
-def server_side(where: files.CellFiles, endpoint: str) -> ServerSide | None:
+def server_side(where: files.CellFiles, cell: Cell) -> ServerSide | None:
+    endpoint = cell.url_path[1:]  # what the counters count it under (a path of your app's, or app.py's)
     stop = parse.worker_snapshots(where.stats(), files.STOP)
     if not stop:
         return None
@@ -231,7 +232,7 @@ def server_side(where: files.CellFiles, endpoint: str) -> ServerSide | None:
             sum(s["endpoints"].get("async", {}).get("completed", 0) for s in upstream) if upstream else None
         ),
         database=database_side(where, endpoint, window, by_connections)
-        if ENDPOINTS[endpoint].queries_database
+        if ENDPOINTS[cell.endpoint].queries_database
         else None,
         loop=loop_side(window, by_connections),
     )

@@ -11,6 +11,7 @@ from core import files
 from core.cell import Cell
 from core.settings import TERMINAL_WIDTH
 
+from . import diagnosis
 from .export import group_dict, row_dict
 from .group import summarise_groups
 from .judge import judge
@@ -54,7 +55,13 @@ def write_summary(run_dir: Path) -> list[Group]:
     title = run_dir.name + (" (INCOMPLETE)" if (run_dir / files.INCOMPLETE).exists() else "")
     (run_dir / files.SUMMARY_MD).write_text(f"# {title}\n\n{markdown_table(groups)}")
     plot(run_dir, groups)
+    diagnosis.write(run_dir, groups, RunFacts(run_dir).cpus)  # a run of your app's
     return groups
+
+
+def diagnosis_text(run_dir: Path, groups: list[Group]) -> str:
+    """For a run of your app, where each path stops, in the terminal's columns ("" for app.py's sets)."""
+    return diagnosis.terminal(diagnosis.diagnose(run_dir, groups, RunFacts(run_dir).cpus))
 
 
 def brief(run_dir: Path, cell_name: str, width: int = TERMINAL_WIDTH) -> str:

@@ -128,7 +128,7 @@ Column = tuple[str, Callable[[Group], str]]
 def closed_loop_columns(groups: list[Group]) -> list[Column]:
     columns: list[Column] = [
         ("config", lambda g: g.cell.label()),
-        ("endpoint", lambda g: f"/{g.cell.endpoint}"),
+        ("endpoint", lambda g: g.cell.url_path),
         ("conns", lambda g: str(g.connections)),
         ("requests", lambda g: g.requests.text()),
         ("req/s", lambda g: g.requests_per_sec.text(2)),
@@ -177,7 +177,7 @@ def closed_loop_columns(groups: list[Group]) -> list[Column]:
 
 OPEN_LOOP_COLUMNS: list[Column] = [
     ("config", lambda g: g.cell.label()),
-    ("endpoint", lambda g: f"/{g.cell.endpoint}"),
+    ("endpoint", lambda g: g.cell.url_path),
     ("offered rate", lambda g: f"{g.cell.rate:g}/s"),
     ("offered", lambda g: f"{g.offered.median:g}"),
     ("replies", lambda g: g.replies.text()),
@@ -215,7 +215,7 @@ def markdown_table(groups: list[Group]) -> str:
             f"Where an event loop was stuck (its clock's probe {after} or more late), by stack, over the runs:"
         )
         notes += [
-            f"- {g.cell.label()} /{g.cell.endpoint} c={g.connections}: "
+            f"- {g.cell.label()} {g.cell.url_path} c={g.connections}: "
             + "; ".join(f"{format_seconds(seconds)} in {where}" for where, seconds in list(g.loop_stuck_s.items())[:3])
             for g in stuck
         ]
@@ -255,9 +255,7 @@ def compact_table(groups: list[Group]) -> str:
     for g in groups:
         load = f"c={g.connections}" if not g.cell.open_loop else f"{g.cell.rate:g}/s"
         ok = "-" if g.measured_over_predicted is None and not g.cell.open_loop else ("✓" if g.ok else "✗")
-        rows.append(
-            (g.cell.label(), "/" + g.cell.endpoint, load, answered_text(g), compact_predicted(g), ok, g.bound_by)
-        )
+        rows.append((g.cell.label(), g.cell.url_path, load, answered_text(g), compact_predicted(g), ok, g.bound_by))
     # Many knobs make a long config: each config then heads its rows instead of being a column.
     headed = max(len(r[0]) for r in rows) > CONFIG_COLUMN_MAX
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
@@ -273,7 +271,7 @@ def compact_table(groups: list[Group]) -> str:
     for g in problems:
         why = f"{g.errors_max} errors; " if g.errors_max else ""
         lines += textwrap.wrap(
-            f"✗ {g.cell.label()} /{g.cell.endpoint}: {why}{g.bound_by}", TERMINAL_WIDTH, subsequent_indent="    "
+            f"✗ {g.cell.label()} {g.cell.url_path}: {why}{g.bound_by}", TERMINAL_WIDTH, subsequent_indent="    "
         )
     return "\n".join(lines) + "\n"
 

@@ -1,14 +1,11 @@
 """The command line of ./benchmark.sh (which sets up .venv, wrk and httperf, then runs this)."""
 
 import argparse
-import contextlib
 import datetime
 import errno
-import io
 import os
 import shlex
 import shutil
-import socket
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,6 +18,7 @@ from core.servers import SERVERS
 from core.settings import TERMINAL_WIDTH, command_lines, wrapped
 
 from .backends import needed
+from .checks import check_app, check_gunicorn, check_port_free
 from .process import Failed
 from .reference import reference, results_dir
 
@@ -38,6 +36,7 @@ def usage() -> str:
     ignored = "\n".join(f"  {name:<20} ignores {', '.join(server.ignores)}" for name, server in SERVERS.items())
     return f"""\
 Usage: ./benchmark.sh [--quick] [--set NAME] [--repeat N] [--label TEXT] [--quiet]
+       ./benchmark.sh --app MODULE:APP [options]   (PATHS='/a /b': your app, the app set)
        ./benchmark.sh --list [--set NAME] | --reference [--list] | --setup | --setup-dev | --help
        ./benchmark.sh --compare RUN_A RUN_B [--out FILE]
 
@@ -51,6 +50,8 @@ Options:
                   request counts as the full run, in a tenth of the time (openloop: duration only)
   --set NAME      experiment set (default: seed)
 {set_lines}
+  --app M:A       your own ASGI app (same as APP=M:A) with PATHS='/a /b': the app set finds which
+                  limit binds each path (APP_DIR: where it is imported from)
   --repeat N      run the whole set N times (same as REPEAT=N; the servers set: 3 by default)
   --label TEXT    appended to the run directory's name
   --quiet         print only each cell's result line and the final paths
@@ -88,7 +89,8 @@ class Parser(argparse.ArgumentParser):
 def parser() -> Parser:
     p = Parser(prog=PROGRAM, add_help=False, allow_abbrev=False)
     p.add_argument("--quick", dest="scale", action="store_const", const="10")
-    p.add_argument("--set", default="seed")
+    p.add_argument("--set")
+    p.add_argument("--app")
     p.add_argument("--repeat")
     p.add_argument("--label", default="")
     p.add_argument("--quiet", action="store_true")
@@ -109,6 +111,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         die(f"--label may hold only letters, digits, '.', '_' and '-', got '{options.label}'")
     if options.compare is not None and len(options.compare) != 2:
         die(f"--compare needs 2 runs, got {len(options.compare)}")
+    if options.app is not None:  # the same as APP=, which the settings, the check and the servers read
+        os.environ["APP"] = options.app
+    options.set = options.set or ("app" if os.environ.get("APP") else "seed")
     return options
 
 
@@ -224,57 +229,13 @@ def command(argv: list[str]) -> int:
         return 0
     try:
         check_gunicorn(cells, s.server_args)
+        check_app(s)
     except BadInput as error:
         die(str(error))
     return run(s, cells, options, tools, argv)
 
 
-def check_gunicorn(cells: list[Cell], server_args: str) -> None:
-    """A worker class that does not load, or a flag gunicorn does not take, is one line before any
-    server starts (gunicorn would print a traceback, and the run a folder like a good one's)."""
-    gunicorn_cells = [c for c in cells if c.server.startswith("gunicorn")]
-    if not gunicorn_cells:
-        return
-
-    from gunicorn.config import Config
-    from gunicorn.util import load_class
-
-    for worker_class in sorted({c.worker_class for c in gunicorn_cells}):
-        try:
-            load_class(worker_class, section="gunicorn.workers")
-        except (RuntimeError, ImportError, AttributeError) as error:
-            # gunicorn puts the import's traceback in brackets: its last line says why.
-            lines = [line for line in str(error).strip(" \n]").splitlines() if line.strip()]
-            reason = lines[-1].strip() if lines else type(error).__name__
-            raise BadInput(f"WORKER_CLASS={worker_class} does not load in gunicorn: {reason}") from None
-    parser = Config().parser()
-
-    def refuse(message: str) -> NoReturn:
-        raise BadInput(f"GUNICORN_CMD_ARGS={server_args}: gunicorn refuses it: {message}")
-
-    parser.error = refuse
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            parser.parse_args(shlex.split(server_args))
-    except ValueError as error:  # a value its setting's validator refuses
-        refuse(str(error))
-    except SystemExit:  # --help, --version: gunicorn would print and exit instead of serving
-        refuse("it makes gunicorn print and exit instead of serving")
-
-
 # ---------------------------------------------------------------- a run
-
-
-def check_port_free(host: str, port: int, knob: str) -> None:
-    """Bind as the servers will (SO_REUSEADDR)."""
-    try:
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-    except OSError as error:
-        if error.errno == errno.EADDRINUSE:
-            die(f"port {port} on {host} is already in use; stop what holds it or set {knob}")
-        die(f"cannot listen on {host}:{port}; check HOST and {knob}")
 
 
 def run(
@@ -286,8 +247,8 @@ def run(
 
     from . import record
     from .database import remove_stale_clusters
-    from .process import Interrupted, Lock, LockBusy, raise_on_signals
-    from .run import Output, Run
+    from .process import Interrupted, Lock, LockBusy, Output, raise_on_signals
+    from .run import Run
 
     raise_on_signals()
     name = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{s.set}"
@@ -304,9 +265,12 @@ def run(
     backends = needed(cells)
     remove_stale_clusters()  # a run killed with SIGKILL left its cluster's directory; the lock stopped its postgres
     try:
-        check_port_free(s.host, s.port, "PORT")
-        for backend in backends.values():
-            check_port_free(backend.host(s), s.ports[backend.port_knob], backend.port_knob)
+        try:
+            check_port_free(s.host, s.port, "PORT")
+            for backend in backends.values():
+                check_port_free(backend.host(s), s.ports[backend.port_knob], backend.port_knob)
+        except BadInput as error:
+            die(str(error))
         results = results_dir()
         run_dir, suffix = results / name, 1
         while run_dir.exists():
@@ -315,7 +279,7 @@ def run(
         run_dir.mkdir(parents=True)
         started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         (run_dir / files.INCOMPLETE).write_text(f"started {started}; removed when every cell has run\n")
-        app_files = record.copy_app(run_dir)
+        app_files = record.copy_app(run_dir, yours=bool(s.paths))
         cells_tsv.write_header(run_dir / files.CELLS_TSV)
         parameters = {
             "set": s.set,
@@ -357,6 +321,8 @@ def run(
         if not options.quiet:
             print()
             print(tables.compact_table(groups), end="")
+            diagnosed = summary.diagnosis_text(run_dir, groups)
+            print(f"\n{diagnosed}\nDiagnosis: {run_dir / files.DIAGNOSIS_MD}" if diagnosed else "", end="")
         print(f"Full table: {run_dir / files.SUMMARY_MD}")
         print(f"Plot: {run_dir / files.PLOT}")
         return 0

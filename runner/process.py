@@ -12,8 +12,11 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
+from core.settings import wrapped
 
 
 class Interrupted(Exception):
@@ -243,3 +246,21 @@ def stop_left_behind(groups: list[str], holder: int | None) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(alive, timeout=2)
+
+
+class Output:
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.countdown = sys.stdout.isatty() and not quiet
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            print("\n".join(part for line in text.splitlines() for part in wrapped(line)), flush=True)
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False

@@ -267,15 +267,17 @@ def snapshot(cell_dir: Path, name: str, workers: int, stats: bool, roles: dict[s
 # ---------------------------------------------------------------- the app a run serves
 
 APP_FILES = ["app.py", "counters.py"]  # what a run serves: a copy taken at its start
+WRAPPER = ROOT / "runner" / "wrapper.py"  # what serves your app (APP), inside the same counters
 SNIFFIO_REQUIREMENTS = ROOT / "requirements-sniffio.txt"  # what a run serves: a copy taken at its start
 
 
-def copy_app(run_dir: Path) -> dict[str, str]:
-    """The run serves this copy, so an edit to app.py while it runs changes nothing; its hashes go to run.json."""
+def copy_app(run_dir: Path, yours: bool = False) -> dict[str, str]:
+    """The run serves this copy, so an edit to app.py while it runs changes nothing; its hashes go to run.json.
+    YOURS: the app set's run also serves runner/wrapper.py, which imports your app (kept: see below)."""
     hashes = {}
-    for name in APP_FILES:
-        shutil.copy2(ROOT / name, run_dir / name)
-        hashes[name] = sha256(run_dir / name)
+    for source in [ROOT / name for name in APP_FILES] + ([WRAPPER] if yours else []):
+        shutil.copy2(source, run_dir / source.name)
+        hashes[source.name] = sha256(run_dir / source.name)
     return hashes
 
 
@@ -299,7 +301,10 @@ def sniffio_directory() -> Path:
 
 def drop_app_copy_if_committed(run_dir: Path, commit: str) -> None:
     """Keep the copy only where it differs from the recorded commit's files; otherwise the commit
-    names them, and the recorded commands serve them from the repository instead."""
+    names them, and the recorded commands serve them from the repository instead. A run of your app
+    keeps its copy: runner/wrapper.py is served from beside counters.py."""
+    if (run_dir / WRAPPER.name).exists():
+        return
     for name in APP_FILES:
         committed = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{name}"], capture_output=True)
         if committed.returncode != 0 or committed.stdout != (run_dir / name).read_bytes():

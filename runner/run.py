@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -25,11 +24,11 @@ from core import files
 from core.calibration import calibration_cells
 from core.cell import Cell
 from core.servers import SERVERS, Where
-from core.sets import PER_CELL_OVERHEAD_S, Settings, cell_seconds, minutes, run_seconds, wrapped
+from core.sets import PER_CELL_OVERHEAD_S, Settings, cell_seconds, minutes, run_seconds
 
 from . import record
 from .backends import BACKENDS
-from .process import Failed, Lock, spawn, started, tail, taskset
+from .process import Failed, Lock, Output, answers, spawn, started, tail, taskset
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_SETTINGS = {
@@ -45,20 +44,13 @@ APP_SETTINGS = {
     "DB_POOL_TIMEOUT",
     "PYTHONPATH",  # only a SNIFFIO=1 cell's: where its pinned sniffio is
     "LOOP_CLOCK",
+    "APP",
+    "APP_DIR",
+    "PATHS",
 }
 READY_TIMEOUT_S = 60
 # py-spy samples without pausing the servers (--nonblocking), at a rate that keeps its own CPU small.
 PROFILE_RATE_HZ = 50
-
-
-class Output:
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.countdown = sys.stdout.isatty() and not quiet
-
-    def note(self, text: str) -> None:
-        if not self.quiet:
-            print("\n".join(part for line in text.splitlines() for part in wrapped(line)), flush=True)
 
 
 class Run:
@@ -108,12 +100,17 @@ class Run:
         settings.update(backends)
         if self.s.server_args:
             settings["GUNICORN_CMD_ARGS"] = self.s.server_args
+        if cell.path:  # your app: what runner/wrapper.py imports, and the paths it counts
+            settings.update(APP=self.s.text["APP"], APP_DIR=os.path.abspath(self.s.text["APP_DIR"]))
+            settings["PATHS"] = " ".join(self.s.paths)
         return settings
 
     def serve(self, stack: ExitStack, what: str, cell: Cell, port: int, settings: dict, cell_dir: Path):
         """Start a server for CELL in the stack, record the command that replays it, wait until every worker serves."""
         server = SERVERS[cell.server]
-        command = server.command(cell, Where(self.venv_bin, str(self.run_dir), self.s.host, port))
+        yours = bool(cell.path) and what == "server"  # your app, inside runner/wrapper.py
+        where = Where(self.venv_bin, str(self.run_dir), self.s.host, port, "wrapper:app" if yours else "app:app")
+        command = server.command(cell, where)
         cpus = self.cpus("server")
         # The database's password is left out: it was random, and its cluster is gone once the run ends.
         shown = {k: v.replace(self.secret, "PASSWORD") if self.secret else v for k, v in settings.items()}
@@ -132,6 +129,7 @@ class Run:
             server,
             cell.server if what == "server" else what,
             port,
+            cell.path if yours else "/openapi.json",
         )
         return process
 
@@ -146,11 +144,11 @@ class Run:
                 )
 
     def wait_until_ready(
-        self, process, log: Path, stats_dir: Path | None, workers: int, server, what: str, port: int
+        self, process, log: Path, stats_dir: Path | None, workers: int, server, what: str, port: int, path: str
     ) -> None:
         """The app answers, and every worker is up: its counters file, else its start-up line in the log
         (or, when a raised log level hides those lines, 5 s of answers)."""
-        url = f"http://{self.s.host}:{port}/openapi.json"
+        url = f"http://{self.s.host}:{port}{path}"
         deadline, answering_since = time.monotonic() + READY_TIMEOUT_S, None
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -226,7 +224,7 @@ class Run:
                 "--port",
                 str(self.s.port),
                 "--uri",
-                f"/{cell.endpoint}",
+                cell.url_path,
                 "--rate",
                 f"{cell.rate:g}",
                 "--num-conns",
@@ -242,7 +240,7 @@ class Run:
             "--timeout",
             f"{cell.timeout}s",
             *(["--latency"] if self.s.latency else []),
-            f"http://{self.s.host}:{self.s.port}/{cell.endpoint}",
+            f"http://{self.s.host}:{self.s.port}{cell.url_path}",
         ]
 
     # ------------------------------------------------------------ profiles (PROFILE=1)
@@ -305,7 +303,7 @@ class Run:
             cells_tsv.append(self.run_dir / files.CELLS_TSV, cell)
         load = f"c={cell.connections}" if not cell.open_loop else f"rate={cell.rate:g}/s"
         step = "profile" if profiling else "calibration" if calibrating else f"{index}/{total}"
-        self.out.note(f"[{step}] {cell.describe()}  /{cell.endpoint}  {load}  sleep={cell.sleep:g}s  {cell.duration}s")
+        self.out.note(f"[{step}] {cell.describe()}  {cell.url_path}  {load}  sleep={cell.sleep:g}s  {cell.duration}s")
         stats = where.stats("server") if cell.stats else None
         self.serving = {}
         with ExitStack() as stack:
@@ -390,11 +388,3 @@ def remove_snapshot_requests(stats_dirs: list[Path]) -> None:
     for stats_dir in stats_dirs:  # a role without counters has no such directory: nothing to remove
         for request in stats_dir.glob(files.SNAPSHOT_REQUEST.format(name="*")):
             request.unlink()
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False

@@ -16,6 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 VENV_BIN = Path(sys.executable).parent
+# The app set's knobs, on the sample app (tests/sample_app: an app as users write one).
+SAMPLE_APP = ROOT / "tests" / "sample_app"
+YOUR_APP = {"APP": "shop:app", "APP_DIR": str(SAMPLE_APP), "PATHS": "/health /me"}
 
 from core.cell import Cell  # noqa: E402 (after the path)
 from core.knobs import KNOBS  # noqa: E402 (the knobs: a value left in the caller's shell must not leak in)

@@ -13,7 +13,7 @@ from dataclasses import replace
 import psutil
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, YOUR_APP
 from core import cell as cells_tsv
 from core import model, sets
 from core.cell import Cell
@@ -109,7 +109,7 @@ def test_openloop_rates_are_fractions_of_the_def_endpoints_capacity():
 def test_every_set_has_a_purpose_and_valid_cells_at_both_scales(name):
     assert sets.SETS[name].purpose
     for scale in (None, "10"):
-        assert sets.cells(sets.settings(name, {}, scale=scale))
+        assert sets.cells(sets.settings(name, YOUR_APP if sets.SETS[name].your_app else {}, scale=scale))
 
 
 def test_gunicorn_cmd_args_reach_every_gunicorn_cell_and_its_label():

@@ -1,0 +1,230 @@
+"""Your own app's diagnosis (the app set, APP or --app): for each path, what it is, the time one
+request takes alone (S, its 1-worker 1-connection cell), every limit the counters found with its
+size, and at each config and number of connections the answers per second the same closed-loop
+model predicts from those limits and S (Little's law: requests at once / S, under the CPU's
+ceiling) beside what was measured, the limit that binds with its evidence, and the knob that
+moves it. It says only what was measured: no advice beyond the limit and its knob."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core import files
+from core.bound import Bound
+from core.model import CPU_CLOSE
+from core.settings import wrapped
+
+from . import parse
+from .records import Group
+from .tables import format_seconds
+
+KNOBS = {
+    Bound.CLIENT: "CONNECTIONS (the load, not the app)",
+    Bound.THREADS: "THREAD_LIMIT (anyio's thread limiter), or the handler as `async def`",
+    Bound.BLOCKED_LOOP: "the blocking call off the loop (a `def` handler, or anyio.to_thread), or workers",
+    Bound.DB_POOL: "the pool's pool_size + max_overflow (create_engine), or workers",
+    Bound.HTTP_POOL: "httpx.Limits(max_connections=...) of the client, or workers",
+    Bound.CPU: "workers (CONFIGS), up to the machine's cores; or less work per request",
+}
+# A request alone that keeps its worker's loop from waking for this share of S, but spends less than
+# that share of S on the CPU, holds the loop while it waits: one request at a time per worker.
+HELD_SHARE = 0.5
+
+
+@dataclass
+class Limit:
+    per_worker: float
+    name: str
+    bound: Bound
+    evidence: str
+
+
+@dataclass
+class Point:
+    group: Group
+    measured_per_s: float
+    predicted_per_s: float
+    bound: Bound
+    why: str
+
+
+@dataclass
+class PathDiagnosis:
+    path: str
+    kind: str
+    service_s: float | None  # S: one request alone
+    cpu_per_request_s: float | None  # the server's CPU per answer where one worker answered the most
+    cpu_from: Group | None
+    limits: list[Limit] = field(default_factory=list)
+    points: list[Point] = field(default_factory=list)
+
+    @property
+    def binding(self) -> list[Point]:
+        """At each number of workers, the point with the most connections: where the load is heaviest."""
+        heaviest: dict[int, Point] = {}
+        for p in self.points:
+            workers = p.group.cell.workers
+            if workers not in heaviest or (p.group.connections or 0) > (heaviest[workers].group.connections or 0):
+                heaviest[workers] = p
+        return [heaviest[w] for w in sorted(heaviest)]
+
+
+def stop_snapshots(run_dir: Path, group: Group) -> list[dict[str, Any]]:
+    return [
+        s
+        for row in group.rows
+        for s in parse.worker_snapshots(files.CellFiles(run_dir / row.cell.name).stats(), files.STOP)
+    ]
+
+
+def kind_of(snapshots: list[dict[str, Any]], path: str) -> str:
+    route = next((s["routes"].get(path) for s in snapshots if s.get("routes", {}).get(path)), None)
+    if route is None:
+        return "ASGI (not a FastAPI route)"
+    text = f"{route['handler']['kind']} {route['handler']['name']}"
+    sync = [d["name"] for d in route["dependencies"] if d["kind"] == "def"]
+    return text + (f", `def` dependencies: {', '.join(sync)}" if sync else "")
+
+
+def limits_of(snapshots: list[dict[str, Any]], d: "PathDiagnosis", mine: list[Group], alone: Group) -> list[Limit]:
+    """Every limit the counters show for the path, per worker, with what shows it."""
+    kind = d.kind
+    found: list[Limit] = []
+    threads = [s["thread_limiter"] for s in snapshots if s.get("thread_limiter")]
+    if kind.startswith("def") or "`def` dependencies" in kind:
+        size = threads[0]["size"] if threads else 40
+        peak = max((t["peak_borrowed"] for t in threads), default=0)
+        found.append(Limit(size, f"thread limiter: {size}/worker", Bound.THREADS, f"peak {peak} borrowed"))
+    late, cpu, s = alone.loop_late_max_s.median, alone.server_cpu_per_request_s.median, d.service_s
+    if s and late is not None and late >= HELD_SHARE * s and (cpu or 0) < HELD_SHARE * s:
+        stuck: dict[str, float] = {}
+        for g in mine:
+            for where, seconds in g.loop_stuck_s.items():
+                stuck[where] = stuck.get(where, 0.0) + seconds
+        held = f"alone, its loop woke up to {format_seconds(late)} late at {format_seconds(cpu)} of CPU"
+        if stuck:
+            where = max(stuck, key=lambda k: stuck[k])
+            held += f"; stuck {stuck[where]:.2f} s in {where}"
+        found.append(Limit(1, "blocked event loop: 1/worker", Bound.BLOCKED_LOOP, held))
+    for name, pool in _used(snapshots, "pools", "peak_checked_out"):
+        size = (pool.get("size") or 0) + max(pool.get("max_overflow") or 0, 0)
+        found.append(
+            Limit(
+                size,
+                f"database pool {pool.get('size')}+{pool.get('max_overflow')}: {size}/worker",
+                Bound.DB_POOL,
+                f"{name}: peak {pool['peak_checked_out']} checked out",
+            )
+        )
+    for name, pool in _used(snapshots, "http_pools", "peak_in_pool"):
+        size = pool["max_connections"]
+        found.append(
+            Limit(
+                size, f"HTTP client pool: {size}/worker", Bound.HTTP_POOL, f"{name}: peak {pool['peak_in_pool']} in it"
+            )
+        )
+    return found
+
+
+def _used(snapshots: list[dict[str, Any]], section: str, peak: str) -> list[tuple[str, dict[str, Any]]]:
+    """Each pool any worker used in the window, with its largest peak."""
+    pools: dict[str, dict[str, Any]] = {}
+    for s in snapshots:
+        for name, pool in s.get(section, {}).items():
+            if pool.get(peak) and pool[peak] >= pools.get(name, {}).get(peak, 0):
+                pools[name] = pool
+    return sorted(pools.items())
+
+
+def predict(d: PathDiagnosis, g: Group, cpus: int) -> Point | None:
+    """The closed loop for G from S and the limits: the requests each worker holds at once (its
+    connections, or its smallest limit) over S, under the CPU's ceiling."""
+    if not d.service_s or g.connections is None:
+        return None
+    spread = next((c for c in g.connections_per_worker if c), None) or [g.connections // g.cell.workers]
+    limit = min(d.limits, key=lambda limit: limit.per_worker, default=None)
+    at_once = sum(min(c, limit.per_worker) if limit else c for c in spread)
+    per_s, bound = at_once / d.service_s, Bound.CLIENT
+    why = f"client: {g.connections} connections / S"
+    if limit and g.connections > at_once:
+        bound, why = limit.bound, limit.name
+    wrk_cores = (g.load_cpu_s.median or 0) / (g.window_s.median or 1)
+    cores = min(g.cell.workers, cpus - wrk_cores)
+    if d.cpu_per_request_s and cores / d.cpu_per_request_s < per_s:
+        per_s, bound = cores / d.cpu_per_request_s, Bound.CPU
+        why = f"CPU: {cores:.2f} cores / {format_seconds(d.cpu_per_request_s)} per request"
+    return Point(g, g.requests_per_sec.median or 0.0, per_s, bound, why)
+
+
+def diagnose(run_dir: Path, groups: list[Group], cpus: int) -> list[PathDiagnosis]:
+    diagnoses = []
+    for path in dict.fromkeys(g.cell.path for g in groups if g.cell.path):
+        mine = [g for g in groups if g.cell.path == path]
+        alone = min(mine, key=lambda g: (g.cell.workers, g.connections or 0))
+        snapshots = [s for g in mine for s in stop_snapshots(run_dir, g)]
+        rps = alone.requests_per_sec.median
+        # The CPU a request costs, from the one worker that answered the most (its loop the busiest),
+        # as the calibration pass takes it for app.py's cells: alone, the counters' own idle work weighs.
+        busiest = max(
+            (g for g in mine if g.cell.workers == 1), key=lambda g: g.requests_per_sec.median or 0, default=alone
+        )
+        cpu = busiest.server_cpu_per_request_s.median
+        d = PathDiagnosis(path, kind_of(snapshots, path), 1 / rps if rps else None, cpu, busiest)
+        d.limits = limits_of(snapshots, d, mine, alone)
+        d.points = [p for g in mine if (p := predict(d, g, cpus))]
+        diagnoses.append(d)
+    return diagnoses
+
+
+def text(diagnoses: list[PathDiagnosis]) -> str:
+    """The diagnosis as markdown (diagnosis.md); the terminal prints the same lines, wrapped."""
+    out = []
+    for d in diagnoses:
+        out.append(f"## `{d.path}`: {d.kind}")
+        out.append("")
+        alone = f"S = {format_seconds(d.service_s)} alone" if d.service_s else "no answer alone"
+        cpu = ""
+        if d.cpu_per_request_s and d.cpu_from:
+            cpu = (
+                f"; {format_seconds(d.cpu_per_request_s)} of server CPU per request (1 worker, "
+                f"{d.cpu_from.connections} connections)"
+            )
+        out.append(f"- {alone}{cpu}")
+        for limit in d.limits:
+            out.append(f"- limit: {limit.name}; {limit.evidence}")
+        if not d.limits:
+            out.append("- no limit in the app found: its workers take every connection")
+        for p in d.binding:
+            g = p.group
+            out.append(
+                f"- binds at {g.cell.workers} worker(s), {g.connections} connections: {p.why}; "
+                f"{p.predicted_per_s:.4g} req/s predicted, {p.measured_per_s:.4g} measured; what moves it: "
+                f"{KNOBS.get(p.bound, '-')}"
+            )
+        for p in d.points:
+            close = abs(p.measured_per_s - p.predicted_per_s) <= CPU_CLOSE * p.predicted_per_s
+            late = p.group.timeouts.median
+            late_text = f", {late:g} past wrk's {p.group.cell.timeout} s timeout" if late else ""
+            out.append(
+                f"  - {p.group.cell.workers}w c={p.group.connections}: {p.measured_per_s:.4g} req/s{late_text}, "
+                f"predicted {p.predicted_per_s:.4g} {'✓' if close else '✗'} ({p.why})"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def terminal(diagnoses: list[PathDiagnosis]) -> str:
+    """The same lines in TERMINAL_WIDTH columns, each continued on indented lines."""
+    indent = "      "
+    return "\n".join(
+        part for line in text(diagnoses).splitlines() for part in (wrapped(line, indent) if line else [""])
+    )
+
+
+def write(run_dir: Path, groups: list[Group], cpus: int) -> str:
+    """diagnosis.md in RUN_DIR for a run of your app (nothing for app.py's sets); the terminal's text."""
+    diagnoses = diagnose(run_dir, groups, cpus)
+    if not diagnoses:
+        return ""
+    (run_dir / files.DIAGNOSIS_MD).write_text(f"# {run_dir.name}: where each path stops\n\n{text(diagnoses)}")
+    return terminal(diagnoses)
