@@ -328,8 +328,8 @@ def settings(
     set_name: str, environ: Mapping[str, str] = os.environ, scale: str | None = None, repeat: str | None = None
 ) -> Settings:
     """The knobs of a run of SET_NAME, checked (BadInput on the first that is wrong)."""
-    chosen = SETS[set_name]
-    return read_settings(set_name, knob_texts(set_name, environ, scale, repeat), chosen.open_loop, chosen.your_app)
+    texts = knob_texts(set_name, environ, scale, repeat)  # (an unknown set's name is refused here)
+    return read_settings(set_name, texts, SETS[set_name].open_loop, SETS[set_name].your_app)
 
 
 def cells(s: Settings) -> list[Cell]:

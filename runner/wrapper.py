@@ -47,7 +47,8 @@ def check() -> int:
     except AttributeError as error:
         return refuse(f"APP={name}: {error}")
     except BaseException as error:  # whatever the import raised: its last line says why
-        return refuse(f"APP={name} does not import: {type(error).__name__}: {error}")
+        where = f" (from APP_DIR; its packages must be in {sys.prefix})" if isinstance(error, ImportError) else ""
+        return refuse(f"APP={name} does not import{where}: {type(error).__name__}: {error}")
     if not is_asgi(candidate):
         return refuse(f"APP={name} is not an ASGI app (an async callable of scope, receive, send): {type(candidate)}")
     try:

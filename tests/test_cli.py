@@ -110,7 +110,7 @@ def test_too_low_open_file_limit_is_reported(port, results):
     [
         (
             ["--set", "everything"],
-            "unknown set 'everything' (seed concurrency threads workers overhead servers upstream db openloop)",
+            "unknown set 'everything' (seed concurrency threads workers overhead servers upstream db app openloop)",
         ),
         (["--bogus"], "unknown argument '--bogus' (see --help)"),
         (["--label", "a b"], "--label may hold only letters, digits, '.', '_' and '-', got 'a b'"),

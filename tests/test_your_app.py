@@ -66,7 +66,11 @@ def test_each_path_of_an_app_is_diagnosed_by_the_limit_that_binds_it(port, resul
 @pytest.mark.parametrize(
     "args, knobs, says",
     [
-        (["--app", "nosuch:app"], {"PATHS": "/health"}, "APP=nosuch:app does not import: ModuleNotFoundError"),
+        (
+            ["--app", "nosuch:app"],
+            {"PATHS": "/health"},
+            "APP=nosuch:app does not import (from APP_DIR; its packages must be in ",
+        ),
         (["--app", "shop:nothing"], {"PATHS": "/health"}, "APP=shop:nothing: module 'shop' has no attribute"),
         (["--app", "shop:CATALOGUE"], {"PATHS": "/health"}, "APP=shop:CATALOGUE is not an ASGI app"),
         (["--app", "shop:app"], {"PATHS": "/health /nope"}, "/nope answered 404 at 1 connection"),
