@@ -201,8 +201,11 @@ def check_app(set_name: str, t: dict[str, str], your_app: bool) -> list[str]:
     if not paths:
         raise BadInput("PATHS is empty: name the paths of your app to load, e.g. PATHS='/items/1 /users/me'")
     for path in paths:
-        if not path.startswith("/"):
-            raise BadInput(f"PATHS are paths that start with '/', got '{path}'")
+        # The counters match the request's path as the server decodes it, without its query.
+        if not path.startswith("/") or "?" in path or "%" in path:
+            raise BadInput(f"PATHS are paths that start with '/', with no query and no %-escape, got '{path}'")
+    if "1" not in t["CONNECTIONS"].split():
+        raise BadInput("the app set times a request alone (S) at 1 connection: CONNECTIONS must include 1")
     return paths
 
 

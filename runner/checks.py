@@ -62,7 +62,7 @@ def check_port_free(host: str, port: int, knob: str) -> None:
         raise BadInput(f"cannot listen on {host}:{port}; check HOST and {knob}") from None
 
 
-def check_app(s: Settings) -> None:
+def check_app_answers(s: Settings) -> None:
     """APP imports, is an ASGI app, and each of PATHS answers a GET at 1 connection with a 2xx or 3xx
     (runner/wrapper.py --check, in a process of its own: the app's imports stay out of the runner's)."""
     if not s.paths:

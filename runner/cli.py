@@ -18,7 +18,7 @@ from core.servers import SERVERS
 from core.settings import TERMINAL_WIDTH, command_lines, wrapped
 
 from .backends import needed
-from .checks import check_app, check_gunicorn, check_port_free
+from .checks import check_app_answers, check_gunicorn, check_port_free
 from .process import Failed
 from .reference import reference, results_dir
 
@@ -229,7 +229,7 @@ def command(argv: list[str]) -> int:
         return 0
     try:
         check_gunicorn(cells, s.server_args)
-        check_app(s)
+        check_app_answers(s)
     except BadInput as error:
         die(str(error))
     return run(s, cells, options, tools, argv)

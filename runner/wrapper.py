@@ -3,7 +3,8 @@ from APP_DIR, inside the counters app.py uses (counters.py, beside this file in 
 plus what only an app the runner did not write needs: whether each loaded path's handler and its
 dependencies are `def` or `async def` (FastAPI's routes), anyio's thread limiter's occupancy, every
 SQLAlchemy pool and every httpx connection pool the app makes, and each path's statuses and errors.
-Nothing is imported that the app does not import itself. Without STATS_DIR it serves the app bare.
+It reads anyio's limiter and FastAPI's routes; SQLAlchemy and httpx only where the app imported
+them by its first request. Without STATS_DIR it serves the app bare.
 
 Environment: APP, APP_DIR (default: the working directory), PATHS (the paths the load asks for,
 space-separated), THREAD_LIMIT (anyio's default limiter's size), STATS_DIR (as for app.py)."""
@@ -71,20 +72,21 @@ async def statuses_of(asgi_app, paths: list[str]) -> dict[str, int]:
     import httpx
 
     queue: asyncio.Queue = asyncio.Queue()
-    started, finished = asyncio.Event(), asyncio.Event()
+    started = asyncio.Event()
+    failure: list[str] = []
 
     async def send(message):
+        if message["type"] == "lifespan.startup.failed":
+            failure.append(message.get("message", ""))
         if message["type"].startswith("lifespan.startup"):
-            if message["type"].endswith("failed"):
-                raise RuntimeError(f"its lifespan's start-up failed: {message.get('message', '')}")
             started.set()
-        elif message["type"].startswith("lifespan.shutdown"):
-            finished.set()
 
     async def lifespan():
         try:
             await asgi_app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, queue.get, send)
         except Exception:
+            if failure:  # (the app re-raises what it reported as lifespan.startup.failed)
+                return
             if not started.is_set():  # an app without a lifespan: served without one, as uvicorn does
                 started.set()
                 return
@@ -93,9 +95,8 @@ async def statuses_of(asgi_app, paths: list[str]) -> dict[str, int]:
     running = asyncio.create_task(lifespan())
     await queue.put({"type": "lifespan.startup"})
     await asyncio.wait([running, asyncio.create_task(started.wait())], return_when=asyncio.FIRST_COMPLETED)
-    failed = running.exception() if running.done() else None
-    if failed:
-        raise failed
+    if failure:
+        raise RuntimeError(f"its lifespan's start-up failed: {failure[0]}")
     transport = httpx.ASGITransport(app=asgi_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
         statuses = {path: (await client.get(path)).status_code for path in paths}
@@ -174,6 +175,7 @@ class Served:
     def sample_threads(self) -> None:
         """Under the stats lock, on the loop: the threads borrowed now (sampled, so a peak is at least this)."""
         limiter = self.extras["thread_limiter"]
+        limiter["size"] = self.limiter.total_tokens  # as the app's own lifespan may have set it
         limiter["peak_borrowed"] = max(limiter["peak_borrowed"], self.limiter.borrowed_tokens)
 
     async def __call__(self, scope, receive, send):
@@ -225,10 +227,13 @@ def watch_sqlalchemy_pools(stats) -> None:
     def counts_of(pool) -> dict:
         if id(pool) not in names:
             names[id(pool)] = f"pool-{len(names) + 1}"
+            # A QueuePool bounds its connections (size + max_overflow, -1: no bound); others do not.
+            queue = callable(getattr(pool, "size", None)) and callable(getattr(pool, "overflow", None))
             stats.pools[names[id(pool)]] = {
-                "size": pool.size() if hasattr(pool, "size") else None,
-                "max_overflow": getattr(pool, "_max_overflow", None),
-                "timeout_s": pool.timeout() if hasattr(pool, "timeout") else None,
+                "kind": type(pool).__name__,
+                "size": pool.size() if queue else None,
+                "max_overflow": getattr(pool, "_max_overflow", None) if queue else None,
+                "timeout_s": pool.timeout() if queue else None,
                 "checked_out": 0,
                 "peak_checked_out": 0,
                 "peak_overflow": 0,
@@ -236,17 +241,20 @@ def watch_sqlalchemy_pools(stats) -> None:
         return stats.pools[names[id(pool)]]
 
     def checkout(dbapi_connection, record, proxy):
-        pool = record._pool
+        pool = proxy._pool
         with stats.lock:
             counts = counts_of(pool)
+            record.info["benchmark_pool"] = names[id(pool)]  # for its checkin, which has no proxy
             counts["checked_out"] += 1
             counts["peak_checked_out"] = max(counts["peak_checked_out"], counts["checked_out"])
-            if hasattr(pool, "overflow"):
+            if counts["size"] is not None:
                 counts["peak_overflow"] = max(counts["peak_overflow"], pool.overflow())
 
     def checkin(dbapi_connection, record):
         with stats.lock:
-            counts_of(record._pool)["checked_out"] -= 1
+            name = record.info.get("benchmark_pool")
+            if name in stats.pools:
+                stats.pools[name]["checked_out"] -= 1
 
     event.listen(Pool, "checkout", checkout)
     event.listen(Pool, "checkin", checkin)
@@ -301,10 +309,10 @@ def watch_httpcore_pools(stats) -> None:
 
 if __name__ == "__main__":
     sys.exit(check())
-user_app = app = import_app()
-if os.environ.get("STATS_DIR"):  # the runner's counters, only when it asks for them
+if os.environ.get("STATS_DIR"):  # the runner's counters, imported before APP_DIR goes on the path
     import counters
-
+user_app = app = import_app()
+if os.environ.get("STATS_DIR"):
     _stats = counters.WorkerStats(os.environ["STATS_DIR"])
     _stats.counted_paths.update(PATHS)
     app = Served(counters.Track(user_app, _stats), _stats)
