@@ -22,4 +22,5 @@ class Bound(Enum):
     WORKER_KILLED = "a worker killed by gunicorn's heartbeat"
     RESTARTED = "workers restarted mid-cell"
     NEW_DB_CONNECTIONS = "new database connections in the window"
+    STARVED = "threads and a pool each waiting on the other"
     UNEXPLAINED = "unexplained"

@@ -62,10 +62,19 @@ class Cell:
     db_pool_timeout: float | None = column(None, "default", float)  # its pool_timeout; None: its default (30 s)
     sniffio: bool = column(False, read=_flag)  # the servers can import sniffio (httpcore looks for it per request)
     path: str = column("")  # the app set's: the path of APP it loads (endpoint "app"); "": /<endpoint>
+    method: str = column("GET")  # the app set's: the request's method
+    body: str = column("")  # the app set's: the file whose bytes are the request's body
+    app_db: bool = column(False, read=_flag)  # the app set's: APP_DB=1, a throwaway PostgreSQL for APP
 
     @property
     def url_path(self) -> str:
         return self.path or f"/{self.endpoint}"
+
+    @property
+    def waits_on(self) -> str:
+        """What its requests wait on besides the app (runner/backends.py starts it): the endpoint's,
+        or the database your app was given."""
+        return "database" if self.app_db else ENDPOINTS[self.endpoint].waits_on
 
     @property
     def open_loop(self) -> bool:
@@ -111,7 +120,10 @@ class Cell:
         return what + self._knobs()
 
     def directory_name(self, index: int, digits: int, set_sleep: float, numbered_rounds: bool) -> str:
-        endpoint = "app" + re.sub(r"[^A-Za-z0-9]+", "-", self.path).rstrip("-") if self.path else self.endpoint
+        endpoint = self.endpoint
+        if self.path:
+            method = "" if self.method == "GET" else f"-{self.method.lower()}"
+            endpoint = "app" + method + re.sub(r"[^A-Za-z0-9]+", "-", self.path).rstrip("-")
         name = f"{index:0{digits}d}-{self.workers}w{self.threads}t-{endpoint}"
         name += f"-c{self.connections}" if self.rate is None else f"-rate{self.rate:g}"
         if self.server != "gunicorn":

@@ -2,8 +2,9 @@
 
     results/<UTC time>-<set>[-quick][-label]/
         run.json  cells.tsv  [INCOMPLETE]  [code.diff]  [postgres.log  postgres-initdb.log]
+        [diagnosis.md  setup.log  wrapper.py]   (a run of your app: --app)
         summary.{md,json,csv}  plot.png
-        <cell>/  wrk.txt | httperf.txt, <load>.cmd, <load>.usage.json, [warmup.*]
+        <cell>/  wrk.txt | httperf.txt, <load>.cmd, <load>.usage.json, [warmup.*], [request.lua]
                  server.cmd  server.log  server.{start,stop}.json  [upstream.cmd  upstream.log]
                  stats/  [upstream-stats/]   (the workers' counters: counters.py writes them)
         profiles/<cell>/  the same, plus profile.svg  (PROFILE=1, out of cells.tsv)
@@ -22,6 +23,8 @@ INCOMPLETE = "INCOMPLETE"
 CODE_DIFF = "code.diff"
 SUMMARY_MD, SUMMARY_JSON, SUMMARY_CSV, PLOT = "summary.md", "summary.json", "summary.csv", "plot.png"
 DIAGNOSIS_MD = "diagnosis.md"  # a run of your app (the app set): where each path stops, and why
+SETUP_LOG = "setup.log"  # APP_SETUP's output
+REQUEST_LUA = "request.lua"  # what wrk sends for a path of your app with a method or a body
 POSTGRES_LOG, POSTGRES_INITDB_LOG = "postgres.log", "postgres-initdb.log"
 PROFILES = "profiles"
 CALIBRATION = "calibration"

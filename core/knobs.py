@@ -66,7 +66,13 @@ KNOBS = {
     "GUNICORN_CMD_ARGS": Knob("", "extra gunicorn flags; the runner's own (-w, --threads, -k, -b) win"),
     "APP": Knob("", "your ASGI app as module:attr (also --app): the app set loads its PATHS"),
     "APP_DIR": Knob(".", "where APP is imported from"),
-    "PATHS": Knob("", "the app set's paths, space-separated, each loaded with GET"),
+    "PATHS": Knob("", "the app set's paths, space-separated; GET, or METHOD /path @body.json"),
+    "APP_ENV": Knob("", "a file of NAME=value lines: the environment your app needs"),
+    "APP_DB": Knob("0", "1: a throwaway PostgreSQL for your app (DATABASE_URL, PG*, POSTGRES_*)"),
+    "APP_SETUP": Knob(
+        "", "a command run once before the cells (migrations, a login): its NAME=value lines fill $NAME in HEADERS"
+    ),
+    "HEADERS": Knob("", "request headers for your app's paths, one per line ('Authorization: Bearer $TOKEN')"),
 }
 # Knobs that say where and with what, not what is measured: left out of "knobs that differ".
 MACHINE_KNOBS = {

@@ -77,8 +77,10 @@ def app_cells(s: Settings) -> list[Cell]:
     """Each of APP's PATHS at each config and number of connections: the first, 1 connection on 1
     worker, gives the time one request takes alone (S), which the diagnosis reads the rest against."""
     return [
-        s.cell(workers=w, threads=t, endpoint="app", path=path, connections=c, sleep=0.0)
-        for path in s.paths
+        s.cell(
+            workers=w, threads=t, endpoint="app", path=r.path, method=r.method, body=r.body, connections=c, sleep=0.0
+        )
+        for r in s.requests
         for w, t in s.configs
         for c in s.connections
     ]

@@ -51,7 +51,9 @@ class Settings:
     port: int
     ports: dict[str, int]  # by knob: PORT, and each backend's
     server_args: str
-    paths: list[str]  # the app set's: APP's paths to load
+    requests: list["Request"]  # the app set's: what it asks APP, one request per path (PATHS)
+    app_env: dict[str, str]  # the app set's: APP_ENV's settings
+    headers: list[str]  # the app set's: HEADERS' lines, $NAME still to fill from APP_SETUP's output
 
     def cell(self, **fields: Any) -> Cell:
         """A cell with this run's settings, then the fields given."""
@@ -133,7 +135,7 @@ def read_settings(set_name: str, t: dict[str, str], open_loop: bool, your_app: b
     if open_loop and sleep_seconds <= 0:
         raise BadInput(f"the {set_name} set needs SLEEP_SECONDS > 0: capacity is threads / sleep")
     check_open_files(max(connections))
-    paths = check_app(set_name, t, your_app)
+    requests = check_app(set_name, t, your_app, connections)
     base = Cell(
         server=t["SERVER"],
         worker_class=t["WORKER_CLASS"],
@@ -151,6 +153,7 @@ def read_settings(set_name: str, t: dict[str, str], open_loop: bool, your_app: b
         db_pool_size=db_pool_size,
         db_max_overflow=db_max_overflow,
         db_pool_timeout=None if db_pool_timeout is None else float(f"{db_pool_timeout / sleep_scale:g}"),
+        app_db=flag("APP_DB", t["APP_DB"]),
     )
     return Settings(
         set=set_name,
@@ -169,7 +172,9 @@ def read_settings(set_name: str, t: dict[str, str], open_loop: bool, your_app: b
         port=port,
         ports=ports,
         server_args=t["GUNICORN_CMD_ARGS"],
-        paths=paths,
+        requests=requests,
+        app_env=read_app_env(t["APP_ENV"]) if your_app else {},
+        headers=[line.strip() for line in t["HEADERS"].splitlines() if line.strip()],
     )
 
 
@@ -187,26 +192,86 @@ def warmup_for(cell: Cell, s: Settings) -> int:
     return (2 if s.scale == 1 else 1) if cpu_bound else 0
 
 
-def check_app(set_name: str, t: dict[str, str], your_app: bool) -> list[str]:
-    """APP and its PATHS, where the set loads them (whether APP imports is the runner's check)."""
+@dataclass(frozen=True)
+class Request:
+    """One path of APP as the app set asks it: PATHS' `/path`, or `METHOD /path @body-file`."""
+
+    method: str
+    path: str
+    body: str = ""  # a file whose bytes are the request's body, as an absolute path
+
+
+def check_app(set_name: str, t: dict[str, str], your_app: bool, connections: list[int]) -> list[Request]:
+    """APP, its PATHS and what it needs, where the set loads them (whether APP imports is the runner's check)."""
     if not your_app:
-        if t["APP"]:
-            raise BadInput(f"APP is your own app, loaded by the app set (--app), not by the {set_name} set")
+        for name in ("APP", "APP_ENV", "APP_SETUP", "HEADERS"):
+            if t[name]:
+                raise BadInput(f"{name} is for your own app, loaded by the app set (--app), not by the {set_name} set")
+        if t["APP_DB"] != "0":
+            raise BadInput(f"APP_DB is for your own app, loaded by the app set (--app), not by the {set_name} set")
         return []
     if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", t["APP"]):
         raise BadInput(f"APP (or --app) names your ASGI app as module:attribute, e.g. main:app, got '{t['APP']}'")
     if not os.path.isdir(t["APP_DIR"]):
         raise BadInput(f"APP_DIR '{t['APP_DIR']}' is not a directory")
-    paths = t["PATHS"].split()
-    if not paths:
-        raise BadInput("PATHS is empty: name the paths of your app to load, e.g. PATHS='/items/1 /users/me'")
-    for path in paths:
-        # The counters match the request's path as the server decodes it, without its query.
-        if not path.startswith("/") or "?" in path or "%" in path:
-            raise BadInput(f"PATHS are paths that start with '/', with no query and no %-escape, got '{path}'")
-    if "1" not in t["CONNECTIONS"].split():
+    requests = parse_paths(t["PATHS"])
+    for line in t["HEADERS"].splitlines():
+        if line.strip() and not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:.*", line.strip()):
+            raise BadInput(f"HEADERS are lines of 'Name: value', got '{line.strip()}'")
+    if 1 not in connections:
         raise BadInput("the app set times a request alone (S) at 1 connection: CONNECTIONS must include 1")
-    return paths
+    return requests
+
+
+def parse_paths(text: str) -> list[Request]:
+    """PATHS: `/a /b` (GET each), a METHOD before a path, `@file` after it for its body."""
+    requests: list[Request] = []
+    method = ""
+    for word in text.split():
+        if re.fullmatch(r"[A-Z]+", word):
+            if method:
+                raise BadInput(f"PATHS: {method} is followed by {word}, not by a path")
+            method = word
+        elif word.startswith("@"):
+            if method or not requests or requests[-1].body:
+                raise BadInput(f"PATHS: {word} must follow the path whose body it is, e.g. POST /items @item.json")
+            if not os.path.isfile(word[1:]):
+                raise BadInput(f"PATHS: the body file {word[1:]} is not a file")
+            requests[-1] = replace(requests[-1], body=os.path.abspath(word[1:]))
+        elif word.startswith("/") and "?" not in word and "%" not in word:
+            # (the counters match the request's path as the server decodes it, without its query)
+            requests.append(Request(method or "GET", word))
+            method = ""
+        else:
+            raise BadInput(f"PATHS are paths that start with '/', with no query and no %-escape, got '{word}'")
+    if method:
+        raise BadInput(f"PATHS ends with {method}: a method goes before its path")
+    if not requests:
+        raise BadInput("PATHS is empty: name the paths of your app to load, e.g. PATHS='/items/1 /users/me'")
+    return requests
+
+
+def read_app_env(name: str) -> dict[str, str]:
+    """APP_ENV's NAME=value lines (as a .env file has them: # comments, `export`, quotes allowed)."""
+    if not name:
+        return {}
+    try:
+        lines = open(name).read().splitlines()
+    except OSError as error:
+        raise BadInput(f"APP_ENV {name} cannot be read: {error.strerror}") from None
+    settings = {}
+    for line_number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)", line)
+        if not match:
+            raise BadInput(f"APP_ENV {name}, line {line_number}: not NAME=value: '{line}'")
+        value = match.group(2)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        settings[match.group(1)] = value
+    return settings
 
 
 def check_open_files(connections: int) -> None:

@@ -27,6 +27,8 @@ MOVED_BY = {
     Bound.DB_POOL: "the pool's pool_size + max_overflow (create_engine), or workers",
     Bound.HTTP_POOL: "httpx.Limits(max_connections=...) of the client, or workers",
     Bound.CPU: "workers (CONFIGS), up to the machine's cores",
+    Bound.STARVED: "pool_size + max_overflow + THREAD_LIMIT above the connections a worker holds (then "
+    "each request can finish), or one `def` step per request that opens its own session",
 }
 # A request alone that keeps its worker's loop from waking for this share of S, but spends less than
 # that share of S on the CPU, holds the loop while it waits: one request at a time per worker.
@@ -54,11 +56,17 @@ class Point:
 class PathDiagnosis:
     path: str
     kind: str
+    route: str | None  # the route's template, where the app's router names it
     service_s: float | None  # S: one request alone
     cpu_per_request_s: float | None  # the server's CPU per answer where one worker answered the most
     cpu_from: Group | None
     limits: list[Limit] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
+    # The most cores one worker used: over 1, its threads ran outside the GIL (hashing, say), and
+    # the CPU's ceiling is the machine's, not one core per worker.
+    cores_one_worker: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)  # every answer's, warm-ups included
+    errors: dict[str, int] = field(default_factory=dict)  # exceptions that escaped the app
 
     @property
     def binding(self) -> list[Point]:
@@ -79,13 +87,25 @@ def stop_snapshots(run_dir: Path, group: Group) -> list[dict[str, Any]]:
     ]
 
 
-def kind_of(snapshots: list[dict[str, Any]], path: str) -> str:
-    route = next((s["routes"].get(path) for s in snapshots if s.get("routes", {}).get(path)), None)
-    if route is None:
+def route_of(snapshots: list[dict[str, Any]], path: str) -> dict[str, Any] | None:
+    return next((s["routes"][path] for s in snapshots if (s.get("routes") or {}).get(path)), None)
+
+
+def kind_of(route: dict[str, Any] | None) -> str:
+    if route is None or route.get("handler") is None:
         return "ASGI (not a FastAPI route)"
     text = f"{route['handler']['kind']} {route['handler']['name']}"
     sync = [d["name"] for d in route["dependencies"] if d["kind"] == "def"]
     return text + (f", `def` dependencies: {', '.join(sync)}" if sync else "")
+
+
+def counted(snapshots: list[dict[str, Any]], section: str, path: str) -> dict[str, int]:
+    """A path's statuses or errors, summed over the workers' last snapshots."""
+    total: dict[str, int] = {}
+    for s in snapshots:
+        for name, n in (s.get(section) or {}).get(path, {}).items():
+            total[name] = total.get(name, 0) + n
+    return dict(sorted(total.items()))
 
 
 def limits_of(snapshots: list[dict[str, Any]], d: "PathDiagnosis", mine: list[Group], alone: Group) -> list[Limit]:
@@ -140,9 +160,10 @@ def _used(snapshots: list[dict[str, Any]], section: str, peak: str) -> list[tupl
     return sorted(pools.items())
 
 
-def predict(d: PathDiagnosis, g: Group, cpus: int) -> Point | None:
+def predict(d: PathDiagnosis, g: Group, cpus: int, snapshots: list[dict[str, Any]]) -> Point | None:
     """The closed loop for G from S and the limits: the requests each worker holds at once (its
-    connections, or its smallest limit) over S, under the CPU's ceiling."""
+    connections, or its smallest limit) over S, under the CPU's ceiling; and where far fewer were
+    answered with every thread and every pooled connection taken at the end, the two starved each other."""
     if not d.service_s or g.connections is None:
         return None
     spread = next((c for c in g.connections_per_worker if c), None) or even_spread(g.connections, g.cell.workers)
@@ -153,11 +174,40 @@ def predict(d: PathDiagnosis, g: Group, cpus: int) -> Point | None:
     if limit and g.connections > at_once:
         bound, why = limit.bound, limit.name
     wrk_cores = (g.load_cpu_s.median or 0) / (g.window_s.median or 1)
-    cores = min(g.cell.workers, cpus - wrk_cores)
+    cores = cpus - wrk_cores if d.cores_one_worker > GIL_FREE_CORES else min(g.cell.workers, cpus - wrk_cores)
     if d.cpu_per_request_s and cores / d.cpu_per_request_s < per_s:
         per_s, bound = cores / d.cpu_per_request_s, Bound.CPU
         why = f"CPU: {cores:.2f} cores / {format_seconds(d.cpu_per_request_s)} per request"
-    return Point(g, g.requests_per_sec.median or 0.0, per_s, bound, why)
+    measured = g.requests_per_sec.median or 0.0
+    if measured < STARVED_SHARE * per_s and (stalled := starved(snapshots, max(spread))):
+        bound, why = Bound.STARVED, stalled
+    return Point(g, measured, per_s, bound, why)
+
+
+# Far fewer answers than the limits allow, with every thread and every pooled connection taken.
+STARVED_SHARE = 0.5
+GIL_FREE_CORES = 1.2  # one worker above this many cores ran threads outside the GIL
+
+
+def starved(snapshots: list[dict[str, Any]], connections: int) -> str:
+    """Where, at the window's end, some worker had every thread borrowed and a pool fully checked out,
+    with at least as many connections as the two hold together: requests can then hold every
+    connection while they wait for a thread for their next `def` step, while every thread waits for a
+    connection (until the pool's timeout)."""
+    for s in snapshots:
+        threads = s.get("thread_limiter") or {}
+        for name, pool in (s.get("pools") or {}).items():
+            if pool.get("size") is None or (pool.get("max_overflow") or 0) < 0 or not threads:
+                continue
+            size = pool["size"] + pool["max_overflow"]
+            full = threads.get("borrowed") == threads["size"] and pool.get("checked_out") == size
+            if full and connections >= size + threads["size"]:
+                return (
+                    f"stalled: at the end all {threads['size']} threads borrowed and all {size} connections of "
+                    f"{name} checked out, with {connections} connections a worker, at least the {size} + "
+                    f"{threads['size']} they hold"
+                )
+    return ""
 
 
 def diagnose(run_dir: Path, groups: list[Group], cpus: int) -> list[PathDiagnosis]:
@@ -165,17 +215,24 @@ def diagnose(run_dir: Path, groups: list[Group], cpus: int) -> list[PathDiagnosi
     for path in dict.fromkeys(g.cell.path for g in groups if g.cell.path):
         mine = [g for g in groups if g.cell.path == path]
         alone = min(mine, key=lambda g: (g.cell.workers, g.connections or 0))
-        snapshots = [s for g in mine for s in stop_snapshots(run_dir, g)]
+        at_stop = {id(g): stop_snapshots(run_dir, g) for g in mine}
+        snapshots = [s for g in mine for s in at_stop[id(g)]]
         rps = alone.requests_per_sec.median
         # The CPU a request costs, from the one worker that answered the most (its loop the busiest),
         # as the calibration pass takes it for app.py's cells: alone, the counters' own idle work weighs.
-        busiest = max(
-            (g for g in mine if g.cell.workers == 1), key=lambda g: g.requests_per_sec.median or 0, default=alone
-        )
+        one_worker = [g for g in mine if g.cell.workers == 1]
+        busiest = max(one_worker, key=lambda g: g.requests_per_sec.median or 0, default=alone)
         cpu = busiest.server_cpu_per_request_s.median
-        d = PathDiagnosis(path, kind_of(snapshots, path), 1 / rps if rps else None, cpu, busiest)
+        route = route_of(snapshots, path)
+        d = PathDiagnosis(
+            path, kind_of(route), route.get("route") if route else None, 1 / rps if rps else None, cpu, busiest
+        )
+        d.cores_one_worker = max(
+            ((g.server_cpu_s.median or 0) / (g.window_s.median or 1) for g in one_worker), default=0
+        )
+        d.statuses, d.errors = counted(snapshots, "statuses", path), counted(snapshots, "errors", path)
         d.limits = limits_of(snapshots, d, mine, alone)
-        d.points = [p for g in mine if (p := predict(d, g, cpus))]
+        d.points = [p for g in mine if (p := predict(d, g, cpus, at_stop[id(g)]))]
         diagnoses.append(d)
     return diagnoses
 
@@ -184,7 +241,8 @@ def text(diagnoses: list[PathDiagnosis]) -> str:
     """The diagnosis as markdown (diagnosis.md); the terminal prints the same lines, wrapped."""
     out = []
     for d in diagnoses:
-        out.append(f"## `{d.path}`: {d.kind}")
+        route = f"; route `{d.route}`" if d.route and d.route != d.path else ""
+        out.append(f"## `{d.path}`: {d.kind}{route}")
         out.append("")
         alone = f"S = {format_seconds(d.service_s)} alone" if d.service_s else "no answer alone"
         cpu = ""
@@ -194,6 +252,14 @@ def text(diagnoses: list[PathDiagnosis]) -> str:
                 f"{d.cpu_from.connections} connections)"
             )
         out.append(f"- {alone}{cpu}")
+        if d.cores_one_worker > GIL_FREE_CORES:
+            out.append(
+                f"- 1 worker used up to {d.cores_one_worker:.2f} cores: its threads ran outside the GIL, so the "
+                "CPU's ceiling is the machine's"
+            )
+        answers = ", ".join(f"{status} x{n}" for status, n in d.statuses.items())
+        errors = ", ".join(f"{name} x{n}" for name, n in d.errors.items())
+        out.append(f"- answers (warm-ups included): {answers or 'none'}" + (f"; escaped: {errors}" if errors else ""))
         for limit in d.limits:
             out.append(f"- limit: {limit.name}; {limit.evidence}")
         if not d.limits:

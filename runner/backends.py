@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, ContextManager
 
 from core import files
 from core.cell import Cell
-from core.endpoints import ENDPOINTS
 from core.servers import UPSTREAM_SERVER
 from core.sets import Settings
 
@@ -44,7 +43,7 @@ class Backend:
     for_cell: Callable[[Any, "Run", ExitStack, Cell, Path], tuple[int, dict[str, str]]]
 
     def serves(self, cell: Cell) -> bool:
-        return ENDPOINTS[cell.endpoint].waits_on == self.waits_on
+        return cell.waits_on == self.waits_on
 
 
 # ---------------------------------------------------------------- the upstream: the same app's /async
@@ -99,6 +98,8 @@ def postgres_for_cell(
     """The cluster the run started, with every backend of the last cell ended: this cell gets every
     connection. The app's pool settings are the cell's."""
     database.end_backends()
+    if cell.path:  # your app: the address in each form apps read it
+        return database.pid, database.environment()
     settings = {"DATABASE_URL": database.url}
     for name in ("db_pool_size", "db_max_overflow", "db_pool_timeout"):
         if getattr(cell, name) is not None:

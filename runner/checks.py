@@ -62,16 +62,17 @@ def check_port_free(host: str, port: int, knob: str) -> None:
         raise BadInput(f"cannot listen on {host}:{port}; check HOST and {knob}") from None
 
 
-def check_app_answers(s: Settings) -> None:
-    """APP imports, is an ASGI app, and each of PATHS answers a GET at 1 connection with a 2xx or 3xx
-    (runner/wrapper.py --check, in a process of its own: the app's imports stay out of the runner's)."""
-    if not s.paths:
+def check_app_answers(s: Settings, app_env: dict[str, str]) -> None:
+    """APP imports, is an ASGI app, and each of PATHS answers its request at 1 connection with a 2xx or
+    3xx (runner/wrapper.py --check, in a process of its own: the app's imports stay out of the
+    runner's). APP_ENV: the app's environment, and the requests and headers (runner/yours.py)."""
+    if not s.requests:
         return
     env = {
         **os.environ,
+        **app_env,
         "APP": s.text["APP"],
         "APP_DIR": os.path.abspath(s.text["APP_DIR"]),
-        "PATHS": " ".join(s.paths),
     }
     env.pop("STATS_DIR", None)
     try:

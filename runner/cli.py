@@ -17,6 +17,7 @@ from core.knobs import KNOBS, BadInput, given
 from core.servers import SERVERS
 from core.settings import TERMINAL_WIDTH, command_lines, wrapped
 
+from . import yours
 from .backends import needed
 from .checks import check_app_answers, check_gunicorn, check_port_free
 from .process import Failed
@@ -229,7 +230,8 @@ def command(argv: list[str]) -> int:
         return 0
     try:
         check_gunicorn(cells, s.server_args)
-        check_app_answers(s)
+        if s.requests and not (s.text["APP_SETUP"] or s.base.app_db):  # else once they have run (run.py)
+            check_app_answers(s, {**s.app_env, **yours.check_requests(s, yours.headers(s, {}))})
     except BadInput as error:
         die(str(error))
     return run(s, cells, options, tools, argv)
@@ -279,7 +281,7 @@ def run(
         run_dir.mkdir(parents=True)
         started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         (run_dir / files.INCOMPLETE).write_text(f"started {started}; removed when every cell has run\n")
-        app_files = record.copy_app(run_dir, yours=bool(s.paths))
+        app_files = record.copy_app(run_dir, yours=bool(s.requests))
         cells_tsv.write_header(run_dir / files.CELLS_TSV)
         parameters = {
             "set": s.set,
@@ -322,7 +324,8 @@ def run(
             print()
             print(tables.compact_table(groups), end="")
             diagnosed = summary.diagnosis_text(run_dir, groups)
-            print(f"\n{diagnosed}\nDiagnosis: {run_dir / files.DIAGNOSIS_MD}" if diagnosed else "", end="")
+            if diagnosed:
+                print(f"\n{diagnosed}\nDiagnosis: {run_dir / files.DIAGNOSIS_MD}")
         print(f"Full table: {run_dir / files.SUMMARY_MD}")
         print(f"Plot: {run_dir / files.PLOT}")
         return 0

@@ -94,6 +94,19 @@ class Database:
     monitor: Any = field(default=None, repr=False)  # a superuser connection over the private socket
     pid: int = 0  # the postmaster's (its backends are its children: sampled with it, like a server's workers)
 
+    def environment(self) -> dict[str, str]:
+        """The address for your app (APP_DB=1): as a URL, as libpq's variables and as the names
+        FastAPI's full-stack template reads, since apps build their URL in different ways."""
+        host, port = "127.0.0.1", self.url.rsplit(":", 1)[1].split("/")[0]
+        parts = {"HOST": host, "PORT": port, "USER": ROLE, "PASSWORD": self.password}
+        return {
+            "DATABASE_URL": self.url,
+            **{f"PG{k}": v for k, v in parts.items()},
+            "PGDATABASE": ROLE,
+            **{f"POSTGRES_{k}": v for k, v in {**parts, "SERVER": host}.items() if k != "HOST"},
+            "POSTGRES_DB": ROLE,
+        }
+
     def backends(self) -> dict[str, int]:
         """PostgreSQL's own count of the app's backends, and of those running a query now."""
         row = self.query(

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -258,9 +259,13 @@ class Output:
             print("\n".join(part for line in text.splitlines() for part in wrapped(line)), flush=True)
 
 
-def answers(url: str) -> bool:
+def answers(url: str, any_status: bool = False) -> bool:
+    """URL answers a GET with a 2xx or 3xx (as the app set's check asks of its paths); with
+    ANY_STATUS, with anything (a path of your app behind a login, or asked with POST, says 401 or 405)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
-            return 200 <= response.status < 400  # as the app set's check asks of its paths
+            return 200 <= response.status < 400
+    except urllib.error.HTTPError:
+        return any_status
     except OSError:
         return False

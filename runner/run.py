@@ -23,10 +23,11 @@ from core import cell as cells_tsv
 from core import files
 from core.calibration import calibration_cells
 from core.cell import Cell
+from core.knobs import BadInput
 from core.servers import SERVERS, Where
 from core.sets import PER_CELL_OVERHEAD_S, Settings, cell_seconds, minutes, run_seconds
 
-from . import record
+from . import record, yours
 from .backends import BACKENDS
 from .process import Failed, Lock, Output, answers, spawn, started, tail, taskset
 
@@ -74,6 +75,8 @@ class Run:
         self.overhead_seen, self.overhead = 0.0, float(PER_CELL_OVERHEAD_S)
         self.profiling = s.profile  # until py-spy cannot attach: said once, then the run goes on without
         self.to_profile: dict[Cell, Cell] = {}  # each cell to profile, by itself -> its first run that needs it
+        self.your_env = yours.environment(s, database) if s.requests else {}  # APP_ENV, APP_DB's address
+        self.headers: list[tuple[str, str]] = []  # HEADERS, filled once APP_SETUP has run
 
     def cpus(self, role: str) -> str | None:
         """taskset's CPU list under PIN=1: the load generator on CPU 0, the servers on the others."""
@@ -84,25 +87,27 @@ class Run:
     # ------------------------------------------------------------ servers
 
     def app_env(self, cell: Cell, stats_dir: Path | None, backends: dict[str, str]) -> dict[str, str]:
-        settings = {"SLEEP_SECONDS": f"{cell.sleep:g}"}
+        settings = {} if cell.path else {"SLEEP_SECONDS": f"{cell.sleep:g}"}
         if cell.thread_limit is not None:
             settings["THREAD_LIMIT"] = str(cell.thread_limit)
-        if cell.http_pool is not None:
-            settings["HTTP_POOL"] = str(cell.http_pool)
-        if cell.pool_timeout is not None:
-            settings["HTTP_POOL_TIMEOUT"] = f"{cell.pool_timeout:g}"
+        if not cell.path:
+            if cell.http_pool is not None:
+                settings["HTTP_POOL"] = str(cell.http_pool)
+            if cell.pool_timeout is not None:
+                settings["HTTP_POOL_TIMEOUT"] = f"{cell.pool_timeout:g}"
         if stats_dir:
             settings["STATS_DIR"] = str(stats_dir)
             if not cell.loop_clock:
                 settings["LOOP_CLOCK"] = "0"
         if cell.sniffio:
             settings["PYTHONPATH"] = str(record.sniffio_directory())
+        if cell.path:  # your app: what runner/wrapper.py imports, the paths it counts, what the app reads
+            settings.update(APP=self.s.text["APP"], APP_DIR=os.path.abspath(self.s.text["APP_DIR"]))
+            settings["PATHS"] = " ".join(dict.fromkeys(r.path for r in self.s.requests))
+            settings.update(self.your_env)
         settings.update(backends)
         if self.s.server_args:
             settings["GUNICORN_CMD_ARGS"] = self.s.server_args
-        if cell.path:  # your app: what runner/wrapper.py imports, and the paths it counts
-            settings.update(APP=self.s.text["APP"], APP_DIR=os.path.abspath(self.s.text["APP_DIR"]))
-            settings["PATHS"] = " ".join(self.s.paths)
         return settings
 
     def serve(self, stack: ExitStack, what: str, cell: Cell, port: int, settings: dict, cell_dir: Path):
@@ -130,6 +135,7 @@ class Run:
             cell.server if what == "server" else what,
             port,
             cell.path if yours else "/openapi.json",
+            any_status=yours,
         )
         return process
 
@@ -144,16 +150,26 @@ class Run:
                 )
 
     def wait_until_ready(
-        self, process, log: Path, stats_dir: Path | None, workers: int, server, what: str, port: int, path: str
+        self,
+        process,
+        log: Path,
+        stats_dir: Path | None,
+        workers: int,
+        server,
+        what: str,
+        port: int,
+        path: str,
+        any_status: bool = False,
     ) -> None:
-        """The app answers, and every worker is up: its counters file, else its start-up line in the log
-        (or, when a raised log level hides those lines, 5 s of answers)."""
+        """The app answers (your app's path: with any status, its headers and method are wrk's), and
+        every worker is up: its counters file, else its start-up line in the log (or, when a raised log
+        level hides those lines, 5 s of answers)."""
         url = f"http://{self.s.host}:{port}{path}"
         deadline, answering_since = time.monotonic() + READY_TIMEOUT_S, None
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise Failed(f"{what} exited during start-up; last lines of {log}:\n{tail(log)}")
-            if answering_since is None and answers(url):
+            if answering_since is None and answers(url, any_status):
                 answering_since = time.monotonic()
             if answering_since is not None:
                 if stats_dir:
@@ -214,7 +230,7 @@ class Run:
         sys.stdout.write("\r\033[K")
         sys.stdout.flush()
 
-    def load_command(self, cell: Cell, duration: int) -> list[str]:
+    def load_command(self, cell: Cell, duration: int, cell_dir: Path) -> list[str]:
         if cell.rate is not None:  # the open loop
             return [
                 self.tools["httperf"],
@@ -240,6 +256,7 @@ class Run:
             "--timeout",
             f"{cell.timeout}s",
             *(["--latency"] if self.s.latency else []),
+            *(yours.wrk_request(cell, self.headers, cell_dir) if cell.path else []),
             f"http://{self.s.host}:{self.s.port}{cell.url_path}",
         ]
 
@@ -322,13 +339,16 @@ class Run:
                 stack, "server", cell, self.s.port, self.app_env(cell, stats, handed), cell_dir
             ).pid
             if cell.warmup:  # unmeasured: connect storm and first-request costs stay out of the cell
-                self.load(cell_dir, "warmup", self.load_command(cell, cell.warmup), cell.warmup)
+                self.load(cell_dir, "warmup", self.load_command(cell, cell.warmup, cell_dir), cell.warmup)
                 # The warm-up's last requests finish before the measured window (at no sleep, at once).
                 time.sleep(cell.sleep + 1 if cell.sleep else 0.5)
             record.snapshot(cell_dir, files.START, cell.workers, cell.stats, roles, database)
             profiler = self.profile(stack, cell_dir, roles["server"], cell.duration) if profiling else None
             self.load(
-                cell_dir, "httperf" if cell.open_loop else "wrk", self.load_command(cell, cell.duration), cell.duration
+                cell_dir,
+                "httperf" if cell.open_loop else "wrk",
+                self.load_command(cell, cell.duration, cell_dir),
+                cell.duration,
             )
             record.snapshot(cell_dir, files.STOP, cell.workers, cell.stats, roles, database)
             self.check_still_serving(cell)
@@ -360,7 +380,22 @@ class Run:
             self.to_profile.setdefault(replace(cell, round=1, name=""), cell)
         self.overhead_seen += time.monotonic() - began - cell.duration - cell.warmup
 
+    def set_up_your_app(self) -> None:
+        """APP_SETUP, then HEADERS filled from it; where the app needed either or APP_DB, the check the
+        runner otherwise makes before anything starts (checks.check_app_answers) is made now."""
+        from .checks import check_app_answers
+
+        printed = yours.set_up(self.s, self.run_dir, self.your_env, self.lock)
+        try:
+            self.headers = yours.headers(self.s, printed)
+            if self.s.text["APP_SETUP"] or self.s.base.app_db:
+                check_app_answers(self.s, {**self.your_env, **yours.check_requests(self.s, self.headers)})
+        except BadInput as error:
+            raise Failed(str(error)) from None
+
     def run(self) -> None:
+        if self.s.requests:
+            self.set_up_your_app()
         total = len(self.cells) * self.s.repeat
         digits = max(2, len(str(total)))
         self.left_s = run_seconds(self.s, self.cells)

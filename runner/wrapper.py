@@ -7,11 +7,14 @@ It reads anyio's limiter and FastAPI's routes; SQLAlchemy and httpx only where t
 them by its first request. Without STATS_DIR it serves the app bare.
 
 Environment: APP, APP_DIR (default: the working directory), PATHS (the paths the load asks for,
-space-separated), THREAD_LIMIT (anyio's default limiter's size), STATS_DIR (as for app.py)."""
+space-separated), THREAD_LIMIT (anyio's default limiter's size), STATS_DIR (as for app.py; hidden
+from the app, which may be app.py itself); for --check, CHECK_REQUESTS and CHECK_HEADERS (JSON:
+each request's method, path and body file; the headers)."""
 
 import asyncio
 import importlib
 import inspect
+import json
 import os
 import sys
 
@@ -52,11 +55,13 @@ def check() -> int:
         return refuse(f"APP={name} does not import{where}: {type(error).__name__}: {error}")
     if not is_asgi(candidate):
         return refuse(f"APP={name} is not an ASGI app (an async callable of scope, receive, send): {type(candidate)}")
+    requests = json.loads(os.environ.get("CHECK_REQUESTS") or "[]") or [{"method": "GET", "path": p} for p in PATHS]
+    headers = [tuple(h) for h in json.loads(os.environ.get("CHECK_HEADERS") or "[]")]
     try:
-        statuses = asyncio.run(statuses_of(candidate, PATHS))
+        statuses = asyncio.run(statuses_of(candidate, requests, headers))
     except Exception as error:
         return refuse(f"APP={name}: asking its paths once failed: {type(error).__name__}: {error}")
-    wrong = [f"{path} answered {status}" for path, status in statuses.items() if not 200 <= status < 400]
+    wrong = [f"{asked} answered {status}" for asked, status in statuses.items() if not 200 <= status < 400]
     if wrong:
         return refuse(f"APP={name}: " + ", ".join(wrong) + " at 1 connection (PATHS must answer 2xx or 3xx)")
     return 0
@@ -67,8 +72,9 @@ def refuse(message: str) -> int:
     return 2
 
 
-async def statuses_of(asgi_app, paths: list[str]) -> dict[str, int]:
-    """Each path's status to one GET, inside the app's lifespan (where it has one) as a server runs it."""
+async def statuses_of(asgi_app, requests: list[dict], headers: list) -> dict[str, int]:
+    """Each request's status (asked once, with HEADERS), inside the app's lifespan (where it has one)
+    as a server runs it, by what was asked: '/a', or 'POST /b'."""
     import httpx
 
     queue: asyncio.Queue = asyncio.Queue()
@@ -99,7 +105,11 @@ async def statuses_of(asgi_app, paths: list[str]) -> dict[str, int]:
         raise RuntimeError(f"its lifespan's start-up failed: {failure[0]}")
     transport = httpx.ASGITransport(app=asgi_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-        statuses = {path: (await client.get(path)).status_code for path in paths}
+        statuses = {}
+        for r in requests:
+            body = open(r["body"], "rb").read() if r.get("body") else None
+            answer = await client.request(r["method"], r["path"], content=body, headers=headers)
+            statuses[r["path"] if r["method"] == "GET" else f"{r['method']} {r['path']}"] = answer.status_code
     await queue.put({"type": "lifespan.shutdown"})
     await asyncio.wait([running], timeout=10)
     return statuses
@@ -115,28 +125,29 @@ def kind(call) -> str:
     return "def"
 
 
-def handlers(asgi_app, path: str) -> dict | None:
-    """For a FastAPI app, PATH's route: its template, its handler and each dependency, by name and
-    kind (a `def` dependency takes a thread as a `def` handler does); None for another app."""
-    from starlette.routing import Match
-
-    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "query_string": b"", "headers": []}
-    for route in getattr(asgi_app, "routes", []):
-        dependant = getattr(route, "dependant", None)
-        if dependant is None or route.matches(scope)[0] != Match.FULL:
-            continue
-        dependencies, stack = [], list(dependant.dependencies)
-        while stack:
-            d = stack.pop(0)
-            if d.call is not None:
-                dependencies.append({"name": getattr(d.call, "__name__", repr(d.call)), "kind": kind(d.call)})
-            stack.extend(d.dependencies)
-        return {
-            "route": route.path,
-            "handler": {"name": dependant.call.__name__, "kind": kind(dependant.call)},
-            "dependencies": dependencies,
-        }
-    return None
+def route_of(scope) -> dict | None:
+    """After the app has served SCOPE: the route that matched it, as Starlette and FastAPI leave it in
+    the scope: its template, and for FastAPI its handler and each dependency, by name and kind (a
+    `def` dependency takes a thread as a `def` handler does); None when no route says."""
+    context = (scope.get("fastapi") or {}).get("effective_route_context")  # an included router's route
+    route = scope.get("route")
+    template = getattr(context, "path", None) or getattr(route, "path_format", None) or getattr(route, "path", None)
+    dependant = getattr(context, "dependant", None) or getattr(route, "dependant", None)
+    if dependant is None or dependant.call is None:
+        endpoint = scope.get("endpoint")
+        handler = {"name": getattr(endpoint, "__name__", repr(endpoint)), "kind": kind(endpoint)} if endpoint else None
+        return {"route": template, "handler": handler, "dependencies": []} if template or handler else None
+    dependencies, stack = [], list(dependant.dependencies)
+    while stack:
+        d = stack.pop(0)
+        if d.call is not None:
+            dependencies.append({"name": getattr(d.call, "__name__", type(d.call).__name__), "kind": kind(d.call)})
+        stack.extend(d.dependencies)
+    return {
+        "route": template,
+        "handler": {"name": dependant.call.__name__, "kind": kind(dependant.call)},
+        "dependencies": dependencies,
+    }
 
 
 class Served:
@@ -151,7 +162,7 @@ class Served:
         self.extras.update(
             {
                 "app": os.environ["APP"],
-                "routes": {p: handlers(user_app, p) for p in PATHS},
+                "routes": {},  # each path's, from its first request's scope
                 "statuses": {},
                 "errors": {},
                 "thread_limiter": None,
@@ -166,7 +177,7 @@ class Served:
         self.limiter = anyio.to_thread.current_default_thread_limiter()
         if THREAD_LIMIT is not None:
             self.limiter.total_tokens = THREAD_LIMIT
-        self.extras["thread_limiter"] = {"size": self.limiter.total_tokens, "peak_borrowed": 0}
+        self.extras["thread_limiter"] = {"size": self.limiter.total_tokens, "borrowed": 0, "peak_borrowed": 0}
         self.stats.loop.on_wake.append(self.sample_threads)  # at the loop clock's pace (counters.py)
         watch_sqlalchemy_pools(self.stats)
         watch_httpcore_pools(self.stats)
@@ -176,7 +187,8 @@ class Served:
         """Under the stats lock, on the loop: the threads borrowed now (sampled, so a peak is at least this)."""
         limiter = self.extras["thread_limiter"]
         limiter["size"] = self.limiter.total_tokens  # as the app's own lifespan may have set it
-        limiter["peak_borrowed"] = max(limiter["peak_borrowed"], self.limiter.borrowed_tokens)
+        limiter["borrowed"] = self.limiter.borrowed_tokens
+        limiter["peak_borrowed"] = max(limiter["peak_borrowed"], limiter["borrowed"])
 
     async def __call__(self, scope, receive, send):
         if not self.started:
@@ -202,6 +214,11 @@ class Served:
                 name = f"{type(error).__module__}.{type(error).__qualname__}"
                 counts[name] = counts.get(name, 0) + 1
             raise
+        finally:
+            if path not in self.extras["routes"]:
+                route = route_of(scope)
+                with stats.lock:
+                    self.extras["routes"][path] = route
 
     async def lifespan(self, scope, receive, send):
         async def send_and_stop(message):
@@ -309,10 +326,11 @@ def watch_httpcore_pools(stats) -> None:
 
 if __name__ == "__main__":
     sys.exit(check())
-if os.environ.get("STATS_DIR"):  # the runner's counters, imported before APP_DIR goes on the path
+STATS_DIR = os.environ.pop("STATS_DIR", "")  # the counters are the wrapper's, not the app's (app.py has its own)
+if STATS_DIR:  # the runner's counters, imported before APP_DIR goes on the path
     import counters
 user_app = app = import_app()
-if os.environ.get("STATS_DIR"):
-    _stats = counters.WorkerStats(os.environ["STATS_DIR"])
+if STATS_DIR:
+    _stats = counters.WorkerStats(STATS_DIR)
     _stats.counted_paths.update(PATHS)
     app = Served(counters.Track(user_app, _stats), _stats)

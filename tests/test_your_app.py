@@ -3,12 +3,15 @@ diagnosed path by path with real servers and wrk; bad input in one line before a
 
 import re
 import subprocess
+import time
 
+import httpx
 import pytest
 
-from conftest import ROOT, SAMPLE_APP, only_run_dir, run_benchmark
+from conftest import ROOT, SAMPLE_APP, VENV_BIN, app_environment, free_port, only_run_dir, run_benchmark
 
 SHOP = {"APP_DIR": str(SAMPLE_APP)}
+FULLSTACK = SAMPLE_APP / "fullstack"
 
 
 def sections(diagnosis: str) -> dict[str, str]:
@@ -103,3 +106,132 @@ def test_an_app_whose_start_up_fails_is_one_line_before_any_server_starts(port, 
     assert out.returncode == 2, out.stdout + out.stderr
     assert out.stderr.count("\n") == 1 and "its lifespan's start-up failed" in out.stderr, out.stderr
     assert not results.exists()
+
+
+@pytest.fixture
+def inventory():
+    """The shop's upstream: a real uvicorn serving app.py's /async (0.1 s a request) on a port of its own."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(VENV_BIN / "uvicorn"), "app:app", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+        env=app_environment(SLEEP_SECONDS="0.1"),
+    )
+    url = f"http://127.0.0.1:{port}/async"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_a_pooled_database_path_and_an_upstream_path_are_diagnosed_by_their_pools(port, results, tmp_path, inventory):
+    env_file = tmp_path / "shop.env"
+    env_file.write_text(f"# where the shop asks for stock\nINVENTORY_URL='{inventory}'\n")
+    out = run_benchmark(
+        port,
+        results,
+        "--app",
+        "shop:app",
+        **SHOP,
+        APP_DB="1",
+        APP_ENV=str(env_file),
+        PATHS="/orders/1 /stock/1",
+        CONFIGS="1x1",
+        CONNECTIONS="1 10 100",
+        DURATION="3s",
+        TIMEOUT="10s",
+        WARMUP="1",
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    run_dir = only_run_dir(results)
+    found = sections((run_dir / "diagnosis.md").read_text())
+    # `def` on a sync session from a yield dependency: SQLAlchemy's default pool, 5 + 10, is full at 100.
+    orders = found["/orders/1"]
+    assert orders.startswith(": def order, `def` dependencies: get_session; route `/orders/{order_id}`")
+    assert "limit: database pool 5+10: 15/worker; pool-1: peak 15 checked out" in orders
+    assert "binds at 1w x 1t, 100 connections: database pool 5+10: 15/worker" in orders
+    # `async def` awaiting an httpx.AsyncClient(max_connections=10): its pool, not the loop, binds.
+    stock = found["/stock/1"]
+    assert stock.startswith(": async def stock; route `/stock/{item_id}`")
+    assert "limit: HTTP client pool: 10/worker" in stock
+    assert "binds at 1w x 1t, 100 connections: HTTP client pool: 10/worker" in stock
+    # The address each form of it, as the app was given it (the password left out of the record).
+    recorded = (next(run_dir.glob("*-c1-*")) / "server.cmd").read_text()
+    assert "POSTGRES_SERVER=127.0.0.1" in recorded and "PGUSER=bench" in recorded and "PASSWORD" in recorded
+    assert "INVENTORY_URL=" in recorded
+
+
+def test_an_app_shaped_like_the_full_stack_template_runs_end_to_end(port, results):
+    """Migrations and a login (a password hash checked) by APP_SETUP, its token to HEADERS, `def` paths
+    behind it on a sync session, and the login itself loaded with POST and a JSON body."""
+    before = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", str(SAMPLE_APP)], capture_output=True)
+    out = run_benchmark(
+        port,
+        results,
+        "--app",
+        "app.main:app",
+        APP_DIR=str(FULLSTACK),
+        APP_DB="1",
+        APP_SETUP="python -m app.prestart && ./login.sh",
+        HEADERS="Authorization: Bearer $TOKEN",
+        PATHS=f"/api/v1/users/me /api/v1/items/ POST /api/v1/login/access-token @{FULLSTACK / 'login.json'}",
+        CONFIGS="1x1",
+        CONNECTIONS="1 10 100",
+        DURATION="3s",
+        TIMEOUT="3s",
+        WARMUP="1",
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    run_dir = only_run_dir(results)
+    assert "applied 001_initial.sql" in (run_dir / "setup.log").read_text()
+    found = sections((run_dir / "diagnosis.md").read_text())
+    me = found["/api/v1/users/me"]
+    assert me.startswith(": def read_user_me, `def` dependencies: get_current_user, get_db")
+    assert "limit: database pool 5+10: 15/worker" in me and "limit: thread limiter: 40/worker" in me
+    # Every answer to the loaded requests was a 200: the token went in every request.
+    assert re.search(r"answers \(.*\): 200 x\d+", me)
+    # The login hashes a password (PBKDF2) on every request: CPU, in threads outside the GIL.
+    login = found["/api/v1/login/access-token"]
+    assert login.startswith(": def login_access_token")
+    assert "its threads ran outside the GIL" in login
+    assert "1w c=10: " in login and "(CPU: " in login.split("1w c=10: ")[1].split("\n")[0]
+    # 100 connections on 1 worker: pool (15) + threads (40) fewer than the requests held at once.
+    for path in ("/api/v1/users/me", "/api/v1/items/"):
+        assert (
+            "binds at 1w x 1t, 100 connections: stalled: at the end all 40 threads borrowed and all 15" in (found[path])
+        ), found[path]
+    wrk = (next(run_dir.glob("*-app-post-api-v1-login-access-token-c1-*")) / "request.lua").read_text()
+    assert wrk.startswith('wrk.method = "POST"')
+    after = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", str(SAMPLE_APP)], capture_output=True)
+    assert after.stdout == before.stdout
+
+
+@pytest.mark.parametrize(
+    "knobs, says",
+    [
+        ({"APP_ENV": "/nonexistent/.env"}, "APP_ENV /nonexistent/.env cannot be read"),
+        ({"HEADERS": "Bearer abc"}, "HEADERS are lines of 'Name: value', got 'Bearer abc'"),
+        ({"HEADERS": "Authorization: Bearer $NO_SUCH_TOKEN"}, "$NO_SUCH_TOKEN is not set"),
+        ({"PATHS": "/health POST"}, "PATHS ends with POST: a method goes before its path"),
+        ({"PATHS": "POST /health @/nonexistent.json"}, "the body file /nonexistent.json is not a file"),
+        ({"PATHS": "@body.json /health"}, "must follow the path whose body it is"),
+        ({"APP_DB": "2"}, "APP_DB must be 0 or 1, got '2'"),
+    ],
+    ids=["app-env", "header-form", "header-unset", "method-last", "no-body-file", "body-first", "app-db"],
+)
+def test_bad_input_about_what_your_app_needs_is_one_line_before_anything_starts(port, results, knobs, says):
+    out = run_benchmark(port, results, "--app", "shop:app", **SHOP, **{"PATHS": "/health", **knobs})
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.count("\n") == 1 and says in out.stderr, out.stderr
+    assert not results.exists()
+
+
+def test_app_db_and_the_rest_belong_to_the_app_set(port, results):
+    out = run_benchmark(port, results, "--set", "seed", APP_DB="1")
+    assert out.returncode == 2 and "APP_DB is for your own app" in out.stderr, out.stderr

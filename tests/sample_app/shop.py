@@ -4,12 +4,22 @@ Run it as its users would: `uvicorn shop:app` from this directory.
 """
 
 import hashlib
+import os
 import time
 
+import httpx
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
 
 app = FastAPI(title="shop")
+
+# Where its orders are kept and where stock is asked: set by the deployment (a .env file, say).
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+INVENTORY_URL = os.environ.get("INVENTORY_URL", "http://127.0.0.1:9000/stock")
+engine = create_engine(DATABASE_URL.replace("postgresql://", "postgresql+psycopg://", 1)) if DATABASE_URL else None
+inventory = httpx.AsyncClient(limits=httpx.Limits(max_connections=10), timeout=30)
 
 
 class Item(BaseModel):
@@ -55,3 +65,21 @@ def current_user() -> str:
 def me(user: str = Depends(current_user)):
     time.sleep(0.05)  # a slow, synchronous lookup: FastAPI runs this `def` in its thread pool
     return {"user": user}
+
+
+def get_session():
+    with Session(engine) as session:
+        yield session
+
+
+@app.get("/orders/{order_id}")
+def order(order_id: int, session: Session = Depends(get_session)):
+    # A slow report query: the pool's connection is held for as long as it runs.
+    row = session.execute(text("SELECT CAST(:id AS int) AS id, pg_sleep(0.1)"), {"id": order_id}).one()
+    return {"order": row.id}
+
+
+@app.get("/stock/{item_id}")
+async def stock(item_id: int):
+    answer = await inventory.get(INVENTORY_URL, params={"item": item_id})
+    return {"item": item_id, "inventory": answer.status_code}
