@@ -23,4 +23,5 @@ class Bound(Enum):
     RESTARTED = "workers restarted mid-cell"
     NEW_DB_CONNECTIONS = "new database connections in the window"
     STARVED = "threads and a pool each waiting on the other"
+    YOUR_APP = "a path of your app (its diagnosis says what limits it)"
     UNEXPLAINED = "unexplained"

@@ -71,6 +71,11 @@ class Cell:
         return self.path or f"/{self.endpoint}"
 
     @property
+    def counted_as(self) -> str:
+        """The name counters.py counts its requests under: the path without its first '/'."""
+        return self.url_path[1:]
+
+    @property
     def waits_on(self) -> str:
         """What its requests wait on besides the app (runner/backends.py starts it): the endpoint's,
         or the database your app was given."""

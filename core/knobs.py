@@ -74,6 +74,8 @@ KNOBS = {
     ),
     "HEADERS": Knob("", "request headers for your app's paths, one per line ('Authorization: Bearer $TOKEN')"),
 }
+# Your own app's (the app set's): the README lists them in its own section.
+YOUR_APP_KNOBS = {"APP", "APP_DIR", "PATHS", "APP_ENV", "APP_DB", "APP_SETUP", "HEADERS"}
 # Knobs that say where and with what, not what is measured: left out of "knobs that differ".
 MACHINE_KNOBS = {
     "HOST",

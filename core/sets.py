@@ -36,8 +36,7 @@ class Set:
     purpose: str  # one line, for --help and the README
     defaults: dict[str, str]  # knobs this set sets unless the environment does
     cells: Callable[[Settings], list[Cell]]
-    # httperf at fixed rates instead of wrk's connections: SCALE shrinks only the duration (scaled rates
-    # would outrun one machine), and the sleep must not be 0 (capacity is threads / sleep).
+    # httperf at fixed rates, not wrk's connections (SCALE shrinks only the duration; sleep > 0: settings.py)
     open_loop: bool = False
     your_app: bool = False  # it loads APP's PATHS, not app.py's endpoints: no reference run of its own
 
@@ -260,6 +259,7 @@ class Reference:
     set: str
     label: str = "reference"
     knobs: dict[str, str] = field(default_factory=dict)
+    purpose: str = ""  # a run of its own's, for its page (a set's run has its set's)
 
     @property
     def name(self) -> str:
@@ -284,10 +284,12 @@ class Reference:
         return " ".join(self.words)
 
 
-# Every reference run profiles: a cell that comes out CPU-bound or unexplained is run once more under
-# py-spy after the measured runs, so the profiler's CPU is in no figure.
+# Every set's reference run profiles each CPU-bound or unexplained cell once more, after the measured runs.
 PROFILED = {"PROFILE": "1"}
+SAMPLE_APP = dict(APP="shop:app", APP_DIR="tests/sample_app", APP_DB="1", CONNECTIONS="1 10 100", DURATION="5s")
+SAMPLE_APP["PATHS"] = "/health /catalogue /orders/1/receipt /me /orders/1"
 REFERENCE = [Reference(name, knobs=PROFILED) for name, s in SETS.items() if not s.your_app] + [
+    Reference("app", "sample", SAMPLE_APP, "--app on a sample app (tests/sample_app/shop.py): what limits each path"),
     Reference(
         "seed",
         "worker-killed",
@@ -301,6 +303,7 @@ REFERENCE = [Reference(name, knobs=PROFILED) for name, s in SETS.items() if not 
             "ENDPOINTS": "async-blocking",
             "CONNECTIONS": "20",
         },
+        "gunicorn's heartbeat against an `async def` that blocks its loop again and again",
     ),
 ]
 

@@ -33,7 +33,8 @@ def main(argv: list[str]) -> int:
             parser.error(f"{args.run_dir} is not a directory")
         groups = summary.write_summary(args.run_dir)
         print(tables.compact_table(groups) if args.compact else tables.markdown_table(groups), end="")
-        print(summary.diagnosis_text(args.run_dir, groups), end="")
+        diagnosed = summary.diagnosis_text(args.run_dir)
+        print(f"\n{diagnosed}" if diagnosed else "", end="\n" if diagnosed else "")
     elif args.command == "readme":
         from . import readme as generator
 

@@ -1,10 +1,11 @@
 """Your own app's diagnosis (the app set, APP or --app): for each path, what it is, the time one
 request takes alone (S, at 1 connection), every limit the counters found with its size, and at
 each config and number of connections the answers per second a closed loop gives with those
-limits and S (Little's law: requests at once / S, under the CPU's ceiling) beside what was
-measured, the limit that binds with its evidence, and the knob that moves it. Its figures are
-measured, or predicted from measured ones; beyond the limit it names only the knob that moves it.
-(The per-cell table has no prediction for these cells: core/model.py's needs a known wait.)"""
+limits and S (Little's law, counted as wrk counts: the requests at once in each whole wave of S
+that ends in the window, under the CPU's ceiling) beside what was measured, the limit that binds
+with its evidence, and the knob that moves it. Its figures are measured, or predicted from
+measured ones; beyond the limit it names only the knob that moves it. (The per-cell table has no
+prediction for these cells: core/model.py's needs a known wait.)"""
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 from core import files
 from core.bound import Bound
 from core.endpoints import ANYIO_THREAD_LIMIT
-from core.model import CPU_CLOSE, even_spread
+from core.model import CPU_CLOSE, even_spread, format_spread, waves
 from core.settings import wrapped
 
 from . import parse
@@ -27,6 +28,8 @@ MOVED_BY = {
     Bound.DB_POOL: "the pool's pool_size + max_overflow (create_engine), or workers",
     Bound.HTTP_POOL: "httpx.Limits(max_connections=...) of the client, or workers",
     Bound.CPU: "workers (CONFIGS), up to the machine's cores",
+    Bound.SPREAD: "SERVER=gunicorn-reuse-port (the kernel spreads the connections), or a limit per worker "
+    "above the connections one worker takes",
     Bound.STARVED: "pool_size + max_overflow + THREAD_LIMIT above the connections a worker holds (then "
     "each request can finish), or one `def` step per request that opens its own session",
 }
@@ -50,6 +53,7 @@ class Point:
     predicted_per_s: float
     bound: Bound
     why: str
+    wrk_per_s: float | None = None  # where measured is the server's count: wrk's, past its timeout
 
 
 @dataclass
@@ -162,16 +166,20 @@ def _used(snapshots: list[dict[str, Any]], section: str, peak: str) -> list[tupl
 
 def predict(d: PathDiagnosis, g: Group, cpus: int, snapshots: list[dict[str, Any]]) -> Point | None:
     """The closed loop for G from S and the limits: the requests each worker holds at once (its
-    connections, or its smallest limit) over S, under the CPU's ceiling; and where far fewer were
+    connections, or its smallest limit) in each wave of S, under the CPU's ceiling; and where far fewer were
     answered with every thread and every pooled connection taken at the end, the two starved each other."""
     if not d.service_s or g.connections is None:
         return None
     spread = next((c for c in g.connections_per_worker if c), None) or even_spread(g.connections, g.cell.workers)
     limit = min(d.limits, key=lambda limit: limit.per_worker, default=None)
     at_once = sum(min(c, limit.per_worker) if limit else c for c in spread)
-    per_s, bound = at_once / d.service_s, Bound.CLIENT
+    # wrk counts the answers that end inside its window: whole waves of S (core/model.py's count).
+    per_s, bound = at_once * waves(d.service_s, g.cell.duration)[0] / g.cell.duration, Bound.CLIENT
     why = f"client: {g.connections} connections / S"
-    if limit and g.connections > at_once:
+    even = sum(min(c, limit.per_worker) if limit else c for c in even_spread(g.connections, g.cell.workers))
+    if at_once < min(g.connections, even):  # as core/model.py: a worker took more than its share
+        bound, why = Bound.SPREAD, f"connection spread {format_spread(spread)} ({limit.name if limit else ''})"
+    elif limit and g.connections > at_once:
         bound, why = limit.bound, limit.name
     wrk_cores = (g.load_cpu_s.median or 0) / (g.window_s.median or 1)
     cores = cpus - wrk_cores if d.cores_one_worker > GIL_FREE_CORES else min(g.cell.workers, cpus - wrk_cores)
@@ -179,12 +187,26 @@ def predict(d: PathDiagnosis, g: Group, cpus: int, snapshots: list[dict[str, Any
         per_s, bound = cores / d.cpu_per_request_s, Bound.CPU
         why = f"CPU: {cores:.2f} cores / {format_seconds(d.cpu_per_request_s)} per request"
     measured = g.requests_per_sec.median or 0.0
-    if measured < STARVED_SHARE * per_s and (stalled := starved(snapshots, max(spread))):
+    # The server's own answers in the window: the client's count also misses those its timeout dropped.
+    answered = [n for n in g.server_completed if n is not None]
+    served_per_s = sorted(answered)[len(answered) // 2] / (g.window_s.median or 1) if answered else measured
+    if served_per_s < STARVED_SHARE * per_s and (stalled := starved(snapshots, max(spread))):
         bound, why = Bound.STARVED, stalled
+    # Queued behind a limit, a request waits its worker's connections / limit waves of S; past wrk's
+    # timeout, wrk drops it and asks again while the server still answers it: what the path gives
+    # is then the server's count, not wrk's. (A held loop accepts no connection: those the counters
+    # have not seen are shared out evenly.)
+    unseen = max(0, g.connections - sum(spread)) / len(spread)
+    held = [c + unseen for c in spread if c + unseen]
+    wait = max(((c / min(c, limit.per_worker) if limit else 1) for c in held), default=0) * d.service_s
+    if wait > g.cell.timeout and answered and measured < (1 - CPU_CLOSE) * served_per_s:
+        why += f"; each request waits {wait:.3g} s, past wrk's {g.cell.timeout} s timeout: measured is what the"
+        why += f" server answered (wrk counted {measured:.4g}/s)"
+        return Point(g, served_per_s, per_s, bound, why, measured)
     return Point(g, measured, per_s, bound, why)
 
 
-# Far fewer answers than the limits allow, with every thread and every pooled connection taken.
+# The server answered far fewer than the limits allow, with every thread and every pooled connection taken.
 STARVED_SHARE = 0.5
 GIL_FREE_CORES = 1.2  # one worker above this many cores ran threads outside the GIL
 
@@ -210,6 +232,19 @@ def starved(snapshots: list[dict[str, Any]], connections: int) -> str:
     return ""
 
 
+# Below this many answers in its window, one request more or less moves 1 / (req/s) by over 5%.
+FEW_ANSWERS = 20
+
+
+def service_time(alone: Group) -> float | None:
+    """S, from the cell at 1 connection: one over its answers a second (each request's cycle, the
+    client's share in it); from wrk's mean latency when the window held too few answers to count."""
+    rps, latency = alone.requests_per_sec.median, alone.latency_avg_s.median
+    if rps and rps * (alone.window_s.median or 0) >= FEW_ANSWERS:
+        return 1 / rps
+    return latency or (1 / rps if rps else None)
+
+
 def diagnose(run_dir: Path, groups: list[Group], cpus: int) -> list[PathDiagnosis]:
     diagnoses = []
     for path in dict.fromkeys(g.cell.path for g in groups if g.cell.path):
@@ -217,7 +252,6 @@ def diagnose(run_dir: Path, groups: list[Group], cpus: int) -> list[PathDiagnosi
         alone = min(mine, key=lambda g: (g.cell.workers, g.connections or 0))
         at_stop = {id(g): stop_snapshots(run_dir, g) for g in mine}
         snapshots = [s for g in mine for s in at_stop[id(g)]]
-        rps = alone.requests_per_sec.median
         # The CPU a request costs, from the one worker that answered the most (its loop the busiest),
         # as the calibration pass takes it for app.py's cells: alone, the counters' own idle work weighs.
         one_worker = [g for g in mine if g.cell.workers == 1]
@@ -225,7 +259,7 @@ def diagnose(run_dir: Path, groups: list[Group], cpus: int) -> list[PathDiagnosi
         cpu = busiest.server_cpu_per_request_s.median
         route = route_of(snapshots, path)
         d = PathDiagnosis(
-            path, kind_of(route), route.get("route") if route else None, 1 / rps if rps else None, cpu, busiest
+            path, kind_of(route), route.get("route") if route else None, service_time(alone), cpu, busiest
         )
         d.cores_one_worker = max(
             ((g.server_cpu_s.median or 0) / (g.window_s.median or 1) for g in one_worker), default=0
@@ -288,18 +322,14 @@ def close_mark(p: Point) -> str:
     return "✓" if abs(p.measured_per_s - p.predicted_per_s) <= CPU_CLOSE * p.predicted_per_s else "✗"
 
 
-def terminal(diagnoses: list[PathDiagnosis]) -> str:
-    """The same lines in TERMINAL_WIDTH columns, each continued on indented lines."""
+def terminal(markdown: str) -> str:
+    """MARKDOWN's lines in TERMINAL_WIDTH columns, each continued on indented lines."""
     indent = "      "
-    return "\n".join(
-        part for line in text(diagnoses).splitlines() for part in (wrapped(line, indent) if line else [""])
-    )
+    return "\n".join(part for line in markdown.splitlines() for part in (wrapped(line, indent) if line else [""]))
 
 
-def write(run_dir: Path, groups: list[Group], cpus: int) -> str:
-    """diagnosis.md in RUN_DIR for a run of your app (nothing for app.py's sets); the terminal's text."""
+def write(run_dir: Path, groups: list[Group], cpus: int) -> None:
+    """diagnosis.md in RUN_DIR for a run of your app (nothing for app.py's sets)."""
     diagnoses = diagnose(run_dir, groups, cpus)
-    if not diagnoses:
-        return ""
-    (run_dir / files.DIAGNOSIS_MD).write_text(f"# {run_dir.name}: where each path stops\n\n{text(diagnoses)}")
-    return terminal(diagnoses)
+    if diagnoses:
+        (run_dir / files.DIAGNOSIS_MD).write_text(f"# {run_dir.name}: where each path stops\n\n{text(diagnoses)}")

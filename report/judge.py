@@ -122,11 +122,12 @@ def closed_loop(cell: Cell, m: Measured, facts: RunFacts, cpu_bound: bool | None
     postgres_full = postgres_measured_full(v, cell, m, facts)
     v.measured_over_predicted = round((m.requests_ok or 0) / predicted.requests, 3) if predicted.requests else None
     if v.expected_requests is None:  # sleep 0 and no calibration: only a CPU can be the limit
-        v.bound, v.bound_by = (
-            (Bound.CPU, cpu)
-            if cpu_bound
-            else (Bound.UNEXPLAINED, f"unexplained: no CPU saturated ({cpu}){loop_figures(m)}")
-        )
+        if cpu_bound:
+            v.bound, v.bound_by = Bound.CPU, cpu
+        elif cell.path:  # your app's path: the diagnosis reads its limits from the counters
+            v.bound, v.bound_by = Bound.YOUR_APP, f"see the diagnosis ({cpu})"
+        else:
+            v.bound, v.bound_by = Bound.UNEXPLAINED, f"unexplained: no CPU saturated ({cpu}){loop_figures(m)}"
         return v
     v.predicted_late_requests = predicted.late_requests
     check_against_the_band(v, m, late)

@@ -35,7 +35,7 @@ def plot(run_dir: Path, groups: list[Group]) -> Path:
     closed = [g for g in groups if g.cell.rate is None]
     open_loop = [g for g in groups if g.cell.rate is not None]
     servers = len({g.cell.server for g in closed}) > 1 or any(g.cell.server != "gunicorn" for g in closed)
-    by_line = _lines(closed, lambda g: (g.cell.label(), g.cell.url_path[1:], g.cell.sleep))
+    by_line = _lines(closed, lambda g: (g.cell.label(), g.cell.counted_as, g.cell.sleep))
     sweep = any(len({g.connections for g in line}) > 1 for line in by_line.values())
     if open_loop:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), dpi=110)
@@ -65,7 +65,7 @@ def plot(run_dir: Path, groups: list[Group]) -> Path:
 
 def _sweep(ax: Any, groups: list[Group]) -> None:
     for (config, endpoint, _), line in _lines(
-        groups, lambda g: (g.cell.label(), g.cell.url_path[1:], g.cell.sleep)
+        groups, lambda g: (g.cell.label(), g.cell.counted_as, g.cell.sleep)
     ).items():
         line.sort(key=lambda g: g.connections or 0)
         x = [g.connections for g in line]
@@ -87,11 +87,11 @@ def _bars(ax: Any, groups: list[Group]) -> None:
         return g.cell.label() if one_load else f"{g.cell.label()}\nc={g.connections} sleep {g.cell.sleep:g}s"
 
     categories = list(dict.fromkeys(_category(g) for g in groups))
-    endpoints = list(dict.fromkeys(g.cell.url_path[1:] for g in groups))
+    endpoints = list(dict.fromkeys(g.cell.counted_as for g in groups))
     width = 0.8 / len(endpoints)
     for i, endpoint in enumerate(endpoints):
         for j, category in enumerate(categories):
-            g = next((g for g in groups if _category(g) == category and g.cell.url_path[1:] == endpoint), None)
+            g = next((g for g in groups if _category(g) == category and g.cell.counted_as == endpoint), None)
             if g is None:
                 continue
             x = j + (i - (len(endpoints) - 1) / 2) * width
@@ -159,7 +159,7 @@ def _spread(ax: Any, groups: list[Group]) -> None:
 
 
 def _open_loop(axes: Any, groups: list[Group]) -> None:
-    for (config, endpoint), line in _lines(groups, lambda g: (g.cell.label(), g.cell.url_path[1:])).items():
+    for (config, endpoint), line in _lines(groups, lambda g: (g.cell.label(), g.cell.counted_as)).items():
         line.sort(key=lambda g: g.offered_fraction or 0)
         x = [g.offered_fraction for g in line]
         drawn = axes[0].plot(

@@ -205,7 +205,7 @@ class Window:
 
 
 def server_side(where: files.CellFiles, cell: Cell) -> ServerSide | None:
-    endpoint = cell.url_path[1:]  # what the counters count it under (a path of your app's, or app.py's)
+    endpoint = cell.counted_as
     stop = parse.worker_snapshots(where.stats(), files.STOP)
     if not stop:
         return None

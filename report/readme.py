@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from core import files
-from core.knobs import KNOBS, MACHINE_KNOBS
+from core.knobs import KNOBS, MACHINE_KNOBS, YOUR_APP_KNOBS
 from core.servers import SERVERS
 
+from . import diagnosis
 from .findings import NOT_REPRODUCED, Claim, Finding, concurrency, evaluate, seed
 from .findings.common import DEFAULT_THREAD_LIMIT, ORIGINAL, PLAIN, matches, predicted
 from .pages import PAGES, link, page, page_of, unexplained
@@ -62,6 +63,10 @@ def answer(found: list[Claim | str]) -> list[Claim | str]:
     return lines
 
 
+def answered(claim: Claim | str) -> bool:
+    return isinstance(claim, Claim) and claim.finding in {finding.name for finding, _ in ANSWERS}
+
+
 def comparison_table(groups: list[Group]) -> str:
     lines = [
         "| config | endpoint | original: requests | req/s | latency avg | timeouts "
@@ -100,7 +105,11 @@ def comparison_table(groups: list[Group]) -> str:
 
 
 def knobs_table() -> str:
-    knobs = ", ".join(f"`{name}` ({knob.default or '-'})" for name, knob in KNOBS.items() if name not in MACHINE_KNOBS)
+    knobs = ", ".join(
+        f"`{name}` ({knob.default or '-'})"
+        for name, knob in KNOBS.items()
+        if name not in MACHINE_KNOBS | YOUR_APP_KNOBS
+    )
     lines = [
         f"Knobs, with the seed set's defaults (`./benchmark.sh --help` says what each sets): {knobs}.",
         "",
@@ -137,7 +146,8 @@ def sections(results: Path) -> tuple[dict[str, str], dict[str, str], list[Claim]
     text = {
         "answer": "\n".join(answer_lines) + "\n",
         "original": comparison_table(runs["seed"].groups) if "seed" in runs else "No seed reference run yet.\n",
-        "findings": "\n".join(finding_line(c) for c in found) + "\n",
+        # The answer's five lines are findings too: listed there, not twice.
+        "findings": "\n".join(finding_line(c) for c in found if not answered(c)) + "\n",
         "knobs": knobs_table(),
         # Each page opens with its set's purpose.
         "pages": "The per-set pages: "
@@ -146,9 +156,35 @@ def sections(results: Path) -> tuple[dict[str, str], dict[str, str], list[Claim]
         )
         + ".\n",
         "open": open_summary(runs),
+        "yours": your_app_example(runs),
     }
     pages = {page_of(name): page(name, runs, checked) for name in PAGES}
     return text, pages, checked + [line for line in answers if isinstance(line, Claim)]
+
+
+def your_app_example(runs: Runs) -> str:
+    """What --app found on the sample app: each path's limit at one worker's heaviest load, checked
+    against its prediction as the diagnosis checks it."""
+    run = runs.get("sample")
+    if run is None:
+        return "No run of the sample app yet.\n"
+    lines: list[str] = []
+    loads: set[int] = set()
+    for d in diagnosis.diagnose(run.run_dir, run.groups, int(run.environment["cpu_count"])):
+        for p in d.binding:
+            if p.group.cell.workers == 1:
+                loads.add(p.group.connections or 0)
+                lines.append(
+                    f"- `{d.path}` ({d.kind.split(' ')[0]}): {p.why.split(';')[0]}; {p.predicted_per_s:.4g} "
+                    f"predicted, {p.measured_per_s:.4g} {measured(p)} {diagnosis.close_mark(p)}"
+                )
+    load = " and ".join(str(n) for n in sorted(loads))
+    first = f"One worker, {load} connections, req/s ([the diagnosis]({page_of('sample')}#diagnosis)):"
+    return "\n".join([first, "", *lines]) + "\n"
+
+
+def measured(p: diagnosis.Point) -> str:
+    return "measured" if p.wrk_per_s is None else f"served (wrk {p.wrk_per_s:.3g}: past its timeout)"
 
 
 def open_summary(runs: Runs) -> str:

@@ -323,7 +323,7 @@ def run(
         if not options.quiet:
             print()
             print(tables.compact_table(groups), end="")
-            diagnosed = summary.diagnosis_text(run_dir, groups)
+            diagnosed = summary.diagnosis_text(run_dir)
             if diagnosed:
                 print(f"\n{diagnosed}\nDiagnosis: {run_dir / files.DIAGNOSIS_MD}")
         print(f"Full table: {run_dir / files.SUMMARY_MD}")

@@ -315,3 +315,59 @@ def drop_app_copy_if_committed(run_dir: Path, commit: str) -> None:
     for command in run_dir.glob("**/*.cmd"):
         words = [str(ROOT) if word == str(run_dir) else word for word in shlex.split(command.read_text())]
         command.write_text(shlex.join(words) + "\n")
+
+
+def wait_drained(stats_dir: Path, since: float, limit_s: float) -> None:
+    """Until every worker's counters, dumped after SINCE, show no request in flight (at most LIMIT_S):
+    the warm-up's requests queued in a slow path would take seconds of the measured window."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        dumps = [json.loads(p.read_text()) for p in files.worker_files(stats_dir, "")]
+        if dumps and all(d["time"] > since and d["in_flight"] == 0 for d in dumps):
+            return
+        time.sleep(0.1)
+
+
+def remove_snapshot_requests(stats_dirs: list[Path]) -> None:
+    for stats_dir in stats_dirs:  # a role without counters has no such directory: nothing to remove
+        for request in stats_dir.glob(files.SNAPSHOT_REQUEST.format(name="*")):
+            request.unlink()
+
+
+# ---------------------------------------------------------------- profiles (PROFILE=1)
+
+
+def start_profile(stack, cell_dir: Path, server_pid: int, seconds: int, lock, rate_hz: int) -> subprocess.Popen:
+    """One py-spy on the server's main process and, through --subprocesses, on each of its workers,
+    sampling over the measured window into profile.svg (each process a tower of its own, by function)."""
+    from .process import started
+
+    svg = files.CellFiles(cell_dir).profile()
+    command = [f"{Path(sys.executable).parent}/py-spy", "record", "--nonblocking", "--subprocesses", "--function"]
+    command += ["--rate", str(rate_hz), "--duration", str(seconds), "--format", "flamegraph"]
+    command += ["--output", str(svg), "--pid", str(server_pid)]
+    log = files.CellFiles(cell_dir).profile_log()
+    return stack.enter_context(started(command, log, dict(os.environ), lock))
+
+
+def profile_written(profiler: subprocess.Popen, svg: Path, profiling: bool) -> bool:
+    """Wait for py-spy to write its flame graph; one that could not attach is one line, not a failure:
+    whether the run goes on profiling."""
+    log = files.CellFiles(svg.parent).profile_log()
+    try:
+        profiler.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    if svg.exists():
+        log.unlink()
+        return profiling
+    if profiling:
+        why = next(
+            (line for line in reversed(log.read_text(errors="replace").splitlines()) if line.strip()), "no output"
+        )
+        print(
+            f"PROFILE=1: py-spy could not profile the server ({why}); it needs root or "
+            "ptrace rights on Linux, sudo on macOS: going on without profiles",
+            file=sys.stderr,
+        )
+    return False

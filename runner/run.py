@@ -23,7 +23,6 @@ from core import cell as cells_tsv
 from core import files
 from core.calibration import calibration_cells
 from core.cell import Cell
-from core.knobs import BadInput
 from core.servers import SERVERS, Where
 from core.sets import PER_CELL_OVERHEAD_S, Settings, cell_seconds, minutes, run_seconds
 
@@ -260,53 +259,7 @@ class Run:
             f"http://{self.s.host}:{self.s.port}{cell.url_path}",
         ]
 
-    # ------------------------------------------------------------ profiles (PROFILE=1)
-
-    def profile(self, stack: ExitStack, cell_dir: Path, server_pid: int, seconds: int) -> subprocess.Popen:
-        """One py-spy on the server's main process and, through --subprocesses, on each of its workers,
-        sampling over the measured window into profile.svg (each process a tower of its own, by function)."""
-        svg = files.CellFiles(cell_dir).profile()
-        command = [
-            f"{self.venv_bin}/py-spy",
-            "record",
-            "--nonblocking",
-            "--subprocesses",
-            "--function",
-            "--rate",
-            str(PROFILE_RATE_HZ),
-            "--duration",
-            str(seconds),
-            "--format",
-            "flamegraph",
-            "--output",
-            str(svg),
-            "--pid",
-            str(server_pid),
-        ]
-        log = files.CellFiles(cell_dir).profile_log()
-        return stack.enter_context(started(command, log, dict(os.environ), self.lock))
-
-    def profile_written(self, profiler: subprocess.Popen, svg: Path) -> None:
-        """Wait for py-spy to write its flame graph; one that could not attach is one line, not a failure."""
-        log = files.CellFiles(svg.parent).profile_log()
-        try:
-            profiler.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        if svg.exists():
-            log.unlink()
-        elif self.profiling:
-            why = next(
-                (line for line in reversed(log.read_text(errors="replace").splitlines()) if line.strip()), "no output"
-            )
-            print(
-                f"PROFILE=1: py-spy could not profile the server ({why}); it needs root or "
-                "ptrace rights on Linux, sudo on macOS: going on without profiles",
-                file=sys.stderr,
-            )
-            self.profiling = False
-
-    # ------------------------------------------------------------ one cell
+        # ------------------------------------------------------------ one cell
 
     def run_cell(self, index: int, total: int, cell: Cell, profiling: bool = False, calibrating: bool = False) -> None:
         """One cell on a fresh server; with PROFILING, one more run of a measured cell, under py-spy,
@@ -325,7 +278,7 @@ class Run:
         self.serving = {}
         with ExitStack() as stack:
             # Last, once every server has stopped: the requests for snapshots are no one's raw data.
-            stack.callback(remove_snapshot_requests, [where.stats(role) for role in ("server", *BACKENDS)])
+            stack.callback(record.remove_snapshot_requests, [where.stats(role) for role in ("server", *BACKENDS)])
             roles, handed = {}, {}
             for name, backend in BACKENDS.items():
                 if backend.serves(cell):
@@ -340,10 +293,16 @@ class Run:
             ).pid
             if cell.warmup:  # unmeasured: connect storm and first-request costs stay out of the cell
                 self.load(cell_dir, "warmup", self.load_command(cell, cell.warmup, cell_dir), cell.warmup)
-                # The warm-up's last requests finish before the measured window (at no sleep, at once).
-                time.sleep(cell.sleep + 1 if cell.sleep else 0.5)
+                if cell.path and stats:  # your app's: how long its requests take is what it measures
+                    record.wait_drained(stats, time.time(), cell.timeout)
+                else:  # The warm-up's last requests finish before the measured window (at no sleep, at once).
+                    time.sleep(cell.sleep + 1 if cell.sleep else 0.5)
             record.snapshot(cell_dir, files.START, cell.workers, cell.stats, roles, database)
-            profiler = self.profile(stack, cell_dir, roles["server"], cell.duration) if profiling else None
+            profiler = (
+                record.start_profile(stack, cell_dir, roles["server"], cell.duration, self.lock, PROFILE_RATE_HZ)
+                if profiling
+                else None
+            )
             self.load(
                 cell_dir,
                 "httperf" if cell.open_loop else "wrk",
@@ -353,7 +312,7 @@ class Run:
             record.snapshot(cell_dir, files.STOP, cell.workers, cell.stats, roles, database)
             self.check_still_serving(cell)
             if profiler:
-                self.profile_written(profiler, where.profile())
+                self.profiling = record.profile_written(profiler, where.profile(), self.profiling)
         if profiling:
             svg = where.profile()
             print(f"[profile] {cell.name}: {svg.relative_to(self.run_dir) if svg.exists() else 'none'}", flush=True)
@@ -380,22 +339,9 @@ class Run:
             self.to_profile.setdefault(replace(cell, round=1, name=""), cell)
         self.overhead_seen += time.monotonic() - began - cell.duration - cell.warmup
 
-    def set_up_your_app(self) -> None:
-        """APP_SETUP, then HEADERS filled from it; where the app needed either or APP_DB, the check the
-        runner otherwise makes before anything starts (checks.check_app_answers) is made now."""
-        from .checks import check_app_answers
-
-        printed = yours.set_up(self.s, self.run_dir, self.your_env, self.lock)
-        try:
-            self.headers = yours.headers(self.s, printed)
-            if self.s.text["APP_SETUP"] or self.s.base.app_db:
-                check_app_answers(self.s, {**self.your_env, **yours.check_requests(self.s, self.headers)})
-        except BadInput as error:
-            raise Failed(str(error)) from None
-
     def run(self) -> None:
         if self.s.requests:
-            self.set_up_your_app()
+            self.headers = yours.prepare(self.s, self.run_dir, self.your_env, self.lock)
         total = len(self.cells) * self.s.repeat
         digits = max(2, len(str(total)))
         self.left_s = run_seconds(self.s, self.cells)
@@ -417,9 +363,3 @@ class Run:
         for cell in self.to_profile.values():
             if self.profiling:
                 self.run_cell(0, 0, cell, profiling=True)
-
-
-def remove_snapshot_requests(stats_dirs: list[Path]) -> None:
-    for stats_dir in stats_dirs:  # a role without counters has no such directory: nothing to remove
-        for request in stats_dir.glob(files.SNAPSHOT_REQUEST.format(name="*")):
-            request.unlink()

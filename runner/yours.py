@@ -54,6 +54,21 @@ def set_up(s: Settings, run_dir: Path, env: dict[str, str], lock: Lock) -> dict[
     return dict(printed)
 
 
+def prepare(s: Settings, run_dir: Path, env: dict[str, str], lock: Lock) -> list[tuple[str, str]]:
+    """APP_SETUP, then HEADERS filled from it; where the app needed either or APP_DB, the check the
+    runner otherwise makes before anything starts (checks.check_app_answers) is made now."""
+    from .checks import check_app_answers
+
+    printed = set_up(s, run_dir, env, lock)
+    try:
+        filled = headers(s, printed)
+        if s.text["APP_SETUP"] or s.base.app_db:
+            check_app_answers(s, {**env, **check_requests(s, filled)})
+    except BadInput as error:
+        raise Failed(str(error)) from None
+    return filled
+
+
 def headers(s: Settings, printed: dict[str, str]) -> list[tuple[str, str]]:
     """HEADERS as (name, value), each $NAME from APP_SETUP's output, APP_ENV or the environment."""
     values = {**os.environ, **s.app_env, **printed}

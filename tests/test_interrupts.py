@@ -86,8 +86,13 @@ def test_after_sigkill_the_next_run_stops_what_the_killed_one_left(port, results
     def load_generators() -> list[int]:
         return [p.pid for p in psutil.process_iter(["cmdline"]) if f":{port}/" in " ".join(p.info["cmdline"] or [])]
 
+    def recorded() -> bool:
+        """wrk runs, and the lock lists its session (the runner records it just after starting it)."""
+        target = os.readlink(lock) if lock.is_symlink() else ""
+        return any(f" {pid}@" in target for pid in load_generators())
+
     deadline = time.monotonic() + 10
-    while not load_generators() and time.monotonic() < deadline:  # wrk starts just after the start snapshot
+    while not recorded() and time.monotonic() < deadline:  # wrk starts just after the start snapshot
         time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)  # no clean-up runs: its server and its wrk go on
     killed.wait(timeout=10)

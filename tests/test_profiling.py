@@ -56,16 +56,14 @@ def test_profile_runs_a_cpu_bound_cell_once_more_under_py_spy_after_the_measured
 
 def test_a_profiler_that_cannot_attach_is_one_line_and_the_run_goes_on(tmp_path, capsys):
     from runner.process import started
-    from runner.run import Run
+    from runner.record import profile_written
 
-    run = Run.__new__(Run)  # only what profile_written reads
-    run.profiling = True
     gone = subprocess.Popen(["true"])
     gone.wait()
     svg = tmp_path / "profile.svg"
     command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(gone.pid), "--output", str(svg)]
     with started(command, svg.with_suffix(".log"), dict(os.environ)) as profiler:
-        run.profile_written(profiler, svg)
-        run.profile_written(profiler, svg)  # said once
+        profiling = profile_written(profiler, svg, True)
+        assert profile_written(profiler, svg, profiling) is False  # said once
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("PROFILE=1: py-spy could not profile the server ("), lines

@@ -178,7 +178,7 @@ def test_an_app_shaped_like_the_full_stack_template_runs_end_to_end(port, result
         "app.main:app",
         APP_DIR=str(FULLSTACK),
         APP_DB="1",
-        APP_SETUP="python -m app.prestart && ./login.sh",
+        APP_SETUP="python -m app.prestart && python -m app.login",
         HEADERS="Authorization: Bearer $TOKEN",
         PATHS=f"/api/v1/users/me /api/v1/items/ POST /api/v1/login/access-token @{FULLSTACK / 'login.json'}",
         CONFIGS="1x1",
@@ -235,3 +235,47 @@ def test_bad_input_about_what_your_app_needs_is_one_line_before_anything_starts(
 def test_app_db_and_the_rest_belong_to_the_app_set(port, results):
     out = run_benchmark(port, results, "--set", "seed", APP_DB="1")
     assert out.returncode == 2 and "APP_DB is for your own app" in out.stderr, out.stderr
+
+
+def test_app_py_itself_served_as_your_app_is_diagnosed_as_the_model_predicts_its_cells(port, results, tmp_path):
+    """The benchmark's own app through --app: at each config's heaviest load, the limit the diagnosis
+    finds from the counters alone is the one core/model.py predicts for the same cell from
+    core/endpoints.py (the thread limiter for /sync on one worker, the client on four, the pool for
+    /sync-db, the client for /async)."""
+    from core.model import predict
+    from report import diagnosis, summary
+    from report.read import RunFacts
+
+    env_file = tmp_path / "app.env"
+    env_file.write_text("SLEEP_SECONDS=0.5\n")
+    out = run_benchmark(
+        port,
+        results,
+        "--app",
+        "app:app",
+        APP_DIR=str(ROOT),
+        APP_DB="1",
+        APP_ENV=str(env_file),
+        PATHS="/sync /async /sync-db",
+        CONNECTIONS="1 100",
+        DURATION="3s",
+        TIMEOUT="3s",
+        WARMUP="1",
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    run_dir = only_run_dir(results)
+    _, groups = summary.summarise_run(run_dir)
+    found = diagnosis.diagnose(run_dir, groups, RunFacts(run_dir).cpus)
+    assert [d.path for d in found] == ["/sync", "/async", "/sync-db"]
+    checked = []
+    for d in found:
+        for point in d.binding:
+            cell = point.group.cell
+            spread = next((c for c in point.group.connections_per_worker if c), None)
+            model = predict(
+                d.path[1:], cell.workers, point.group.connections, 0.5, cell.duration, wrk_threads=1,
+                connections_per_worker=spread,
+            )  # fmt: skip
+            checked.append((d.path, cell.workers, point.bound.name, model.bound.name))
+    assert all(diagnosed == modelled for *_, diagnosed, modelled in checked), checked
+    assert ("/sync", 1, "THREADS", "THREADS") in checked and ("/sync-db", 1, "DB_POOL", "DB_POOL") in checked
