@@ -230,7 +230,8 @@ class WorkerStats:
     def write(self, name: str) -> None:
         # Named at write time: with gunicorn --preload the app is imported once, in the master.
         path = self.directory / name.format(pid=os.getpid())
-        temporary = path.with_name(path.name + ".tmp")
+        # One temporary file per thread: the dump thread and the lifespan's last write may overlap.
+        temporary = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
         temporary.write_text(json.dumps(self.snapshot(), sort_keys=True) + "\n")
         temporary.replace(path)
 
