@@ -204,4 +204,10 @@ def read_json(path: Path) -> Report | None:
 
 def worker_snapshots(stats_dir: Path, name: str) -> list[Report]:
     """One dict per worker: the counters it wrote when asked for snapshot NAME ("" = its last dump)."""
-    return [json.loads(p.read_text()) for p in worker_files(stats_dir, name)]
+    snapshots = []
+    for p in worker_files(stats_dir, name):
+        try:
+            snapshots.append(json.loads(p.read_text()))
+        except ValueError as error:  # a failed run, set aside, rather than a traceback
+            raise ParseError(f"{p}: not one JSON document ({error})") from None
+    return snapshots
