@@ -1,0 +1,1 @@
+wrk -t1 -c100 -d2s --timeout 10s http://127.0.0.1:8000/health
