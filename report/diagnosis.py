@@ -73,6 +73,11 @@ class PathDiagnosis:
     errors: dict[str, int] = field(default_factory=dict)  # exceptions that escaped the app
 
     @property
+    def handler_kind(self) -> str:
+        """`def`, `async def`, or ASGI (not a FastAPI route)."""
+        return next((k for k in ("async def", "def") if self.kind.startswith(k + " ")), "ASGI")
+
+    @property
     def binding(self) -> list[Point]:
         """At each config, the point with the most connections: where the load is heaviest."""
         heaviest: dict[str, Point] = {}
@@ -201,7 +206,7 @@ def predict(d: PathDiagnosis, g: Group, cpus: int, snapshots: list[dict[str, Any
     wait = max(((c / min(c, limit.per_worker) if limit else 1) for c in held), default=0) * d.service_s
     if wait > g.cell.timeout and answered and measured < (1 - CPU_CLOSE) * served_per_s:
         why += f"; each request waits {wait:.3g} s, past wrk's {g.cell.timeout} s timeout: measured is what the"
-        why += f" server answered (wrk counted {measured:.4g}/s)"
+        why += f" server answered (wrk counted {per_second(measured)}/s)"
         return Point(g, served_per_s, per_s, bound, why, measured)
     return Point(g, measured, per_s, bound, why)
 
@@ -302,18 +307,25 @@ def text(diagnoses: list[PathDiagnosis]) -> str:
             g = p.group
             out.append(
                 f"- binds at {g.cell.label()}, {g.connections} connections: {p.why}; "
-                f"{p.predicted_per_s:.4g} req/s predicted, {p.measured_per_s:.4g} measured {close_mark(p)}; "
+                f"{per_second(p.predicted_per_s)} req/s predicted, {per_second(p.measured_per_s)} measured "
+                f"{close_mark(p)}; "
                 f"what moves it: {MOVED_BY.get(p.bound, '-')}"
             )
         for p in d.points:
             late = p.group.timeouts.median
             late_text = f", {late:g} past wrk's {p.group.cell.timeout} s timeout" if late else ""
             out.append(
-                f"  - {p.group.cell.workers}w c={p.group.connections}: {p.measured_per_s:.4g} req/s{late_text}, "
-                f"predicted {p.predicted_per_s:.4g} {close_mark(p)} ({p.why})"
+                f"  - {p.group.cell.workers}w c={p.group.connections}: "
+                f"{per_second(p.measured_per_s)} req/s{late_text}, "
+                f"predicted {per_second(p.predicted_per_s)} {close_mark(p)} ({p.why})"
             )
         out.append("")
     return "\n".join(out)
+
+
+def per_second(rate: float) -> str:
+    """A rate with four figures, whole above 1000 (not 1.343e+04)."""
+    return f"{rate:.0f}" if rate >= 1000 else f"{rate:.4g}"
 
 
 def close_mark(p: Point) -> str:

@@ -175,8 +175,9 @@ def your_app_example(runs: Runs) -> str:
             if p.group.cell.workers == 1:
                 loads.add(p.group.connections or 0)
                 lines.append(
-                    f"- `{d.path}` ({d.kind.split(' ')[0]}): {p.why.split(';')[0]}; {p.predicted_per_s:.4g} "
-                    f"predicted, {p.measured_per_s:.4g} {measured(p)} {diagnosis.close_mark(p)}"
+                    f"- `{d.path}` ({d.handler_kind}): {p.why.split(';')[0]}; "
+                    f"{diagnosis.per_second(p.predicted_per_s)} predicted, "
+                    f"{diagnosis.per_second(p.measured_per_s)} {measured(p)} {diagnosis.close_mark(p)}"
                 )
     load = " and ".join(str(n) for n in sorted(loads))
     first = f"One worker, {load} connections, req/s ([the diagnosis]({page_of('sample')}#diagnosis)):"
