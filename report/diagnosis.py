@@ -64,6 +64,7 @@ class PathDiagnosis:
     service_s: float | None  # S: one request alone
     cpu_per_request_s: float | None  # the server's CPU per answer where one worker answered the most
     cpu_from: Group | None
+    groups: list[Group] = field(default_factory=list)  # its cells, the one S is timed in first
     limits: list[Limit] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
     # The most cores one worker used: over 1, its threads ran outside the GIL (hashing, say), and
@@ -180,7 +181,7 @@ def predict(d: PathDiagnosis, g: Group, cpus: int, snapshots: list[dict[str, Any
     at_once = sum(min(c, limit.per_worker) if limit else c for c in spread)
     # wrk counts the answers that end inside its window: whole waves of S (core/model.py's count).
     per_s, bound = at_once * waves(d.service_s, g.cell.duration)[0] / g.cell.duration, Bound.CLIENT
-    why = f"client: {g.connections} connections / S"
+    why = f"client: {plural(g.connections, 'connection')} / S"
     even = sum(min(c, limit.per_worker) if limit else c for c in even_spread(g.connections, g.cell.workers))
     if at_once < min(g.connections, even):  # as core/model.py: a worker took more than its share
         bound, why = Bound.SPREAD, f"connection spread {format_spread(spread)} ({limit.name if limit else ''})"
@@ -270,6 +271,7 @@ def diagnose(run_dir: Path, groups: list[Group], cpus: int) -> list[PathDiagnosi
             ((g.server_cpu_s.median or 0) / (g.window_s.median or 1) for g in one_worker), default=0
         )
         d.statuses, d.errors = counted(snapshots, "statuses", path), counted(snapshots, "errors", path)
+        d.groups = [alone, *(g for g in mine if g is not alone)]  # S's cell first
         d.limits = limits_of(snapshots, d, mine, alone)
         d.points = [p for g in mine if (p := predict(d, g, cpus, at_stop[id(g)]))]
         diagnoses.append(d)
@@ -288,9 +290,10 @@ def text(diagnoses: list[PathDiagnosis]) -> str:
         if d.cpu_per_request_s and d.cpu_from:
             cpu = (
                 f"; {format_seconds(d.cpu_per_request_s)} of server CPU per request (1 worker, "
-                f"{d.cpu_from.connections} connections)"
+                f"{plural(d.cpu_from.connections or 0, 'connection')})"
             )
-        out.append(f"- {alone}{cpu}")
+        memory = max((g.rss_mib_per_worker_median or 0 for g in d.groups), default=0)
+        out.append(f"- {alone}{cpu}" + (f"; up to {memory:.0f} MiB per worker" if memory else ""))
         if d.cores_one_worker > GIL_FREE_CORES:
             out.append(
                 f"- 1 worker used up to {d.cores_one_worker:.2f} cores: its threads ran outside the GIL, so the "
@@ -314,6 +317,9 @@ def text(diagnoses: list[PathDiagnosis]) -> str:
         for p in d.points:
             late = p.group.timeouts.median
             late_text = f", {late:g} past wrk's {p.group.cell.timeout} s timeout" if late else ""
+            if p.group is d.groups[0]:  # where S was timed: its prediction is itself, nothing to check
+                out.append(f"  - {p.group.cell.workers}w c={p.group.connections}: S is timed here")
+                continue
             out.append(
                 f"  - {p.group.cell.workers}w c={p.group.connections}: "
                 f"{per_second(p.measured_per_s)} req/s{late_text}, "
@@ -321,6 +327,10 @@ def text(diagnoses: list[PathDiagnosis]) -> str:
             )
         out.append("")
     return "\n".join(out)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def per_second(rate: float) -> str:
