@@ -346,8 +346,7 @@ class Track:
         self.app, self.stats = app, stats
 
     async def __call__(self, scope, receive, send):
-        # Only the benchmarked paths: the runner's readiness probe is not one of the load's connections
-        # (for your app it asks a loaded path, before the start snapshot: outside the window).
+        # Only the benchmarked paths: the runner's readiness probe is not one of the load's connections.
         if scope["type"] != "http" or scope["path"] not in self.stats.counted_paths:
             return await self.app(scope, receive, send)
         stats = self.stats

@@ -240,6 +240,8 @@ def parse_paths(text: str) -> list[Request]:
             requests[-1] = replace(requests[-1], body=os.path.abspath(word[1:]))
         elif word.startswith("/") and "?" not in word and "%" not in word:
             # (the counters match the request's path as the server decodes it, without its query)
+            if word in (r.path for r in requests):
+                raise BadInput(f"PATHS names {word} twice: the counters count each path, whatever its method")
             requests.append(Request(method or "GET", word))
             method = ""
         else:

@@ -176,19 +176,23 @@ def predict(d: PathDiagnosis, g: Group, cpus: int, snapshots: list[dict[str, Any
     answered with every thread and every pooled connection taken at the end, the two starved each other."""
     if not d.service_s or g.connections is None:
         return None
-    spread = next((c for c in g.connections_per_worker if c), None) or even_spread(g.connections, g.cell.workers)
+    seen = next((c for c in g.connections_per_worker if c), None) or even_spread(g.connections, g.cell.workers)
+    # A held loop accepts no connection: those the counters have not seen are shared out evenly.
+    unseen = max(0, g.connections - sum(seen)) / len(seen)
+    spread = [c + unseen for c in seen]
     limit = min(d.limits, key=lambda limit: limit.per_worker, default=None)
     at_once = sum(min(c, limit.per_worker) if limit else c for c in spread)
     # wrk counts the answers that end inside its window: whole waves of S (core/model.py's count).
     per_s, bound = at_once * waves(d.service_s, g.cell.duration)[0] / g.cell.duration, Bound.CLIENT
     why = f"client: {plural(g.connections, 'connection')} / S"
     even = sum(min(c, limit.per_worker) if limit else c for c in even_spread(g.connections, g.cell.workers))
-    if at_once < min(g.connections, even):  # as core/model.py: a worker took more than its share
-        bound, why = Bound.SPREAD, f"connection spread {format_spread(spread)} ({limit.name if limit else ''})"
+    if limit and at_once < min(g.connections, even):  # as core/model.py: a worker took more than its share
+        bound, why = Bound.SPREAD, f"connection spread {format_spread(seen)} ({limit.name})"
     elif limit and g.connections > at_once:
         bound, why = limit.bound, limit.name
     wrk_cores = (g.load_cpu_s.median or 0) / (g.window_s.median or 1)
-    cores = cpus - wrk_cores if d.cores_one_worker > GIL_FREE_CORES else min(g.cell.workers, cpus - wrk_cores)
+    left = max(cpus - wrk_cores, 0.1)  # (wrk on every core would leave none: a ceiling, not a crash)
+    cores = left if d.cores_one_worker > GIL_FREE_CORES else min(g.cell.workers, left)
     if d.cpu_per_request_s and cores / d.cpu_per_request_s < per_s:
         per_s, bound = cores / d.cpu_per_request_s, Bound.CPU
         why = f"CPU: {cores:.2f} cores / {format_seconds(d.cpu_per_request_s)} per request"
@@ -200,10 +204,8 @@ def predict(d: PathDiagnosis, g: Group, cpus: int, snapshots: list[dict[str, Any
         bound, why = Bound.STARVED, stalled
     # Queued behind a limit, a request waits its worker's connections / limit waves of S; past wrk's
     # timeout, wrk drops it and asks again while the server still answers it: what the path gives
-    # is then the server's count, not wrk's. (A held loop accepts no connection: those the counters
-    # have not seen are shared out evenly.)
-    unseen = max(0, g.connections - sum(spread)) / len(spread)
-    held = [c + unseen for c in spread if c + unseen]
+    # is then the server's count, not wrk's.
+    held = [c for c in spread if c]
     wait = max(((c / min(c, limit.per_worker) if limit else 1) for c in held), default=0) * d.service_s
     if wait > g.cell.timeout and answered and measured < (1 - CPU_CLOSE) * served_per_s:
         why += f"; each request waits {wait:.3g} s, past wrk's {g.cell.timeout} s timeout: measured is what the"
@@ -217,7 +219,7 @@ STARVED_SHARE = 0.5
 GIL_FREE_CORES = 1.2  # one worker above this many cores ran threads outside the GIL
 
 
-def starved(snapshots: list[dict[str, Any]], connections: int) -> str:
+def starved(snapshots: list[dict[str, Any]], connections: float) -> str:
     """Where, at the window's end, some worker had every thread borrowed and a pool fully checked out,
     with at least as many connections as the two hold together: requests can then hold every
     connection while they wait for a thread for their next `def` step, while every thread waits for a
@@ -232,7 +234,7 @@ def starved(snapshots: list[dict[str, Any]], connections: int) -> str:
             if full and connections >= size + threads["size"]:
                 return (
                     f"stalled: at the end all {threads['size']} threads borrowed and all {size} connections of "
-                    f"{name} checked out, with {connections} connections a worker, at least the {size} + "
+                    f"{name} checked out, with {connections:.0f} connections a worker, at least the {size} + "
                     f"{threads['size']} they hold"
                 )
     return ""
@@ -296,8 +298,8 @@ def text(diagnoses: list[PathDiagnosis]) -> str:
         out.append(f"- {alone}{cpu}" + (f"; up to {memory:.0f} MiB per worker" if memory else ""))
         if d.cores_one_worker > GIL_FREE_CORES:
             out.append(
-                f"- 1 worker used up to {d.cores_one_worker:.2f} cores: its threads ran outside the GIL, so the "
-                "CPU's ceiling is the machine's"
+                f"- 1 worker used up to {d.cores_one_worker:.2f} cores (threads outside the GIL, or processes of "
+                "its own): the CPU's ceiling is the machine's"
             )
         answers = ", ".join(f"{status} x{n}" for status, n in d.statuses.items())
         errors = ", ".join(f"{name} x{n}" for name, n in d.errors.items())

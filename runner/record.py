@@ -321,9 +321,10 @@ def wait_drained(stats_dir: Path, since: float, limit_s: float) -> None:
     """Until every worker's counters, dumped after SINCE, show no request in flight (at most LIMIT_S):
     the warm-up's requests queued in a slow path would take seconds of the measured window."""
     deadline = time.monotonic() + limit_s
+    time.sleep(0.3)  # every live worker dumps every 0.2 s: older files are workers gone (restarted)
     while time.monotonic() < deadline:
-        dumps = [json.loads(p.read_text()) for p in files.worker_files(stats_dir, "")]
-        if dumps and all(d["time"] > since and d["in_flight"] == 0 for d in dumps):
+        fresh = [d for p in files.worker_files(stats_dir, "") if (d := json.loads(p.read_text()))["time"] > since]
+        if fresh and all(d["in_flight"] == 0 for d in fresh):
             return
         time.sleep(0.1)
 

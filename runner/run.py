@@ -48,7 +48,18 @@ APP_SETTINGS = {
     "APP_DIR",
     "PATHS",
 }
+WRAPPER_SETTINGS = {
+    "STATS_DIR",
+    "LOOP_CLOCK",
+    "THREAD_LIMIT",
+    "APP",
+    "APP_DIR",
+    "PATHS",
+}  # what runner/wrapper.py reads
 READY_TIMEOUT_S = 60
+# Your app is asked for a path it does not load (any answer, a 404 say, means it serves): its counters
+# and its routes see only what the load sends.
+READINESS_PROBE = "/fastapi-benchmark-readiness-probe"
 # py-spy samples without pausing the servers (--nonblocking), at a rate that keeps its own CPU small.
 PROFILE_RATE_HZ = 50
 
@@ -68,7 +79,9 @@ class Run:
         self.running = running or {}  # what each backend started for the run (BACKENDS), by name
         self.serving: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}  # the cell's servers, by role
         database = self.running.get("database")
-        self.secret = database.password if database else None  # left out of every recorded command
+        # Left out of every recorded command: the database's password (random, its cluster gone once the
+        # run ends) and what APP_SETUP printed for HEADERS (a token), each as its name.
+        self.secrets = {database.password: "PASSWORD"} if database else {}
         self.venv_bin = str(Path(sys.executable).parent)
         self.left_s = 0.0
         self.overhead_seen, self.overhead = 0.0, float(PER_CELL_OVERHEAD_S)
@@ -86,7 +99,8 @@ class Run:
     # ------------------------------------------------------------ servers
 
     def app_env(self, cell: Cell, stats_dir: Path | None, backends: dict[str, str]) -> dict[str, str]:
-        settings = {} if cell.path else {"SLEEP_SECONDS": f"{cell.sleep:g}"}
+        # Your app's own settings first: the runner's below win over an APP_ENV that names one of them.
+        settings = dict(self.your_env) if cell.path else {"SLEEP_SECONDS": f"{cell.sleep:g}"}
         if cell.thread_limit is not None:
             settings["THREAD_LIMIT"] = str(cell.thread_limit)
         if not cell.path:
@@ -102,12 +116,16 @@ class Run:
             settings["PYTHONPATH"] = str(record.sniffio_directory())
         if cell.path:  # your app: what runner/wrapper.py imports, the paths it counts, what the app reads
             settings.update(APP=self.s.text["APP"], APP_DIR=os.path.abspath(self.s.text["APP_DIR"]))
-            settings["PATHS"] = " ".join(dict.fromkeys(r.path for r in self.s.requests))
-            settings.update(self.your_env)
+            settings["PATHS"] = " ".join(r.path for r in self.s.requests)
         settings.update(backends)
         if self.s.server_args:
             settings["GUNICORN_CMD_ARGS"] = self.s.server_args
         return settings
+
+    def hide(self, text: str) -> str:
+        for secret, name in self.secrets.items():
+            text = text.replace(secret, name)
+        return text
 
     def serve(self, stack: ExitStack, what: str, cell: Cell, port: int, settings: dict, cell_dir: Path):
         """Start a server for CELL in the stack, record the command that replays it, wait until every worker serves."""
@@ -116,12 +134,13 @@ class Run:
         where = Where(self.venv_bin, str(self.run_dir), self.s.host, port, "wrapper:app" if yours else "app:app")
         command = server.command(cell, where)
         cpus = self.cpus("server")
-        # The database's password is left out: it was random, and its cluster is gone once the run ends.
-        shown = {k: v.replace(self.secret, "PASSWORD") if self.secret else v for k, v in settings.items()}
-        unset = [f"-u{name}" for name in sorted(APP_SETTINGS | {"GUNICORN_CMD_ARGS"}) if name not in settings]
+        shown = {k: self.hide(v) for k, v in settings.items()}
+        # Your app keeps the environment it was given (its own DATABASE_URL, say): only what the wrapper reads goes.
+        stripped = (WRAPPER_SETTINGS if yours else APP_SETTINGS) | {"GUNICORN_CMD_ARGS"}
+        unset = [f"-u{name}" for name in sorted(stripped) if name not in settings]
         replay = ["env", *unset, *(f"{k}={v}" for k, v in shown.items()), *taskset(cpus), *command]
         files.CellFiles(cell_dir).command(what).write_text(shlex.join(replay) + "\n")
-        env = {k: v for k, v in os.environ.items() if k not in APP_SETTINGS and k != "GUNICORN_CMD_ARGS"}
+        env = {k: v for k, v in os.environ.items() if k not in stripped}
         log = files.CellFiles(cell_dir).log(what)
         process = stack.enter_context(started(command, log, {**env, **settings}, self.lock, cpus))
         self.serving[what] = (process, log)
@@ -133,7 +152,7 @@ class Run:
             server,
             cell.server if what == "server" else what,
             port,
-            cell.path if yours else "/openapi.json",
+            READINESS_PROBE if yours else "/openapi.json",
             any_status=yours,
         )
         return process
@@ -189,7 +208,7 @@ class Run:
         """Run the load generator in a session of its own (wrk catches SIGINT and would let the run go
         on: the runner gets the Ctrl-C and stops it), with its own CPU and memory from os.wait4."""
         where = files.CellFiles(cell_dir)
-        where.command(name).write_text(shlex.join(command) + "\n")
+        where.command(name).write_text(shlex.join(map(self.hide, command)) + "\n")
         cpus = self.cpus("load")
         done = threading.Event()
         if self.out.countdown:
@@ -213,7 +232,8 @@ class Run:
             if cpus
             else (sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
         )
-        code = record.write_usage(where.usage(name), command, started_at, wall, status, usage, affinity)
+        shown = [self.hide(word) for word in command]
+        code = record.write_usage(where.usage(name), shown, started_at, wall, status, usage, affinity)
         if code != 0:
             raise Failed(f"{name} failed (exit {code}):\n" + where.load_output(name).read_text(errors="replace"))
 
@@ -341,7 +361,8 @@ class Run:
 
     def run(self) -> None:
         if self.s.requests:
-            self.headers = yours.prepare(self.s, self.run_dir, self.your_env, self.lock)
+            self.headers, printed = yours.prepare(self.s, self.run_dir, self.your_env, self.lock)
+            self.secrets.update({value: f"${name}" for name, value in printed.items() if len(value) >= 8})
         total = len(self.cells) * self.s.repeat
         digits = max(2, len(str(total)))
         self.left_s = run_seconds(self.s, self.cells)

@@ -215,8 +215,7 @@ class Served:
                 counts[name] = counts.get(name, 0) + 1
             raise
         finally:
-            if path not in self.extras["routes"]:
-                route = route_of(scope)
+            if path not in self.extras["routes"] and (route := route_of(scope)) is not None:
                 with stats.lock:
                     self.extras["routes"][path] = route
 

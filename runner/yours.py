@@ -7,6 +7,7 @@ import json
 import os
 import re
 import string
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def set_up(s: Settings, run_dir: Path, env: dict[str, str], lock: Lock) -> dict[
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         process = spawn(shell, log, processes, {**os.environ, **env, "PATH": path}, lock)
         process.wait(timeout=SETUP_TIMEOUT_S)
-    except TimeoutError:
+    except subprocess.TimeoutExpired:
         raise Failed(f"APP_SETUP ran past {SETUP_TIMEOUT_S} s; last lines of {log}:\n{tail(log)}") from None
     finally:
         for process in processes:
@@ -54,9 +55,11 @@ def set_up(s: Settings, run_dir: Path, env: dict[str, str], lock: Lock) -> dict[
     return dict(printed)
 
 
-def prepare(s: Settings, run_dir: Path, env: dict[str, str], lock: Lock) -> list[tuple[str, str]]:
-    """APP_SETUP, then HEADERS filled from it; where the app needed either or APP_DB, the check the
-    runner otherwise makes before anything starts (checks.check_app_answers) is made now."""
+def prepare(
+    s: Settings, run_dir: Path, env: dict[str, str], lock: Lock
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """APP_SETUP, then HEADERS filled from it (and what it printed); where the app needed either or
+    APP_DB, the check the runner otherwise makes before anything starts (checks.check_app_answers)."""
     from .checks import check_app_answers
 
     printed = set_up(s, run_dir, env, lock)
@@ -66,7 +69,7 @@ def prepare(s: Settings, run_dir: Path, env: dict[str, str], lock: Lock) -> list
             check_app_answers(s, {**env, **check_requests(s, filled)})
     except BadInput as error:
         raise Failed(str(error)) from None
-    return filled
+    return filled, printed
 
 
 def headers(s: Settings, printed: dict[str, str]) -> list[tuple[str, str]]:
@@ -76,9 +79,11 @@ def headers(s: Settings, printed: dict[str, str]) -> list[tuple[str, str]]:
     for line in s.headers:
         try:
             text = string.Template(line).substitute(values)
-        except (KeyError, ValueError) as error:
+        except KeyError as error:
             setup = " (APP_SETUP printed no such NAME=value line)" if s.text["APP_SETUP"] else ""
             raise BadInput(f"HEADERS '{line}': ${str(error).strip(chr(39))} is not set{setup}") from None
+        except ValueError:
+            raise BadInput(f"HEADERS '{line}': a $ that names nothing ($$ is a $ itself)") from None
         name, _, value = text.partition(":")
         filled.append((name.strip(), value.strip()))
     if any(r.body.endswith(".json") for r in s.requests) and "content-type" not in {n.lower() for n, _ in filled}:

@@ -199,7 +199,7 @@ def test_an_app_shaped_like_the_full_stack_template_runs_end_to_end(port, result
     # The login hashes a password (PBKDF2) on every request: CPU, in threads outside the GIL.
     login = found["/api/v1/login/access-token"]
     assert login.startswith(": def login_access_token")
-    assert "its threads ran outside the GIL" in login
+    assert "(threads outside the GIL, or processes of its own)" in login
     assert "1w c=10: " in login and "(CPU: " in login.split("1w c=10: ")[1].split("\n")[0]
     # 100 connections on 1 worker: pool (15) + threads (40) fewer than the requests held at once.
     for path in ("/api/v1/users/me", "/api/v1/items/"):
@@ -222,8 +222,20 @@ def test_an_app_shaped_like_the_full_stack_template_runs_end_to_end(port, result
         ({"PATHS": "POST /health @/nonexistent.json"}, "the body file /nonexistent.json is not a file"),
         ({"PATHS": "@body.json /health"}, "must follow the path whose body it is"),
         ({"APP_DB": "2"}, "APP_DB must be 0 or 1, got '2'"),
+        ({"PATHS": "/health POST /health"}, "PATHS names /health twice"),
+        ({"HEADERS": "X-Price: 5$"}, "a $ that names nothing"),
     ],
-    ids=["app-env", "header-form", "header-unset", "method-last", "no-body-file", "body-first", "app-db"],
+    ids=[
+        "app-env",
+        "header-form",
+        "header-unset",
+        "method-last",
+        "no-body-file",
+        "body-first",
+        "app-db",
+        "twice",
+        "dollar",
+    ],
 )
 def test_bad_input_about_what_your_app_needs_is_one_line_before_anything_starts(port, results, knobs, says):
     out = run_benchmark(port, results, "--app", "shop:app", **SHOP, **{"PATHS": "/health", **knobs})
@@ -279,3 +291,35 @@ def test_app_py_itself_served_as_your_app_is_diagnosed_as_the_model_predicts_its
             checked.append((d.path, cell.workers, point.bound.name, model.bound.name))
     assert all(diagnosed == modelled for *_, diagnosed, modelled in checked), checked
     assert ("/sync", 1, "THREADS", "THREADS") in checked and ("/sync-db", 1, "DB_POOL", "DB_POOL") in checked
+
+
+def test_your_app_keeps_the_environment_it_was_given(port, results, tmp_path):
+    """DATABASE_URL is one of app.py's settings, which the runner clears for app.py's servers; your
+    app's server keeps what the shell gave it (the check asked it with the same environment)."""
+    (tmp_path / "envapp.py").write_text(
+        "import os\n\n"
+        "from fastapi import FastAPI, HTTPException\n\n"
+        "app = FastAPI()\n\n\n"
+        "@app.get('/')\n"
+        "def root():\n"
+        "    if os.environ.get('DATABASE_URL') != 'postgresql://elsewhere/db':\n"
+        "        raise HTTPException(500, 'no DATABASE_URL')\n"
+        "    return {}\n"
+    )
+    out = run_benchmark(
+        port,
+        results,
+        "--app",
+        "envapp:app",
+        APP_DIR=str(tmp_path),
+        PATHS="/",
+        DATABASE_URL="postgresql://elsewhere/db",
+        CONFIGS="1x1",
+        CONNECTIONS="1",
+        DURATION="1s",
+        TIMEOUT="1s",
+        WARMUP="0",
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    found = sections((only_run_dir(results) / "diagnosis.md").read_text())
+    assert "answers (warm-ups included): 200 x" in found["/"] and "500 x" not in found["/"], found["/"]
